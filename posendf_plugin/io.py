@@ -1,0 +1,92 @@
+"""Atomic file writing: every output is written to a temporary file in the target folder and
+renamed into place, so an interrupted run never leaves a truncated file behind."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Union
+
+import numpy as np
+
+__all__ = ["atomic_path", "save_npz", "save_json", "save_torch", "load_npz"]
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_npz(path: PathLike, compressed: bool = True, **arrays: Any) -> Path:
+    """Atomically write ``arrays`` to ``path`` (``.npz``)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            (np.savez_compressed if compressed else np.savez)(f, **arrays)
+    return path
+
+
+def save_json(path: PathLike, obj: Mapping[str, Any]) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return path
+
+
+def save_torch(path: PathLike, obj: Any) -> Path:
+    """Atomically ``torch.save`` ``obj`` (use plain tensors/dicts so it loads with
+    ``weights_only=True``)."""
+    import torch
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
+
+
+def load_npz(path: PathLike, required: tuple = ()) -> dict:
+    """Load an ``.npz`` into a dict, with clear errors for a missing file, a corrupt file or
+    missing keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError...
+        raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise KeyError(f"{path}: missing key(s) {missing}; found {sorted(data)}")
+    return data
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
