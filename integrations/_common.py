@@ -1,0 +1,235 @@
+"""Shared pieces of the host adapters: resolving a prior, checking the host's pose layout,
+the per-sample penalty module the SMPLify family calls, and the real-vs-noisy statistics used
+to calibrate weights and compare priors.
+
+Nothing here imports a host; every host module builds on these helpers.
+Quaternions are ``(w, x, y, z)`` (see :mod:`posendf_plugin.rotations`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from posendf_plugin._checks import as_tensor
+from posendf_plugin.priors.base import PosePrior, get_prior
+from posendf_plugin.skeleton import NUM_BODY_JOINTS, POSE_LAYOUTS, to_body_quat
+
+__all__ = [
+    "PriorLike",
+    "resolve_prior",
+    "check_layout",
+    "prior_energy",
+    "HostPosePrior",
+    "add_quat_noise",
+    "SeparationStats",
+    "separation_stats",
+]
+
+#: a prior name for :func:`get_prior` or a built prior
+PriorLike = Union[str, PosePrior]
+
+SMPL_BODY_POSE_WIDTH = 69
+SMPLX_BODY_POSE_WIDTH = 63
+
+
+def resolve_prior(prior: PriorLike, prior_kwargs: Optional[Mapping] = None) -> PosePrior:
+    """Return ``prior`` itself, or build it by name with ``get_prior(name, **prior_kwargs)``.
+
+    Raises:
+        TypeError: ``prior`` is neither a name nor a :class:`PosePrior`.
+        ValueError: unknown prior name (from :func:`get_prior`).
+    """
+    if isinstance(prior, PosePrior):
+        if prior_kwargs:
+            raise ValueError(
+                f"prior_kwargs {sorted(prior_kwargs)} given together with an already built prior "
+                f"'{prior.name}'; pass either a prior name plus prior_kwargs, or a built prior alone"
+            )
+        return prior
+    if isinstance(prior, str):
+        return get_prior(prior, **dict(prior_kwargs or {}))
+    raise TypeError(
+        f"prior must be a prior name (e.g. 'posendf') or a posendf_plugin PosePrior, got "
+        f"{type(prior).__name__}"
+    )
+
+
+def _layout_name(width: int) -> str:
+    return POSE_LAYOUTS[width][0] if width in POSE_LAYOUTS else "not a known pose layout"
+
+
+def check_layout(body_pose: torch.Tensor, expected_width: Optional[int], host: str) -> None:
+    """Check that a host passed the flat axis-angle layout it declared.
+
+    Args:
+        body_pose: ``(B, W)`` tensor from the host.
+        expected_width: the width the host's body model uses (63 SMPL-X/SMPL+H, 69 SMPL), or
+            ``None`` to accept every layout :func:`to_body_quat` knows.
+        host: host name for the message.
+    Raises:
+        TypeError: not a tensor.
+        ValueError: wrong width or rank; the message names both layouts.
+    """
+    if not isinstance(body_pose, torch.Tensor):
+        raise TypeError(f"{host} passed body_pose of type {type(body_pose).__name__}; expected a torch.Tensor")
+    if expected_width is None:
+        return
+    if body_pose.ndim != 2 or body_pose.shape[-1] != expected_width:
+        got = body_pose.shape[-1] if body_pose.ndim >= 1 else None
+        raise ValueError(
+            f"{host} passed body_pose of shape {tuple(body_pose.shape)} "
+            f"({_layout_name(got) if got is not None else 'a scalar'}), but this prior was set up "
+            f"for (B, {expected_width}) = {_layout_name(expected_width)}. Build the prior for the "
+            "body model you fit (model_type='smplx'/'smplh' -> 63, 'smpl' -> 69) or pass "
+            "expected_width=None to accept any layout"
+        )
+
+
+def _module_dtype(module: nn.Module) -> Optional[torch.dtype]:
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
+def prior_energy(prior: PosePrior, body_pose: torch.Tensor) -> torch.Tensor:
+    """``prior.energy(body_pose)`` computed in the prior's own dtype, returned in the input's.
+
+    Hosts run in float64 (SMPLify-X ``float_dtype: float64``) with priors in float32; the cast
+    keeps the graph differentiable in both directions.
+
+    Returns:
+        ``(B,)`` per-sample energies, dtype of ``body_pose``.
+    """
+    dtype = _module_dtype(prior)
+    x = body_pose if dtype is None or body_pose.dtype == dtype else body_pose.to(dtype)
+    e = prior.energy(x)
+    return e.to(body_pose.dtype) if e.dtype != body_pose.dtype else e
+
+
+class HostPosePrior(nn.Module):
+    """The per-sample penalty module the SMPLify family calls as ``prior(body_pose, betas)``.
+
+    Args:
+        prior: the wrapped :class:`PosePrior`.
+        expected_width: flat axis-angle width the host's body model uses (63 or 69), or ``None``.
+        scale: multiplies the energy (lets a host keep weights tuned for another prior).
+        host: host name used in error messages.
+
+    ``forward(body_pose (B, W), betas=None) -> (B,)``: ``scale * prior.energy(body_pose)``;
+    ``betas`` is accepted for the host's signature and unused (the prior is shape-independent).
+    ``get_mean() -> (1, W)``: the SMPL rest pose (zeros), where SMPLify-X starts the fit.
+    """
+
+    def __init__(
+        self,
+        prior: PosePrior,
+        expected_width: Optional[int] = None,
+        scale: float = 1.0,
+        host: str = "host",
+    ) -> None:
+        super().__init__()
+        if not isinstance(prior, PosePrior):
+            raise TypeError(f"prior must be a PosePrior, got {type(prior).__name__}")
+        if expected_width is not None and expected_width not in POSE_LAYOUTS:
+            raise ValueError(f"expected_width must be one of {sorted(POSE_LAYOUTS)} or None, got {expected_width}")
+        if not (float(scale) > 0 and np.isfinite(scale)):
+            raise ValueError(f"scale must be a positive finite number, got {scale}")
+        self.prior = prior
+        self.expected_width = expected_width
+        self.scale = float(scale)
+        self.host = host
+
+    def forward(self, body_pose: torch.Tensor, betas: Optional[torch.Tensor] = None) -> torch.Tensor:
+        check_layout(body_pose, self.expected_width, self.host)
+        return prior_energy(self.prior, body_pose) * self.scale
+
+    def get_mean(self) -> torch.Tensor:
+        """``(1, W)`` zeros: the rest pose (W = expected width, 63 when unknown)."""
+        width = self.expected_width or NUM_BODY_JOINTS * 3
+        dtype = _module_dtype(self.prior) or torch.float32
+        return torch.zeros(1, width, dtype=dtype)
+
+    def extra_repr(self) -> str:
+        return f"prior={self.prior.name}, expected_width={self.expected_width}, scale={self.scale:g}"
+
+
+def add_quat_noise(q: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """Pose-NDF's noise model: add ``N(0, sigma^2)`` to each quaternion component, renormalise.
+
+    Args:
+        q: ``(..., 21, 4)`` unit quaternions ``(w, x, y, z)``.
+    Returns:
+        ``(..., 21, 4)`` noisy unit quaternions with ``w >= 0``.
+    """
+    noise = torch.randn(q.shape, generator=generator, dtype=q.dtype) * sigma
+    out = q + noise.to(q.device)
+    out = out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return torch.where(out[..., :1] < 0, -out, out)
+
+
+@dataclass
+class SeparationStats:
+    """How a prior's energy separates real poses from noisy copies of them.
+
+    Attributes:
+        real_mean / real_median: energy statistics on the real poses.
+        noisy_mean / noisy_median: same on the noisy copies (one entry per sigma).
+        auroc: area under the ROC curve of "energy says noisy" (one per sigma; 1.0 = perfect).
+        sigmas: the noise levels.
+    """
+
+    real_mean: float
+    real_median: float
+    noisy_mean: Dict[float, float]
+    noisy_median: Dict[float, float]
+    auroc: Dict[float, float]
+    sigmas: Sequence[float]
+
+    def gap(self, sigma: float) -> float:
+        """``noisy_mean[sigma] - real_mean``: the energy contrast a fit sees."""
+        return self.noisy_mean[sigma] - self.real_mean
+
+
+@torch.no_grad()
+def energies_on(prior: PosePrior, q: torch.Tensor, batch: int = 4096) -> np.ndarray:
+    """Energies ``(N,)`` of ``(N, 21, 4)`` quaternions, in batches, as float64 numpy."""
+    out = [prior_energy(prior, q[i:i + batch]).double().cpu().numpy() for i in range(0, len(q), batch)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def separation_stats(
+    prior: PosePrior,
+    poses,
+    sigmas: Sequence[float] = (0.1, 0.25, 0.5),
+    seed: int = 0,
+) -> SeparationStats:
+    """Energy of real poses vs. noisy copies, for each noise level.
+
+    Args:
+        prior: the prior to measure.
+        poses: real poses in any layout :func:`to_body_quat` accepts.
+        sigmas: quaternion noise levels (Pose-NDF's Gaussian noise).
+        seed: seed of the noise (same seed -> same noisy poses for every prior).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    q = to_body_quat(as_tensor(poses, "poses"), "poses").float()
+    e_real = energies_on(prior, q)
+    noisy_mean, noisy_median, auroc = {}, {}, {}
+    for i, s in enumerate(sigmas):
+        g = torch.Generator().manual_seed(seed + i)
+        e_noisy = energies_on(prior, add_quat_noise(q, float(s), g))
+        noisy_mean[float(s)] = float(e_noisy.mean())
+        noisy_median[float(s)] = float(np.median(e_noisy))
+        labels = np.r_[np.zeros(len(e_real)), np.ones(len(e_noisy))]
+        auroc[float(s)] = float(roc_auc_score(labels, np.r_[e_real, e_noisy]))
+    return SeparationStats(
+        real_mean=float(e_real.mean()), real_median=float(np.median(e_real)),
+        noisy_mean=noisy_mean, noisy_median=noisy_median, auroc=auroc,
+        sigmas=tuple(float(s) for s in sigmas),
+    )

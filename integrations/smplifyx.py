@@ -1,0 +1,300 @@
+"""Pose-NDF (and NRDF) as ``body_prior_type`` of an unmodified SMPLify-X checkout.
+
+SMPLify-X (vchoutas/smplify-x) builds its body-pose prior with
+``create_prior(prior_type=args['body_prior_type'], dtype=dtype, **args)`` (``smplifyx/main.py``)
+and, in ``fitting.SMPLifyLoss.forward`` with ``use_vposer: false``, adds
+``torch.sum(body_pose_prior(body_model_output.body_pose, body_model_output.betas)) *
+body_pose_weight ** 2``; ``fit_single_frame`` starts from ``body_pose_prior.get_mean()``.
+:func:`register` wraps ``create_prior`` so that ``prior_type='posendf'`` / ``'nrdf'`` return a
+:class:`~._common.HostPosePrior` with exactly that surface: ``forward(body_pose, betas) -> (B,)``
+and ``get_mean() -> (1, W)``.
+
+SMPLify-X is run as ``python smplifyx/main.py`` (its modules import each other as top-level
+``prior``, ``fitting`` ...) or imported as the ``smplifyx`` package; :func:`register` patches
+whichever of ``smplifyx.prior`` / ``prior`` is SMPLify-X's, plus every already-imported module
+that did ``from prior import create_prior`` (``main``, ``__main__``, ``smplifyx.main``).
+
+With ``use_vposer: true`` SMPLify-X never calls the body-pose prior (it penalises ‖z‖² of the
+VPoser latent instead), so the prior only takes effect with ``use_vposer: false``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from posendf_plugin.priors.base import PosePrior
+
+from ._common import (
+    SMPL_BODY_POSE_WIDTH,
+    SMPLX_BODY_POSE_WIDTH,
+    HostPosePrior,
+    PriorLike,
+    SeparationStats,
+    resolve_prior,
+    separation_stats,
+)
+
+__all__ = [
+    "DEFAULT_PRIORS",
+    "SMPLIFYX_DEFAULT_BODY_POSE_PRIOR_WEIGHTS",
+    "register",
+    "unregister",
+    "is_registered",
+    "build_smplifyx_prior",
+    "Calibration",
+    "calibrate_weights",
+]
+
+#: ``body_prior_type`` value -> prior name resolved with ``get_prior`` when SMPLify-X asks
+DEFAULT_PRIORS: Dict[str, PriorLike] = {"posendf": "posendf", "nrdf": "nrdf"}
+#: SMPLify-X's own default ``body_pose_prior_weights`` (cmd_parser.py, cfg_files/fit_smplx.yaml)
+SMPLIFYX_DEFAULT_BODY_POSE_PRIOR_WEIGHTS: Tuple[float, ...] = (404.0, 404.0, 57.4, 4.78)
+
+_PRIOR_MODULE_CANDIDATES = ("smplifyx.prior", "prior")
+_PATCH_ATTR = "_posendf_patch"
+_MODEL_WIDTHS = {"smpl": SMPL_BODY_POSE_WIDTH, "smplh": SMPLX_BODY_POSE_WIDTH, "smplx": SMPLX_BODY_POSE_WIDTH}
+
+_NOT_IMPORTABLE = (
+    "SMPLify-X is not importable: found neither `smplifyx.prior` nor a top-level `prior` module "
+    "with SMPLify-X's create_prior/MaxMixturePrior. Put the smplify-x checkout root on the path "
+    "(PYTHONPATH=/path/to/smplify-x, for `import smplifyx`) or its smplifyx/ folder (the "
+    "folder `python smplifyx/main.py` runs from, where main.py does `from prior import "
+    "create_prior`), e.g. sys.path.insert(0, '/path/to/smplify-x/smplifyx'), then call "
+    "register() again"
+)
+
+
+def build_smplifyx_prior(
+    prior: PriorLike,
+    model_type: Optional[str] = "smplx",
+    dtype: torch.dtype = torch.float32,
+    scale: float = 1.0,
+    prior_kwargs: Optional[Mapping] = None,
+) -> HostPosePrior:
+    """The module SMPLify-X gets from ``create_prior('posendf', ...)``.
+
+    Args:
+        prior: prior name (resolved with ``get_prior``) or a built :class:`PosePrior`.
+        model_type: SMPLify-X ``model_type``: ``'smplx'``/``'smplh'`` (body_pose (B, 63)) or
+            ``'smpl'`` (body_pose (B, 69)); ``None`` accepts any layout.
+        dtype: SMPLify-X's float dtype. The prior keeps its own dtype (a shared prior is never
+            cast in place); inputs are cast to it and energies back to the input dtype.
+        scale: multiplies the energy (see :func:`calibrate_weights`).
+    """
+    if model_type is not None and model_type not in _MODEL_WIDTHS:
+        raise ValueError(f"model_type must be one of {sorted(_MODEL_WIDTHS)} or None, got {model_type!r}")
+    width = _MODEL_WIDTHS.get(model_type) if model_type is not None else None
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    return HostPosePrior(resolve_prior(prior, prior_kwargs), expected_width=width, scale=scale, host="SMPLify-X")
+
+
+@dataclass
+class _Patch:
+    original: Callable
+    priors: Dict[str, PriorLike]
+    prior_kwargs: Dict[str, dict]
+    scale: float
+
+
+def _looks_like_smplifyx_prior(mod: ModuleType) -> bool:
+    return callable(getattr(mod, "create_prior", None)) and hasattr(mod, "MaxMixturePrior")
+
+
+def _find_prior_modules() -> List[ModuleType]:
+    found = []
+    for name in _PRIOR_MODULE_CANDIDATES:
+        mod = sys.modules.get(name)
+        if mod is None:
+            try:
+                if importlib.util.find_spec(name.split(".")[0]) is None:
+                    continue
+                mod = importlib.import_module(name)
+            except ImportError:
+                continue
+        if _looks_like_smplifyx_prior(mod) and mod not in found:
+            found.append(mod)
+    return found
+
+
+def _make_create_prior(patch: _Patch) -> Callable:
+    def create_prior(prior_type, **kwargs):
+        if prior_type in patch.priors:
+            return build_smplifyx_prior(
+                patch.priors[prior_type],
+                model_type=kwargs.get("model_type", "smplx"),
+                dtype=kwargs.get("dtype", torch.float32),
+                scale=patch.scale,
+                prior_kwargs=patch.prior_kwargs.get(prior_type) or None,
+            )
+        return patch.original(prior_type, **kwargs)
+
+    setattr(create_prior, _PATCH_ATTR, patch)
+    create_prior.__doc__ = (
+        f"SMPLify-X create_prior, extended by posendf_plugin with prior_type in {sorted(patch.priors)}."
+    )
+    return create_prior
+
+
+def _replace_everywhere(old: Callable, new: Callable) -> List[str]:
+    patched = []
+    for name, mod in list(sys.modules.items()):
+        if mod is not None and getattr(mod, "create_prior", None) is old:
+            setattr(mod, "create_prior", new)
+            patched.append(name)
+    return patched
+
+
+def register(
+    priors: Optional[Mapping[str, PriorLike]] = None,
+    scale: float = 1.0,
+    **prior_kwargs,
+) -> List[str]:
+    """Make ``body_prior_type: posendf`` (and ``nrdf``) work in an unmodified SMPLify-X.
+
+    Args:
+        priors: ``{body_prior_type: prior name or built PosePrior}``; defaults to
+            :data:`DEFAULT_PRIORS`. Names are resolved lazily, when SMPLify-X calls
+            ``create_prior``.
+        scale: multiplies the energy; keep 1.0 and use the calibrated
+            ``body_pose_prior_weights`` from the README, or set it to reuse weights tuned
+            for another prior.
+        **prior_kwargs: passed to ``get_prior(name, **prior_kwargs)`` for every name-based
+            entry (e.g. ``checkpoint='my_ndf.pt'``). SMPLify-X's YAML cannot carry them
+            (its parser rejects unknown keys), hence here.
+    Returns:
+        Names of the modules whose ``create_prior`` now points to the extended factory.
+    Raises:
+        ImportError: SMPLify-X is not importable (the message says how to fix the path).
+
+    Registering again replaces the settings of the earlier registration (the original
+    ``create_prior`` is kept; it is never wrapped twice) and warns.
+    """
+    mapping = dict(DEFAULT_PRIORS if priors is None else priors)
+    if not mapping:
+        raise ValueError("priors is empty: give at least one {body_prior_type: prior} entry")
+    for key, value in mapping.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"body_prior_type keys must be non-empty strings, got {key!r}")
+        if key in ("gmm", "l2", "angle", "none"):
+            raise ValueError(f"'{key}' is one of SMPLify-X's own prior types; choose another name")
+        if not isinstance(value, (str, PosePrior)):
+            raise TypeError(f"priors['{key}'] must be a prior name or a PosePrior, got {type(value).__name__}")
+    per_prior_kwargs = {k: (dict(prior_kwargs) if isinstance(v, str) else {}) for k, v in mapping.items()}
+    if prior_kwargs and not any(isinstance(v, str) for v in mapping.values()):
+        raise ValueError(f"prior_kwargs {sorted(prior_kwargs)} given but every prior is already built")
+
+    modules = _find_prior_modules()
+    if not modules:
+        raise ImportError(_NOT_IMPORTABLE)
+    patched: List[str] = []
+    for mod in modules:
+        current = mod.create_prior
+        previous: Optional[_Patch] = getattr(current, _PATCH_ATTR, None)
+        if previous is not None:
+            warnings.warn(
+                f"posendf_plugin is already registered in SMPLify-X's {mod.__name__}.create_prior "
+                f"(prior types {sorted(previous.priors)}); replacing that registration with "
+                f"{sorted(mapping)}",
+                UserWarning,
+                stacklevel=2,
+            )
+        original = previous.original if previous is not None else current
+        new = _make_create_prior(_Patch(original, mapping, per_prior_kwargs, float(scale)))
+        patched += [n for n in _replace_everywhere(current, new) if n not in patched]
+        if previous is not None:  # modules that still hold the unpatched original
+            patched += [n for n in _replace_everywhere(original, new) if n not in patched]
+    return patched
+
+
+def unregister() -> List[str]:
+    """Restore SMPLify-X's original ``create_prior`` everywhere it was replaced.
+
+    Returns the restored module names; raises ``RuntimeError`` if nothing was registered.
+    """
+    restored: List[str] = []
+    for name, mod in list(sys.modules.items()):
+        fn = getattr(mod, "create_prior", None) if mod is not None else None
+        patch: Optional[_Patch] = getattr(fn, _PATCH_ATTR, None)
+        if patch is not None:
+            setattr(mod, "create_prior", patch.original)
+            restored.append(name)
+    if not restored:
+        raise RuntimeError("posendf_plugin is not registered in SMPLify-X; nothing to unregister")
+    return restored
+
+
+def is_registered() -> bool:
+    """Whether an imported SMPLify-X ``create_prior`` currently carries the extension."""
+    return any(
+        getattr(getattr(m, "create_prior", None), _PATCH_ATTR, None) is not None
+        for m in list(sys.modules.values()) if m is not None
+    )
+
+
+@dataclass
+class Calibration:
+    """Weights for a new prior that reproduce a reference prior's real-vs-noisy contrast.
+
+    SMPLify-X weighs the prior by ``w**2``; matching ``w_new**2 * gap_new = w_ref**2 * gap_ref``
+    (gap = mean energy on noisy poses minus mean energy on real poses, at ``sigma``) gives
+    ``w_new = w_ref * sqrt(gap_ref / gap_new)``.
+
+    Attributes:
+        factor: ``sqrt(gap_ref / gap_new)``.
+        weights: calibrated ``body_pose_prior_weights`` (one per SMPLify-X stage).
+        scale: the equivalent :func:`register` ``scale`` that keeps the reference weights
+            (``gap_ref / gap_new`` = ``factor**2``).
+        new / reference: the measured statistics.
+    """
+
+    factor: float
+    weights: Tuple[float, ...]
+    scale: float
+    sigma: float
+    new: SeparationStats
+    reference: SeparationStats
+
+
+def calibrate_weights(
+    prior: PriorLike,
+    reference: PriorLike,
+    poses,
+    reference_weights: Sequence[float] = SMPLIFYX_DEFAULT_BODY_POSE_PRIOR_WEIGHTS,
+    sigma: float = 0.25,
+    seed: int = 0,
+) -> Calibration:
+    """Calibrate SMPLify-X ``body_pose_prior_weights`` for ``prior`` against ``reference``.
+
+    Args:
+        prior: the new prior (e.g. ``'posendf'``).
+        reference: the prior the weights were tuned for (e.g. ``'gmm'`` for SMPLify's
+            MaxMixturePrior, or ``'vposer'`` whose energy is ‖z‖² as in SMPLify-X).
+        poses: real poses (any layout), e.g. the shipped validation pose set.
+        reference_weights: the weights tuned for ``reference``.
+        sigma: quaternion noise level of the "implausible" poses.
+    Raises:
+        ValueError: a prior does not separate real from noisy poses (gap <= 0).
+    """
+    p_new, p_ref = resolve_prior(prior), resolve_prior(reference)
+    s_new = separation_stats(p_new, poses, sigmas=(sigma,), seed=seed)
+    s_ref = separation_stats(p_ref, poses, sigmas=(sigma,), seed=seed)
+    g_new, g_ref = s_new.gap(sigma), s_ref.gap(sigma)
+    if not (g_new > 0 and g_ref > 0):
+        raise ValueError(
+            f"cannot calibrate: the energy gap noisy-minus-real at sigma={sigma} is {g_new:.4g} "
+            f"for '{p_new.name}' and {g_ref:.4g} for '{p_ref.name}'; both must be positive"
+        )
+    ratio = g_ref / g_new
+    factor = ratio ** 0.5
+    return Calibration(
+        factor=factor, weights=tuple(float(w) * factor for w in reference_weights), scale=ratio,
+        sigma=float(sigma), new=s_new, reference=s_ref,
+    )
