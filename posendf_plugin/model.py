@@ -1,0 +1,187 @@
+"""The Pose-NDF network: a structure encoder over the SMPL body tree, then a distance MLP.
+
+``f(q) >= 0`` estimates how far the pose ``q`` (21 body-joint unit quaternions ``(w, x, y, z)``)
+is from the manifold of plausible poses.
+
+* **Structure encoder** (LEAP-style, as in Pose-NDF): joint ``k`` has its own two-layer MLP
+  ``[q_k, φ_parent(k)] -> φ_k`` (sizes ``4 + F -> H -> F``, activation after both layers).
+  Joints whose parent is the pelvis (``-1``) get zeros in place of the parent feature.
+* **Distance MLP**: ``[φ_1 .. φ_21]`` (21·F = 126 with the paper's F = 6) through the hidden
+  layers of ``config.hidden`` to one value, made non-negative by ``config.output``
+  (``abs``: |x|; ``softplus``: softplus with ``beta``; ``relu``).
+
+Speed: the 21 per-joint MLPs are not 21 sequential small ``Linear`` calls. Their weights are
+stacked (``enc_w1 (21, 4+F, H)`` ...) and the joints are processed one tree depth at a time
+(7 levels for SMPL), each level as one batched matmul (``torch.einsum``) over its joints.
+
+The parent table is :data:`posendf_plugin.skeleton.BODY_PARENTS` (``model.parents = "smpl"``).
+The authors' code used an off-by-one table (e.g. the left knee reads the *right* hip's
+feature); ``model.parents = "posendf_original"`` reproduces it, only so that their released
+checkpoints evaluate as they were trained.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_shape
+from .config import ModelConfig
+from .skeleton import BODY_PARENTS, NUM_BODY_JOINTS
+
+__all__ = ["PoseNDFNet", "POSENDF_ORIGINAL_PARENTS", "parent_table", "tree_levels", "activation"]
+
+#: Parent table of the authors' code (model/network/net_utils.py:get_parent_mapping): SMPL
+#: indices used as body-joint indices, i.e. off by one. Kept only to evaluate their checkpoints.
+POSENDF_ORIGINAL_PARENTS: Tuple[int, ...] = (
+    -1, -1, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19,
+)
+QUAT_DIM = 4
+
+
+def parent_table(name: str) -> Tuple[int, ...]:
+    """The 21 body-joint parents for ``model.parents`` (``-1`` = the pelvis, no feature)."""
+    if name == "smpl":
+        return tuple(BODY_PARENTS)
+    if name == "posendf_original":
+        return POSENDF_ORIGINAL_PARENTS
+    raise ValueError(f"unknown parent table {name!r}; use 'smpl' or 'posendf_original'")
+
+
+def tree_levels(parents: Tuple[int, ...]) -> List[List[int]]:
+    """Group joints by depth in the tree (roots = depth 0). The parent of every joint at depth
+    ``d`` is at depth ``d - 1``, so each level can be computed in one batched call.
+
+    Raises:
+        ValueError: a parent index that does not precede its child.
+    """
+    depth: List[int] = []
+    for j, p in enumerate(parents):
+        if p >= j or p < -1:
+            raise ValueError(f"parent table must list parents before children; joint {j} has parent {p}")
+        depth.append(0 if p == -1 else depth[p] + 1)
+    return [[j for j, d in enumerate(depth) if d == level] for level in range(max(depth) + 1)]
+
+
+def activation(name: str, x: torch.Tensor, beta: float) -> torch.Tensor:
+    """Apply a hidden activation by name: ``softplus`` (with ``beta``), ``relu``, ``lrelu``
+    (negative slope 0.01, PyTorch's default as in the original)."""
+    if name == "softplus":
+        return F.softplus(x, beta=beta)
+    if name == "relu":
+        return F.relu(x)
+    if name == "lrelu":
+        return F.leaky_relu(x, 0.01)
+    raise ValueError(f"unknown activation {name!r}; use 'softplus', 'relu' or 'lrelu'")
+
+
+class PoseNDFNet(nn.Module):
+    """Pose-NDF network. ``forward(q (..., 21, 4)) -> (...)`` distances ``>= 0``.
+
+    Inputs are used as given (no normalisation, no sign flip): callers that take user data go
+    through :class:`posendf_plugin.prior.PoseNDF`, which validates and canonicalises.
+
+    Args:
+        config: the ``model`` section; every size and activation comes from it.
+        seed: seeds the weight initialisation (PyTorch's ``nn.Linear`` scheme,
+            U(±1/√fan_in) for weights and biases) through a private ``torch.Generator``.
+    """
+
+    def __init__(self, config: ModelConfig, seed: int = 0) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        self.config = config
+        self.parents = parent_table(config.parents)
+        levels = tree_levels(self.parents)
+        J, Fe, H = NUM_BODY_JOINTS, config.enc_feature, config.enc_hidden
+        self.enc_w1 = nn.Parameter(torch.empty(J, QUAT_DIM + Fe, H))
+        self.enc_b1 = nn.Parameter(torch.empty(J, H))
+        self.enc_w2 = nn.Parameter(torch.empty(J, H, Fe))
+        self.enc_b2 = nn.Parameter(torch.empty(J, Fe))
+        dims = (J * Fe,) + tuple(config.hidden) + (1,)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+        # Level bookkeeping (non-persistent buffers: they follow .to(device), not state_dict).
+        self._n_levels = len(levels)
+        pos = {}
+        for lv in levels:
+            for i, j in enumerate(lv):
+                pos[j] = i
+        order = [j for lv in levels for j in lv]
+        for i, lv in enumerate(levels):
+            self.register_buffer(f"_joints{i}", torch.tensor(lv, dtype=torch.long), persistent=False)
+            par = [pos[self.parents[j]] for j in lv] if i > 0 else []
+            self.register_buffer(f"_parent_pos{i}", torch.tensor(par, dtype=torch.long), persistent=False)
+        # features are produced level by level; this permutation restores joint order
+        self.register_buffer("_to_joint_order", torch.tensor(order).argsort(), persistent=False)
+        self.reset_parameters(seed)
+
+    @torch.no_grad()
+    def reset_parameters(self, seed: int = 0) -> None:
+        """Initialise every weight from a private generator seeded with ``seed``."""
+        g = torch.Generator().manual_seed(int(seed))
+        Fe = self.config.enc_feature
+        fan_in = torch.full((NUM_BODY_JOINTS,), float(QUAT_DIM + Fe))
+        fan_in[torch.tensor([p == -1 for p in self.parents])] = float(QUAT_DIM)
+        b1 = (1.0 / fan_in.sqrt())
+        w1 = (torch.rand(self.enc_w1.shape, generator=g) * 2 - 1) * b1[:, None, None]
+        for j, p in enumerate(self.parents):
+            if p == -1:  # no parent feature: those input weights never see data; keep them 0
+                w1[j, QUAT_DIM:] = 0.0
+        self.enc_w1.copy_(w1)
+        self.enc_b1.copy_((torch.rand(self.enc_b1.shape, generator=g) * 2 - 1) * b1[:, None])
+        b2 = 1.0 / math.sqrt(self.config.enc_hidden)
+        self.enc_w2.copy_((torch.rand(self.enc_w2.shape, generator=g) * 2 - 1) * b2)
+        self.enc_b2.copy_((torch.rand(self.enc_b2.shape, generator=g) * 2 - 1) * b2)
+        for lin in self.layers:
+            bound = 1.0 / math.sqrt(lin.in_features)
+            lin.weight.copy_((torch.rand(lin.weight.shape, generator=g) * 2 - 1) * bound)
+            lin.bias.copy_((torch.rand(lin.bias.shape, generator=g) * 2 - 1) * bound)
+
+    def encode(self, q: torch.Tensor) -> torch.Tensor:
+        """Structure encoder: ``(B, 21, 4) -> (B, 21·F)`` joint features in joint order."""
+        act, beta = self.config.enc_activation, self.config.beta
+        feats: List[torch.Tensor] = []
+        prev = None
+        for i in range(self._n_levels):
+            joints = getattr(self, f"_joints{i}")
+            if i == 0:
+                x = q[:, joints]  # roots: zero parent feature == drop those input rows
+                w1 = self.enc_w1[joints, :QUAT_DIM]
+            else:
+                x = torch.cat((q[:, joints], prev[:, getattr(self, f"_parent_pos{i}")]), dim=-1)
+                w1 = self.enc_w1[joints]
+            h = activation(act, torch.einsum("bni,nih->bnh", x, w1) + self.enc_b1[joints], beta)
+            prev = activation(act, torch.einsum("bnh,nhf->bnf", h, self.enc_w2[joints]) + self.enc_b2[joints], beta)
+            feats.append(prev)
+        out = torch.cat(feats, dim=1)[:, self._to_joint_order]
+        return out.reshape(out.shape[0], -1)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        """Distances ``(...)`` of poses ``q (..., 21, 4)`` (``(w, x, y, z)``), all ``>= 0``."""
+        check_shape(q, ("*", NUM_BODY_JOINTS, QUAT_DIM), "q")
+        batch = q.shape[:-2]
+        x = self.encode(q.reshape(-1, NUM_BODY_JOINTS, QUAT_DIM))
+        act, beta = self.config.activation, self.config.beta
+        for lin in self.layers[:-1]:
+            x = activation(act, lin(x), beta)
+        x = self.layers[-1](x).squeeze(-1)
+        out = self.config.output
+        if out == "abs":
+            x = x.abs()
+        elif out == "softplus":
+            x = F.softplus(x, beta=beta)
+        elif out == "relu":
+            x = F.relu(x)
+        else:  # guarded by ModelConfig; never fall through silently
+            raise ValueError(f"unknown model.output {out!r}")
+        return x.reshape(batch)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"parents={c.parents}, encoder=21x[{4 + c.enc_feature}->{c.enc_hidden}->{c.enc_feature}] "
+                f"{c.enc_activation}, hidden={list(c.hidden)} {c.activation}, beta={c.beta}, output={c.output}")

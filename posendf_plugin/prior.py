@@ -1,0 +1,382 @@
+"""The public Pose-NDF prior: load a trained field, score, project, sample and interpolate poses.
+
+>>> prior = PoseNDF.from_pretrained()            # the model shipped in posendf_plugin/assets
+>>> f = prior.distance(body_pose)                 # (B,) any layout: 63/69/72 axis-angle, ...
+>>> loss = prior.energy(body_pose).mean()         # differentiable, for fitting loops
+>>> res = prior.project(body_pose)                # ProjectionResult (poses on the manifold)
+
+Accepted pose layouts (autodetected by :func:`posendf_plugin.skeleton.to_body_quat`): flat
+axis-angle ``(..., 63 | 69 | 72 | 156 | 165)``, ``(..., 21, 3)`` axis-angle, ``(..., 21, 4)``
+quaternions ``(w, x, y, z)`` (non-unit ones are normalised with a warning; zero ones are an
+error), ``(..., 21, 3, 3)`` rotation matrices. NaN/Inf is an error naming the rows.
+
+Two variants are registered with :func:`posendf_plugin.priors.get_prior`:
+
+* ``"posendf"`` — :class:`PoseNDF`, Pose-NDF's Euclidean gradient projection;
+* ``"nrdf"`` — :class:`NRDF`, the NRDF-style model (geodesic labels, no eikonal term) with the
+  Riemannian projection (per-joint tangent-space gradient).
+
+Checkpoints: :meth:`PoseNDF.from_checkpoint` reads this package's files (config stored inside,
+``torch.load(weights_only=True)``, strict loading; a mismatch names the key);
+:meth:`PoseNDF.from_original_checkpoint` reads the authors' released Pose-NDF ``.tar`` files.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+
+from ._checks import check_shape
+from .config import Config, ModelConfig
+from .model import PoseNDFNet
+from .priors.base import PosePrior, ProjectionResult, register_prior
+from .projection import PROJECTION_METHODS, project as _project
+from .rotations import axis_angle_to_quat, quat_canonical, quat_mul, quat_random, quat_slerp
+from .skeleton import NUM_BODY_JOINTS, to_body_quat
+
+__all__ = ["PoseNDF", "NRDF", "ASSETS_DIR", "DEFAULT_WEIGHTS"]
+
+PathLike = Union[str, Path]
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+#: file names of the shipped models in :data:`ASSETS_DIR`, and the configs that train them
+DEFAULT_WEIGHTS: Dict[str, str] = {"posendf": "posendf_default.pt", "nrdf": "nrdf_default.pt"}
+_TRAIN_CONFIG = {"posendf": "configs/cmu.yaml", "nrdf": "configs/nrdf.yaml"}
+
+
+def _read_checkpoint(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, EOF, pickle errors, foreign formats
+        raise ValueError(
+            f"{path}: cannot read the checkpoint; the file is truncated, corrupt or not a PyTorch "
+            f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            "copy or download it again"
+        ) from e
+
+
+def _check_state_dict(net: torch.nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
+    """Strict key/shape comparison with a message naming the first offending key."""
+    want = net.state_dict()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: the weights do not match the network built from the stored config: "
+            + (f"missing key '{missing[0]}'" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "") if missing else "")
+            + ("; " if missing and unexpected else "")
+            + (f"unexpected key '{unexpected[0]}'" + (f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else "") if unexpected else "")
+        )
+    for k, v in want.items():
+        got = state[k]
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(v.shape):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ValueError(
+                f"{source}: key '{k}' has shape {shape} in the checkpoint but the stored config builds "
+                f"{tuple(v.shape)}; the checkpoint and its config are out of sync (retrain or fix the config)"
+            )
+
+
+class PoseNDF(PosePrior):
+    """Pose-NDF prior around a trained :class:`PoseNDFNet` (frozen, eval mode).
+
+    Args:
+        net: the network. config: the config it was trained with (kept for the record).
+        method: default projection, ``"posendf"`` or ``"riemannian"`` (default: from
+            ``config.experiment.prior``: ``nrdf`` → riemannian).
+        step_size, max_iter, tol: default projection settings (see :mod:`posendf_plugin.projection`).
+    """
+
+    name = "posendf"
+
+    def __init__(
+        self,
+        net: PoseNDFNet,
+        config: Optional[Config] = None,
+        method: Optional[str] = None,
+        step_size: float = 1.0,
+        max_iter: int = 100,
+        tol: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if not isinstance(net, PoseNDFNet):
+            raise TypeError(f"net must be a PoseNDFNet, got {type(net).__name__}")
+        self.config = config if config is not None else Config(model=net.config)
+        if method is None:
+            method = "riemannian" if self.config.experiment.prior == "nrdf" else "posendf"
+        if method not in PROJECTION_METHODS:
+            raise ValueError(f"method must be one of {PROJECTION_METHODS}, got {method!r}")
+        self.method, self.step_size, self.max_iter, self.tol = method, step_size, max_iter, tol
+        self.net = net.eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    # -- loading --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(cls, path: PathLike, device: Union[str, torch.device] = "cpu", **kwargs) -> "PoseNDF":
+        """Load a checkpoint written by ``posendf train`` (``model.pt`` or a training checkpoint).
+
+        The network is rebuilt from the config stored inside and loaded strictly.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: truncated/corrupt file; not this package's format (the authors' files are
+                recognised and pointed to :meth:`from_original_checkpoint`); a stored config with
+                an unknown key; weights that do not fit the stored config (names the key).
+        """
+        path = Path(path)
+        ck = _read_checkpoint(path)
+        if not isinstance(ck, dict) or "model_state_dict" not in ck:
+            raise ValueError(f"{path}: not a Pose-NDF checkpoint (no 'model_state_dict' entry)")
+        if "config" not in ck:
+            if any(k.startswith(("enc.net.", "dfnet.lin")) for k in ck["model_state_dict"]):
+                raise ValueError(
+                    f"{path}: this is a checkpoint of the authors' Pose-NDF code (no config inside); load it "
+                    "with PoseNDF.from_original_checkpoint(path, config_yaml=<their config .yaml>)"
+                )
+            raise ValueError(f"{path}: the checkpoint has no 'config' entry; it was not written by posendf train")
+        config = Config.from_dict(ck["config"], source=f"{path} (stored config)")
+        net = PoseNDFNet(config.model)
+        _check_state_dict(net, ck["model_state_dict"], str(path))
+        net.load_state_dict(ck["model_state_dict"], strict=True)
+        return cls(net.to(device), config, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name: Optional[str] = None, device: Union[str, torch.device] = "cpu", **kwargs) -> "PoseNDF":
+        """Load the model shipped with the package (``posendf_plugin/assets``).
+
+        Args:
+            name: ``"posendf"`` or ``"nrdf"`` (default: this class's variant).
+        Raises:
+            FileNotFoundError: the weights are not in the package (the message names the
+                command that trains them).
+        """
+        name = name or cls.name
+        if name not in DEFAULT_WEIGHTS:
+            raise ValueError(f"unknown pretrained model {name!r}; available: {list(DEFAULT_WEIGHTS)}")
+        path = ASSETS_DIR / DEFAULT_WEIGHTS[name]
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the pretrained '{name}' model is not shipped in this build ({path} is missing). Train it with "
+                f"'posendf train --config {_TRAIN_CONFIG[name]} --out runs/{name}' and copy runs/{name}/model.pt to "
+                f"{path}, or load your own weights with PoseNDF.from_checkpoint(path)"
+            )
+        return cls.from_checkpoint(path, device=device, **kwargs)
+
+    @classmethod
+    def from_original_checkpoint(
+        cls,
+        path: PathLike,
+        config_yaml: Optional[PathLike] = None,
+        activation: Optional[str] = None,
+        beta: Optional[float] = None,
+        parents: str = "posendf_original",
+        device: Union[str, torch.device] = "cpu",
+        **kwargs,
+    ) -> "PoseNDF":
+        """Load a checkpoint of the authors' code (github.com/garvita-tiwari/PoseNDF): a dict
+        with ``model_state_dict`` holding ``enc.net.{j}.net.{0,2}.{weight,bias}`` (21 per-joint
+        MLPs) and ``dfnet.lin{l}.{weight,bias}`` (distance MLP).
+
+        Sizes are read from the weights. The activation is not stored in their files: pass their
+        YAML (``model.DFNet.act`` / ``beta``, ``model.StrEnc.act``) as ``config_yaml`` or give
+        ``activation`` (``lrelu`` — their configs/amass.yaml — or ``softplus``, ``relu``). Their
+        output activation is ReLU for (leaky-)ReLU nets and softplus for softplus nets.
+        ``parents="posendf_original"`` reproduces their (off-by-one) parent table, which their
+        weights were trained with.
+        """
+        path = Path(path)
+        ck = _read_checkpoint(path)
+        state = ck.get("model_state_dict") if isinstance(ck, dict) else None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: not an original Pose-NDF checkpoint (no 'model_state_dict' dict)")
+        enc_act = act = activation
+        if config_yaml is not None:
+            import yaml
+
+            y = yaml.safe_load(Path(config_yaml).read_text()) or {}
+            try:
+                df, se = y["model"]["DFNet"], y["model"]["StrEnc"]
+                act, enc_act = act or df["act"], activation or se["act"]
+                beta = beta if beta is not None else float(df.get("beta", 100.0))
+            except (KeyError, TypeError) as e:
+                raise ValueError(f"{config_yaml}: expected model.DFNet.act and model.StrEnc.act as in the original configs") from e
+        if act is None:
+            warnings.warn(
+                "the original checkpoint does not store its activation; assuming 'lrelu' (their configs/amass.yaml). "
+                "Pass config_yaml=<their yaml> or activation=... to be sure", stacklevel=2,
+            )
+            act = enc_act = "lrelu"
+        beta = 100.0 if beta is None else float(beta)
+        try:
+            lins = sorted(int(k[len("dfnet.lin"):].split(".")[0]) for k in state if k.startswith("dfnet.lin") and k.endswith(".weight"))
+            w0 = state["enc.net.0.net.0.weight"]
+            w2 = state["enc.net.0.net.2.weight"]
+            hidden = tuple(int(state[f"dfnet.lin{i}.weight"].shape[0]) for i in lins[:-1])
+        except KeyError as e:
+            raise ValueError(f"{path}: missing key {e} expected in an original Pose-NDF checkpoint") from e
+        if not lins or lins != list(range(len(lins))):
+            raise ValueError(f"{path}: no consecutive 'dfnet.lin<i>.weight' keys; not an original Pose-NDF checkpoint")
+        mcfg = ModelConfig(
+            parents=parents, enc_feature=int(w2.shape[0]), enc_hidden=int(w0.shape[0]), enc_activation=enc_act,
+            hidden=hidden, activation=act, beta=beta, output="softplus" if act == "softplus" else "relu",
+        )
+        net = PoseNDFNet(mcfg)
+        ours = {k: v.clone() for k, v in net.state_dict().items()}
+        ours["enc_w1"].zero_()
+        used = set()
+        for j in range(NUM_BODY_JOINTS):
+            pre = f"enc.net.{j}.net."
+            try:
+                a_w, a_b, b_w, b_b = (state[pre + s] for s in ("0.weight", "0.bias", "2.weight", "2.bias"))
+            except KeyError as e:
+                raise ValueError(f"{path}: missing key {e} for joint {j} of the structure encoder") from e
+            n_in = a_w.shape[1]
+            expected = 4 if net.parents[j] == -1 else 4 + mcfg.enc_feature
+            if n_in != expected:
+                raise ValueError(
+                    f"{path}: key '{pre}0.weight' has {n_in} inputs but joint {j} with parent table {parents!r} "
+                    f"needs {expected}"
+                )
+            ours["enc_w1"][j, :n_in] = a_w.t()
+            ours["enc_b1"][j] = a_b
+            ours["enc_w2"][j] = b_w.t()
+            ours["enc_b2"][j] = b_b
+            used.update(pre + s for s in ("0.weight", "0.bias", "2.weight", "2.bias"))
+        for i in lins:
+            for s in ("weight", "bias"):
+                key = f"dfnet.lin{i}.{s}"
+                if key not in state:
+                    raise ValueError(f"{path}: missing key '{key}'")
+                if tuple(state[key].shape) != tuple(ours[f"layers.{i}.{s}"].shape):
+                    raise ValueError(f"{path}: key '{key}' has shape {tuple(state[key].shape)}, expected {tuple(ours[f'layers.{i}.{s}'].shape)}")
+                ours[f"layers.{i}.{s}"] = state[key]
+                used.add(key)
+        extra = [k for k in state if k not in used]
+        if extra:
+            raise ValueError(f"{path}: unexpected key '{extra[0]}' in the original checkpoint (+{len(extra) - 1} more)")
+        net.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True)
+        return cls(net.to(device), Config(model=mcfg), **kwargs)
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.enc_w1.device
+
+    def _quat(self, poses, name: str = "poses") -> torch.Tensor:
+        q = to_body_quat(poses, name)
+        return q.to(device=self.device, dtype=self.net.enc_w1.dtype)
+
+    def energy(self, body_pose) -> torch.Tensor:
+        """Differentiable distance ``(...)`` of poses of any supported layout; gradients flow to
+        the input (the network's weights are frozen). Use as a loss term."""
+        return self.net(self._quat(body_pose, "body_pose"))
+
+    def distance(self, poses) -> torch.Tensor:
+        """Distance to the pose manifold ``(...)`` (detached, no gradient)."""
+        with torch.no_grad():
+            return self.net(self._quat(poses))
+
+    def project(
+        self,
+        body_pose,
+        method: Optional[str] = None,
+        step_size: Optional[float] = None,
+        max_iter: Optional[int] = None,
+        tol: Optional[float] = None,
+        batch_size: int = 65536,
+    ) -> ProjectionResult:
+        """Project poses onto the manifold (zero level set).
+
+        Args:
+            body_pose: any supported layout, leading batch dims are flattened to ``B``.
+            method: ``"posendf"`` or ``"riemannian"``; the other settings default to the
+                prior's (see :mod:`posendf_plugin.projection`).
+        Returns:
+            :class:`ProjectionResult` with ``poses (B, 21, 4)``.
+        """
+        q = self._quat(body_pose, "body_pose").reshape(-1, NUM_BODY_JOINTS, 4)
+        kw = dict(
+            method=method or self.method,
+            step_size=self.step_size if step_size is None else step_size,
+            max_iter=self.max_iter if max_iter is None else max_iter,
+            tol=self.tol if tol is None else tol,
+        )
+        parts = [_project(self.net, q[i:i + batch_size], **kw) for i in range(0, max(len(q), 1), batch_size)]
+        if len(parts) == 1:
+            return parts[0]
+        return ProjectionResult(*(torch.cat([getattr(p, f) for p in parts]) for f in ("poses", "distance", "converged", "iterations")))
+
+    def sample(self, n: int, seed: Optional[int] = None, around=None, sigma: float = 0.5, **project_kwargs) -> torch.Tensor:
+        """``n`` poses ``(n, 21, 4)`` from the manifold: uniform random quaternions (or, with
+        ``around``, random poses of that set with axis-angle noise of std ``sigma`` rad per
+        axis) projected onto it. Deterministic for a given ``seed``."""
+        return self.sample_with_result(n, seed, around, sigma, **project_kwargs)[1].poses
+
+    def sample_with_result(self, n: int, seed: Optional[int] = None, around=None, sigma: float = 0.5, **project_kwargs):
+        """Like :meth:`sample`, returning ``(initial poses (n, 21, 4), ProjectionResult)``."""
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        g = torch.Generator()
+        if seed is None:
+            g.seed()
+        else:
+            g.manual_seed(int(seed))
+        if around is None:
+            init = quat_random(n, NUM_BODY_JOINTS, generator=g)
+        else:
+            base = to_body_quat(around, "around").reshape(-1, NUM_BODY_JOINTS, 4)
+            pick = base[torch.randint(len(base), (n,), generator=g)]
+            noise = axis_angle_to_quat(torch.randn(n, NUM_BODY_JOINTS, 3, generator=g) * sigma)
+            init = quat_canonical(quat_mul(pick, noise))
+        init = init.to(self.device)
+        return init, self.project(init, **project_kwargs)
+
+    def interpolate(self, a, b, steps: int, project: bool = True, **project_kwargs) -> torch.Tensor:
+        """Per-joint slerp from pose ``a`` to pose ``b`` (any layout, one pose each) in ``steps``
+        poses ``(steps, 21, 4)``; with ``project`` every intermediate pose is projected onto the
+        manifold (the end points are kept as given)."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+            raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+        qa = self._quat(a, "a").reshape(-1, NUM_BODY_JOINTS, 4)
+        qb = self._quat(b, "b").reshape(-1, NUM_BODY_JOINTS, 4)
+        if len(qa) != 1 or len(qb) != 1:
+            raise ValueError(f"a and b must be one pose each, got {len(qa)} and {len(qb)} poses")
+        t = torch.linspace(0.0, 1.0, steps, dtype=qa.dtype, device=qa.device)[:, None]
+        path = quat_canonical(quat_slerp(qa.expand(steps, -1, -1), qb.expand(steps, -1, -1), t.expand(steps, NUM_BODY_JOINTS)))
+        if project and steps > 2:
+            path = path.clone()
+            path[1:-1] = self.project(path[1:-1], **project_kwargs).poses
+        return path
+
+    def extra_repr(self) -> str:
+        return f"name={self.name}, method={self.method}, step_size={self.step_size}, max_iter={self.max_iter}, tol={self.tol}"
+
+
+class NRDF(PoseNDF):
+    """The NRDF-style variant (geodesic labels, heavy-tailed noise, no eikonal term; see
+    ``configs/nrdf.yaml``) with the Riemannian projection by default."""
+
+    name = "nrdf"
+
+    def __init__(self, net: PoseNDFNet, config: Optional[Config] = None, method: Optional[str] = "riemannian", **kwargs) -> None:
+        super().__init__(net, config, method=method, **kwargs)
+
+
+def _factory(cls):
+    def make(checkpoint: Optional[PathLike] = None, device: Union[str, torch.device] = "cpu", **kwargs) -> PoseNDF:
+        if checkpoint is not None:
+            return cls.from_checkpoint(checkpoint, device=device, **kwargs)
+        return cls.from_pretrained(device=device, **kwargs)
+
+    make.__doc__ = f"Build the '{cls.name}' prior: from ``checkpoint`` if given, else the shipped model."
+    return make
+
+
+register_prior("posendf", _factory(PoseNDF))
+register_prior("nrdf", _factory(NRDF))

@@ -1,0 +1,430 @@
+"""Training a Pose-NDF network (``posendf train --config FILE``).
+
+Losses (weights in the ``training`` section of the config):
+
+* **distance** — L1 or L2 between ``f(q)`` and the label of each noisy pose;
+* **manifold** — mean ``f`` on clean poses (``f >= 0``, so this pushes it to 0);
+* **eikonal** — mean ``(‖∇_q f‖ − 1)²`` on the noisy poses, where ``∇_q f`` is the gradient
+  w.r.t. the input quaternions: by default the plain R⁴ gradient with one norm per joint, as in
+  the original (it matches the Pose-NDF labels Σ_k 1 − |⟨q_k, p_k⟩|, whose gradient has unit
+  norm at every joint). ``training.eikonal_tangent`` projects it onto each joint's tangent
+  space of S³ first; ``training.eikonal_norm = pose`` takes one norm over all joints.
+
+Adam with a per-epoch learning-rate schedule; validation on a held-out share of the labelled
+data every epoch.
+
+Outputs under ``OUT`` (default ``experiment.out_dir / experiment.name``):
+
+=========================  ============================================================
+``checkpoints/last.pt``    written atomically after every epoch: model, optimiser, LR
+                           scheduler, epoch, RNG state, config, loss history
+``checkpoints/best.pt``    the same for the epoch with the lowest validation loss
+``model.pt``               the best weights + config only (what ``PoseNDF.from_checkpoint``
+                           and the shipped model use; a few MB)
+``config.yaml``            the config of the run
+``history.json``           the loss curves; ``loss_curves.png`` the same as a plot
+``tb/``                    TensorBoard scalars
+=========================  ============================================================
+
+Resuming (``--resume``) restores everything from ``checkpoints/last.pt``; the batch order and
+the manifold samples come from one ``torch.Generator`` whose state is checkpointed, so a run
+killed at any point (even by SIGKILL: files are only ever replaced atomically) continues with
+exactly the loss curve of an uninterrupted run (on the same device and thread count).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .config import Config, save_config
+from .io import atomic_path, save_json, save_torch
+from .model import PoseNDFNet
+from .skeleton import NUM_BODY_JOINTS
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "TrainResult",
+    "train",
+    "export_model",
+    "load_labelled_data",
+    "training_losses",
+    "plot_history",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``format`` entry of every checkpoint this package writes (told apart from other formats).
+CHECKPOINT_FORMAT = "posendf-plugin/1"
+#: config keys that may differ between a checkpoint and the config it is resumed with
+_RESUME_IGNORED = {("experiment", "device"), ("experiment", "out_dir"), ("data", "train_dir"), ("data", "pose_set")}
+_HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_dist", "train_manifold", "train_eikonal", "val_dist", "val_mae")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        out_dir: the run folder.
+        model_path: ``model.pt`` (best weights + config); None until the last epoch is done.
+        history: per-epoch curves (keys ``epoch, lr, train_loss, train_dist, train_manifold,
+            train_eikonal, val_dist, val_mae``; ``seconds`` is wall time, not reproducible).
+        epochs_run: epochs trained by this call (0 if the run was already complete).
+    """
+
+    out_dir: Path
+    model_path: Optional[Path]
+    history: Dict[str, List[float]] = field(default_factory=dict)
+    epochs_run: int = 0
+
+
+def load_labelled_data(path: Union[str, Path]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Labelled training data ``(quat (M, 21, 4), dist (M,))`` float32 tensors, read with
+    :func:`posendf_plugin.data.prepare.load_training_data`.
+
+    Raises:
+        FileNotFoundError: the folder does not exist (the message names the command making it).
+        ValueError: inconsistent shapes or NaN labels.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no labelled training data; make it with 'posendf data prepare' or set data.train_dir "
+            "in the config (or pass --data DIR)"
+        )
+    from .data.prepare import load_training_data
+
+    quat, dist = load_training_data(path)
+    quat = torch.as_tensor(np.asarray(quat), dtype=torch.float32)
+    dist = torch.as_tensor(np.asarray(dist), dtype=torch.float32).reshape(-1)
+    if quat.ndim != 3 or quat.shape[1:] != (NUM_BODY_JOINTS, 4) or len(quat) != len(dist):
+        raise ValueError(f"{path}: expected quat (M, 21, 4) and dist (M,), got {tuple(quat.shape)} and {tuple(dist.shape)}")
+    if not bool(torch.isfinite(dist).all()) or not bool(torch.isfinite(quat).all()):
+        raise ValueError(f"{path}: training data contains NaN/Inf; rebuild it with 'posendf data prepare'")
+    return quat, dist
+
+
+def training_losses(
+    model: PoseNDFNet,
+    q: torch.Tensor,
+    dist: torch.Tensor,
+    q_clean: Optional[torch.Tensor],
+    config: Config,
+) -> Dict[str, torch.Tensor]:
+    """The weighted loss terms of one batch (see the module docstring).
+
+    Args:
+        q: ``(B, 21, 4)`` noisy poses; ``dist``: ``(B,)`` their labels.
+        q_clean: ``(C, 21, 4)`` clean poses for the manifold term (None: term off).
+    Returns:
+        dict with ``loss`` (the weighted sum, differentiable) and the unweighted ``dist``,
+        ``manifold`` and ``eikonal`` terms (0 when switched off).
+    """
+    t = config.training
+    eik = t.w_eikonal > 0
+    if eik:
+        q = q.detach().requires_grad_(True)
+    f = model(q)
+    zero = f.new_zeros(())
+    err = f - dist
+    l_dist = err.abs().mean() if t.loss == "l1" else (err * err).mean()
+    l_man = model(q_clean).mean() if (q_clean is not None and t.w_manifold > 0) else zero
+    l_eik = zero
+    if eik:
+        (g,) = torch.autograd.grad(f.sum(), q, create_graph=True)
+        if t.eikonal_tangent:
+            g = g - (g * q).sum(-1, keepdim=True) * q
+        sq = (g * g).sum(-1) if t.eikonal_norm == "joint" else (g * g).sum(dim=(-1, -2))
+        l_eik = ((torch.sqrt(sq + 1e-12) - 1.0) ** 2).mean()
+    loss = t.w_dist * l_dist + t.w_manifold * l_man + t.w_eikonal * l_eik
+    return {"loss": loss, "dist": l_dist.detach(), "manifold": l_man.detach(), "eikonal": l_eik.detach()}
+
+
+def _make_scheduler(opt: torch.optim.Optimizer, config: Config):
+    t = config.training
+    if t.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_step, gamma=t.lr_gamma)
+    if t.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs, eta_min=t.lr * t.lr_min_factor)
+    return torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=1.0)  # constant
+
+
+def _check_manifest(path: Path, config: Config) -> None:
+    """Warn when the data folder's manifest says its labels use another metric than the config."""
+    man = path / "manifest.json"
+    if not man.is_file():
+        return
+    try:
+        metric = json.loads(man.read_text()).get("config", {}).get("metric")
+    except (ValueError, AttributeError):
+        return
+    if metric and metric != config.data.label_metric:
+        warnings.warn(
+            f"{path}: the labels were made with metric {metric!r} but the config says data.label_metric = "
+            f"{config.data.label_metric!r}; check that the data matches the config", stacklevel=3,
+        )
+
+
+def _config_differences(a: Dict, b: Dict) -> List[str]:
+    out = []
+    for sec in a:
+        for key in a[sec]:
+            if (sec, key) in _RESUME_IGNORED:
+                continue
+            if a[sec].get(key) != b.get(sec, {}).get(key):
+                out.append(f"{sec}.{key} (checkpoint: {a[sec].get(key)!r}, config: {b.get(sec, {}).get(key)!r})")
+    return out
+
+
+def _load_resume(path: Path) -> Dict:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated / corrupt file
+        raise ValueError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {e}); delete it to restart") from e
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "optimizer_state_dict" not in ck:
+        raise ValueError(f"{path}: not a training checkpoint of this package (format {CHECKPOINT_FORMAT})")
+    return ck
+
+
+def _split(n: int, config: Config) -> Tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(config.experiment.seed + 1)
+    perm = torch.randperm(n, generator=g)
+    if config.data.max_samples:
+        perm = perm[: config.data.max_samples]
+    n_val = max(1, int(round(config.training.val_fraction * len(perm))))
+    if len(perm) - n_val < 1:
+        raise ValueError(f"only {n} labelled samples: too few to hold out a validation share; prepare more data")
+    return perm[n_val:], perm[:n_val]
+
+
+def _clean_poses(config: Config, quat: torch.Tensor, dist: torch.Tensor) -> Optional[torch.Tensor]:
+    if config.training.w_manifold == 0:
+        return None
+    if config.data.pose_set:
+        from .data.posesets import load_pose_set
+
+        return load_pose_set(config.data.pose_set).quat.float()
+    clean = quat[dist <= 1e-6]
+    if len(clean) == 0:
+        raise ValueError(
+            "the manifold term needs clean poses: set data.pose_set to a pose-set file, or prepare the "
+            "labelled data with some noise-free samples (distance 0), or set training.w_manifold: 0"
+        )
+    return clean
+
+
+@torch.no_grad()
+def _validate(model: PoseNDFNet, q: torch.Tensor, d: torch.Tensor, config: Config, device: torch.device) -> Tuple[float, float]:
+    model.eval()
+    se = ae = 0.0
+    bs = max(config.training.batch_size, 4096)
+    for i in range(0, len(q), bs):
+        err = model(q[i:i + bs].to(device)) - d[i:i + bs].to(device)
+        ae += float(err.abs().sum())
+        se += float((err * err).sum())
+    model.train()
+    n = max(len(q), 1)
+    val_dist = ae / n if config.training.loss == "l1" else se / n
+    return val_dist, ae / n
+
+
+def plot_history(history: Dict[str, List[float]], path: Union[str, Path]) -> Path:
+    """Write a PNG of the loss curves (log scale) atomically; matplotlib's Agg canvas, no
+    global backend change."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ep = history.get("epoch", [])
+    for key in ("train_loss", "train_dist", "train_manifold", "train_eikonal", "val_dist"):
+        vals = history.get(key, [])
+        if vals and any(v > 0 for v in vals):
+            ax.plot(ep, [max(v, 1e-8) for v in vals], label=key, marker="." if len(ep) < 30 else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def export_model(checkpoint: Union[str, Path], out: Union[str, Path]) -> Path:
+    """Write the weights and config of a training checkpoint, without the optimiser state, to
+    ``out`` (loadable with :meth:`posendf_plugin.prior.PoseNDF.from_checkpoint`)."""
+    ck = _load_resume(Path(checkpoint))
+    h = ck.get("history", {})
+    return save_torch(out, {
+        "format": CHECKPOINT_FORMAT,
+        "config": ck["config"],
+        "model_state_dict": ck["model_state_dict"],
+        "epoch": ck["epoch"],
+        "val_mae": (h.get("val_mae") or [float("nan")])[-1] if h else float("nan"),
+    })
+
+
+def train(
+    config: Config,
+    out_dir: Optional[Union[str, Path]] = None,
+    data_dir: Optional[Union[str, Path]] = None,
+    device: Optional[str] = None,
+    resume: bool = False,
+    progress: bool = True,
+    tensorboard: bool = True,
+    stop_after: Optional[int] = None,
+) -> TrainResult:
+    """Train (or resume training) a Pose-NDF network; see the module docstring for outputs.
+
+    Args:
+        config: the experiment config.
+        out_dir: run folder (default ``experiment.out_dir / experiment.name``).
+        data_dir: labelled training data (default ``data.train_dir``).
+        device: ``cpu`` / ``cuda`` (default ``experiment.device``).
+        resume: continue from ``out_dir/checkpoints/last.pt`` (starts fresh if there is none).
+        progress: show tqdm bars. tensorboard: write TensorBoard scalars.
+        stop_after: stop after this epoch number (for tests; the run stays resumable).
+    Raises:
+        ValueError: checkpoints exist and ``resume`` is False; the checkpoint's config differs
+            from ``config`` (the message names the keys); unreadable checkpoint; bad data.
+        FileNotFoundError: missing data.
+    """
+    exp = config.experiment
+    out = Path(out_dir) if out_dir is not None else Path(exp.out_dir) / exp.name
+    data_path = data_dir if data_dir is not None else config.data.train_dir
+    if not data_path:
+        raise ValueError("no training data: set data.train_dir in the config or pass --data DIR")
+    dev = torch.device(device or exp.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but CUDA is not available; use --device cpu")
+    if config.training.num_threads:
+        torch.set_num_threads(config.training.num_threads)
+    ck_dir = out / "checkpoints"
+    last = ck_dir / "last.pt"
+    if last.exists() and not resume:
+        raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+
+    quat, dist = load_labelled_data(data_path)
+    _check_manifest(Path(data_path), config)
+    train_idx, val_idx = _split(len(quat), config)
+    q_train, d_train = quat[train_idx].to(dev), dist[train_idx].to(dev)
+    q_val, d_val = quat[val_idx], dist[val_idx]
+    clean = _clean_poses(config, quat[train_idx], dist[train_idx])
+    clean = clean.to(dev) if clean is not None else None
+
+    t = config.training
+    model = PoseNDFNet(config.model, seed=exp.seed).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    sched = _make_scheduler(opt, config)
+    gen = torch.Generator().manual_seed(exp.seed)
+    history: Dict[str, List[float]] = {k: [] for k in _HISTORY_KEYS + ("seconds",)}
+    start_epoch, best_val = 0, math.inf
+    cfg_dict = config.to_dict()
+
+    if resume and last.exists():
+        ck = _load_resume(last)
+        diffs = _config_differences(ck["config"], cfg_dict)
+        if diffs:
+            raise ValueError(f"{last}: the run was trained with a different config; differing keys: {'; '.join(diffs)}")
+        model.load_state_dict(ck["model_state_dict"])
+        opt.load_state_dict(ck["optimizer_state_dict"])
+        sched.load_state_dict(ck["scheduler_state_dict"])
+        gen.set_state(ck["rng"]["torch"])
+        history = {k: list(v) for k, v in ck["history"].items()}
+        start_epoch, best_val = int(ck["epoch"]), float(ck["best_val"])
+        log.info("resuming %s at epoch %d", out, start_epoch)
+    elif resume:
+        log.warning("%s has no checkpoint yet; starting from scratch", last)
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(out / "config.yaml", config)
+    writer = None
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+
+    end_epoch = t.epochs if stop_after is None else min(t.epochs, stop_after)
+    mbs = t.manifold_batch_size or t.batch_size
+    n = len(q_train)
+    epochs_run = 0
+    model.train()
+    bar = tqdm(range(start_epoch, end_epoch), desc="train", unit="epoch", disable=not progress,
+               initial=start_epoch, total=t.epochs)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        sums = {"loss": 0.0, "dist": 0.0, "manifold": 0.0, "eikonal": 0.0}
+        steps = 0
+        lr = opt.param_groups[0]["lr"]
+        for i in range(0, n, t.batch_size):
+            idx = perm[i:i + t.batch_size].to(dev)
+            q_clean = None
+            if clean is not None:
+                q_clean = clean[torch.randint(len(clean), (mbs,), generator=gen).to(dev)]
+            terms = training_losses(model, q_train[idx], d_train[idx], q_clean, config)
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            opt.step()
+            for k in sums:
+                sums[k] += float(terms[k].detach())
+            steps += 1
+        sched.step()
+        val_dist, val_mae = _validate(model, q_val, d_val, config, dev)
+        ep = epoch + 1
+        row = {"epoch": ep, "lr": lr, "train_loss": sums["loss"] / steps, "train_dist": sums["dist"] / steps,
+               "train_manifold": sums["manifold"] / steps, "train_eikonal": sums["eikonal"] / steps,
+               "val_dist": val_dist, "val_mae": val_mae, "seconds": time.perf_counter() - t0}
+        for k, v in row.items():
+            history[k].append(v)
+        if writer is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    writer.add_scalar(("val/" if k.startswith("val") else "train/") + k, v, ep)
+            writer.flush()
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_mae=f"{val_mae:.4f}")
+        is_best = val_dist < best_val
+        best_val = min(best_val, val_dist)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": cfg_dict,
+            "model_state_dict": model.state_dict(),
+            "optimizer_state_dict": opt.state_dict(),
+            "scheduler_state_dict": sched.state_dict(),
+            "epoch": ep,
+            "best_val": best_val,
+            "rng": {"torch": gen.get_state()},
+            "history": history,
+        }
+        if is_best:
+            save_torch(ck_dir / "best.pt", state)
+        save_torch(last, state)  # written last: a kill in between at worst repeats this epoch
+        epochs_run += 1
+    bar.close()
+    if writer is not None:
+        writer.close()
+
+    done = bool(history["epoch"]) and history["epoch"][-1] >= t.epochs
+    model_path = None
+    if done:
+        save_json(out / "history.json", history)
+        plot_history(history, out / "loss_curves.png")
+        best = ck_dir / "best.pt"
+        model_path = export_model(best if best.exists() else last, out / "model.pt")
+    return TrainResult(out_dir=out, model_path=model_path, history=history, epochs_run=epochs_run)
