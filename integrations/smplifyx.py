@@ -143,10 +143,17 @@ def _make_create_prior(patch: _Patch) -> Callable:
     return create_prior
 
 
+def _module_attr(mod, name: str):
+    """``mod.name`` read from the module's ``__dict__`` (no ``__getattr__`` hooks: some
+    modules, e.g. torch's class namespaces, raise on unknown attributes)."""
+    d = getattr(mod, "__dict__", None) if isinstance(mod, ModuleType) else None
+    return d.get(name) if isinstance(d, dict) else None
+
+
 def _replace_everywhere(old: Callable, new: Callable) -> List[str]:
     patched = []
     for name, mod in list(sys.modules.items()):
-        if mod is not None and getattr(mod, "create_prior", None) is old:
+        if _module_attr(mod, "create_prior") is old:
             setattr(mod, "create_prior", new)
             patched.append(name)
     return patched
@@ -221,7 +228,7 @@ def unregister() -> List[str]:
     """
     restored: List[str] = []
     for name, mod in list(sys.modules.items()):
-        fn = getattr(mod, "create_prior", None) if mod is not None else None
+        fn = _module_attr(mod, "create_prior")
         patch: Optional[_Patch] = getattr(fn, _PATCH_ATTR, None)
         if patch is not None:
             setattr(mod, "create_prior", patch.original)
@@ -234,8 +241,8 @@ def unregister() -> List[str]:
 def is_registered() -> bool:
     """Whether an imported SMPLify-X ``create_prior`` currently carries the extension."""
     return any(
-        getattr(getattr(m, "create_prior", None), _PATCH_ATTR, None) is not None
-        for m in list(sys.modules.values()) if m is not None
+        getattr(_module_attr(m, "create_prior"), _PATCH_ATTR, None) is not None
+        for m in list(sys.modules.values())
     )
 
 

@@ -1,0 +1,226 @@
+"""SMPLify-X adapter, tested against a harness that reproduces SMPLify-X's documented calls.
+
+SMPLify-X is not on PyPI, so a fake checkout is written to a tmp dir: ``smplifyx/prior.py``
+with a ``create_prior`` mirroring the real factory (gmm / l2 / angle / none, ValueError
+otherwise), and ``smplifyx/main.py`` doing ``from prior import create_prior`` and calling it as
+the real main.py does (``create_prior(prior_type=args.get('body_prior_type'), dtype=dtype,
+**args)``), plus ``SMPLifyLoss``'s pose-prior term (``torch.sum(prior(body_pose, betas)) *
+body_pose_weight ** 2``). The body model is the real ``smplx.SMPL`` (installed here) built from
+a synthetic model struct, so ``body_model_output.body_pose`` is what smplx really returns.
+"""
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from test_integrations_common import TinyPrior, random_poses
+
+from posendf_plugin.integrations import smplifyx as sx
+
+PRIOR_PY = textwrap.dedent(
+    '''
+    import torch
+    import torch.nn as nn
+
+    def create_prior(prior_type, **kwargs):
+        if prior_type == 'gmm':
+            prior = MaxMixturePrior(**kwargs)
+        elif prior_type == 'l2':
+            return L2Prior(**kwargs)
+        elif prior_type == 'angle':
+            return SMPLifyAnglePrior(**kwargs)
+        elif prior_type == 'none' or prior_type is None:
+            def no_prior(*args, **kwargs):
+                return 0.0
+            prior = no_prior
+        else:
+            raise ValueError('Prior {}'.format(prior_type) + ' is not implemented')
+        return prior
+
+    class SMPLifyAnglePrior(nn.Module):
+        def __init__(self, dtype=torch.float32, **kwargs):
+            super().__init__()
+
+    class L2Prior(nn.Module):
+        def __init__(self, dtype=torch.float32, reduction='sum', **kwargs):
+            super().__init__()
+        def forward(self, module_input, *args):
+            return torch.sum(module_input.pow(2))
+
+    class MaxMixturePrior(nn.Module):
+        def __init__(self, prior_folder='prior', num_gaussians=6, dtype=torch.float32, **kwargs):
+            super().__init__()
+    '''
+)
+
+MAIN_PY = textwrap.dedent(
+    '''
+    import torch
+    from prior import create_prior
+
+    def build_body_pose_prior(**args):
+        float_dtype = args.get('float_dtype', 'float32')
+        dtype = torch.float64 if float_dtype == 'float64' else torch.float32
+        return create_prior(prior_type=args.get('body_prior_type'), dtype=dtype, **args)
+
+    def pose_prior_loss(body_pose_prior, body_model_output, body_pose_weight):
+        # fitting.SMPLifyLoss.forward with use_vposer=False
+        return torch.sum(body_pose_prior(body_model_output.body_pose,
+                                         body_model_output.betas)) * body_pose_weight ** 2
+    '''
+)
+
+# what SMPLify-X's parser hands to create_prior besides prior_type (a subset of cmd_parser's keys)
+SMPLIFYX_ARGS = dict(
+    prior_folder="prior", num_gaussians=8, use_vposer=False, float_dtype="float32",
+    model_type="smpl", use_hands=False, use_face=False, left_hand_prior_type="mog",
+)
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A fake smplify-x checkout; sys.path / sys.modules restored afterwards."""
+    pkg = tmp_path / "smplify-x" / "smplifyx"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "prior.py").write_text(PRIOR_PY)
+    (pkg / "main.py").write_text(MAIN_PY)
+    (pkg / "fit_harness.py").write_text("from smplifyx.prior import create_prior\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    saved = {k: sys.modules[k] for k in ("prior", "main", "smplifyx") if k in sys.modules}
+    yield pkg
+    for k in [k for k in sys.modules if k in ("prior", "main") or k.startswith("smplifyx")]:
+        del sys.modules[k]
+    sys.modules.update(saved)
+
+
+def fake_smpl(batch_size=1, dtype=torch.float32):
+    """The real smplx.SMPL on a synthetic model struct (the licensed model files are absent)."""
+    import smplx
+    from smplx.utils import Struct
+
+    from posendf_plugin.skeleton import SMPL_PARENTS, SMPL_REST_JOINTS
+
+    n_vert, per = 6890, 6890 // 24 + 1
+    rng = np.random.default_rng(0)
+    vt = np.repeat(SMPL_REST_JOINTS.numpy(), per, axis=0)[:n_vert] + rng.normal(0, 0.01, (n_vert, 3))
+    jreg = np.zeros((24, n_vert), np.float32)
+    jreg[np.arange(24), np.arange(24) * per] = 1
+    weights = np.zeros((n_vert, 24), np.float32)
+    weights[np.arange(n_vert), np.arange(n_vert) // per] = 1
+    kin = np.stack([np.array(SMPL_PARENTS) % 2**32, np.arange(24)]).astype(np.int64)
+    ds = Struct(
+        v_template=vt.astype(np.float32), shapedirs=np.zeros((n_vert, 3, 10), np.float32),
+        posedirs=np.zeros((n_vert, 3, 207), np.float32), J_regressor=jreg, weights=weights,
+        kintree_table=kin, f=np.zeros((1, 3), np.int64),
+    )
+    return smplx.SMPL(model_path="", data_struct=ds, batch_size=batch_size, dtype=dtype)
+
+
+def test_absent_host_is_a_clear_import_error(monkeypatch):
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if "smplify" not in p])
+    for k in ("prior", "smplifyx", "smplifyx.prior"):
+        monkeypatch.delitem(sys.modules, k, raising=False)
+    with pytest.raises(ImportError, match="SMPLify-X is not importable.*PYTHONPATH"):
+        sx.register()
+
+
+def test_script_mode_register_then_fit_with_real_smplx(checkout):
+    sys.path.insert(0, str(checkout))  # `python smplifyx/main.py` runs with smplifyx/ on the path
+    import main as smplifyx_main  # did `from prior import create_prior` before register()
+
+    patched = sx.register(priors={"posendf": "tiny_test", "nrdf": TinyPrior()})
+    assert {"prior", "main"} <= set(patched)
+    assert sx.is_registered()
+
+    prior = smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **SMPLIFYX_ARGS)
+    assert isinstance(prior, torch.nn.Module) and prior.expected_width == 69
+    nrdf = smplifyx_main.build_body_pose_prior(body_prior_type="nrdf", **SMPLIFYX_ARGS)
+    assert isinstance(nrdf.prior, TinyPrior)
+    # SMPLify-X's own prior types still come from its factory
+    assert type(smplifyx_main.build_body_pose_prior(body_prior_type="l2", **SMPLIFYX_ARGS)).__name__ == "L2Prior"
+    with pytest.raises(ValueError, match="not implemented"):
+        smplifyx_main.build_body_pose_prior(body_prior_type="bogus", **SMPLIFYX_ARGS)
+
+    body_model = fake_smpl()
+    # fit_single_frame: body_model.reset_params(body_pose=body_pose_prior.get_mean())
+    body_model.reset_params(body_pose=prior.get_mean().detach().cpu())
+    with torch.no_grad():
+        body_model.body_pose[:] = random_poses(1, 69, scale=0.5, seed=3)
+    out = body_model(return_full_pose=True)
+    assert out.body_pose.shape == (1, 69)
+    per_sample = prior(out.body_pose, out.betas)
+    assert per_sample.shape == (1,)
+    w = 4.78
+    loss = smplifyx_main.pose_prior_loss(prior, out, torch.tensor(w))
+    assert torch.allclose(loss, TinyPrior().energy(out.body_pose).sum() * w**2)
+    loss.backward()
+    assert body_model.body_pose.grad is not None and body_model.body_pose.grad.abs().sum() > 0
+
+    # a few optimiser steps on the prior term alone lower it (the prior pulls the pose)
+    opt = torch.optim.Adam([body_model.body_pose], lr=0.05)
+    first = loss.item()
+    for _ in range(20):
+        opt.zero_grad()
+        out = body_model(return_full_pose=True)
+        term = smplifyx_main.pose_prior_loss(prior, out, torch.tensor(w))
+        term.backward()
+        opt.step()
+    assert term.item() < 0.7 * first
+
+
+def test_float64_and_smplx_layout(checkout):
+    sys.path.insert(0, str(checkout))
+    import main as smplifyx_main
+
+    sx.register(priors={"posendf": "tiny_test"})
+    args = dict(SMPLIFYX_ARGS, model_type="smplx", float_dtype="float64")
+    prior = smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **args)
+    assert prior.get_mean().shape == (1, 63)
+    bp = random_poses(2, 63).double().requires_grad_(True)
+    e = prior(bp, torch.zeros(2, 10, dtype=torch.float64))
+    assert e.shape == (2,) and e.dtype == torch.float64
+    # SMPL body pose (69) into a prior built for SMPL-X (63): clear message naming both
+    with pytest.raises(ValueError, match=r"shape \(2, 69\).*SMPL body_pose.*\(B, 63\)"):
+        prior(random_poses(2, 69), None)
+
+
+def test_package_mode_double_registration_and_unregister(checkout):
+    sys.path.insert(0, str(checkout.parent))  # `import smplifyx`
+    import smplifyx.fit_harness as harness
+    import smplifyx.prior as sp
+
+    original = sp.create_prior
+    sx.register(priors={"posendf": "tiny_test"})
+    assert sp.create_prior is not original and harness.create_prior is sp.create_prior
+    with pytest.warns(UserWarning, match="already registered.*replacing"):
+        sx.register(priors={"posendf": "tiny_test", "mine": TinyPrior()}, scale=3.0)
+    # never wrapped twice: the stored original is SMPLify-X's own function
+    assert sp.create_prior._posendf_patch.original is original
+    p = sp.create_prior("mine", dtype=torch.float32, model_type="smpl")
+    assert p.scale == 3.0
+    restored = sx.unregister()
+    assert "smplifyx.prior" in restored and sp.create_prior is original and harness.create_prior is original
+    with pytest.raises(RuntimeError, match="not registered"):
+        sx.unregister()
+    with pytest.raises(ValueError, match="SMPLify-X's own prior types"):
+        sx.register(priors={"gmm": "tiny_test"})
+
+
+class _ScaledTiny(TinyPrior):
+    def __init__(self, gain):
+        super().__init__()
+        self.gain.fill_(gain)
+
+
+def test_calibration_matches_contrast():
+    poses = random_poses(300, 63, scale=0.15, seed=5)
+    cal = sx.calibrate_weights(_ScaledTiny(4.0), TinyPrior(), poses, reference_weights=(404.0, 4.78), sigma=0.25)
+    # 4x the energy contrast -> half the weight (SMPLify-X squares the weight)
+    assert cal.factor == pytest.approx(0.5, rel=1e-4)
+    assert cal.weights == pytest.approx((202.0, 2.39), rel=1e-4)
+    assert cal.scale == pytest.approx(0.25, rel=1e-4)
