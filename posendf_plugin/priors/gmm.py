@@ -134,6 +134,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "scalar"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes array bytes in protocol-2 pickles
     }
 
     def find_class(self, module: str, name: str):
@@ -193,8 +194,12 @@ class GaussianMixturePrior(PosePrior):
 
     def __init__(self, means, covars, weights, source: str = "") -> None:
         super().__init__()
-        means, covars = np.asarray(means, np.float64), np.asarray(covars, np.float64)
-        weights = np.asarray(weights, np.float64).reshape(-1)
+        # Parameters are stored in float32 (as SMPLify-X does before inverting); the derived
+        # precisions and constants are computed in float64 from those rounded values, so a saved
+        # and reloaded mixture gives bit-identical energies.
+        means = np.asarray(means, np.float32).astype(np.float64)
+        covars = np.asarray(covars, np.float32).astype(np.float64)
+        weights = np.asarray(weights, np.float32).astype(np.float64).reshape(-1)
         _check_layout(means, covars, weights, "GaussianMixturePrior")
         self.source = str(source)
         self.register_buffer("means", torch.from_numpy(means).float())
