@@ -105,14 +105,19 @@ def _read_npz_skipping_objects(path: Path) -> tuple:
         raise FileNotFoundError(f"{path}: no such file")
     data, skipped = {}, []
     try:
-        with np.load(path, allow_pickle=False) as z:
-            for k in z.files:
-                try:
-                    data[k] = z[k]
-                except ValueError:  # object array (HuMoR stores pose_hand=None this way)
-                    skipped.append(k)
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        z = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not a .npz archive (numpy read a single {type(z).__name__})")
+    with z:
+        for k in z.files:
+            try:
+                data[k] = z[k]
+            except ValueError:  # object array (HuMoR stores pose_hand=None this way): not unpickled
+                skipped.append(k)
+            except (zipfile.BadZipFile, EOFError, OSError) as e:
+                raise ValueError(f"{path}: entry '{k}' is unreadable ({type(e).__name__}: {e})") from e
     return data, skipped
 
 
