@@ -1,0 +1,354 @@
+"""Rig profiles: which joint of a source skeleton (BVH) plays which SMPL joint.
+
+A :class:`RigProfile` maps SMPL joint names (:data:`posendf_plugin.skeleton.SMPL_JOINT_NAMES`)
+to candidate source joint names (the first one present in the file wins). Names are matched
+case-insensitively after stripping a namespace prefix (``mixamorig:Hips`` matches ``Hips``).
+SMPL joints a rig lacks (e.g. CMU's spine has two segments where SMPL has three) may be left
+out; the converter places them on the line between their mapped neighbours. The joints in
+:data:`REQUIRED_JOINTS` must be found.
+
+Built-in profiles (:data:`BUILTIN_RIGS`): ``cc3`` (iClone / Character Creator 3, the
+``cmu-cc3`` data), ``cmu`` (standard CMU 31-joint BVH), ``cmu-max`` (CMU 3ds-Max-friendly),
+``bandai`` (Bandai-Namco Research Motiondataset), ``mixamo`` and ``lafan1``.
+:func:`detect_rig` picks one from the joint names; :func:`load_rig_yaml` reads a user mapping::
+
+    name: my_rig          # optional
+    scale: 0.01           # optional: metres per file unit (estimated from the legs if absent)
+    up_axis: y            # optional: y (default) or z
+    joints:               # SMPL joint -> source joint name, or a list of candidates
+      pelvis: Hips
+      left_hip: [LeftUpLeg, L_Thigh]
+      ...
+    ends:                 # optional: a point that fixes a leaf joint's direction
+      head: HeadTop_End   # top of the head
+      left_foot: LeftToe_End
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import yaml
+
+from ..skeleton import SMPL_JOINT_NAMES
+
+__all__ = [
+    "RigProfile",
+    "RigMapping",
+    "BUILTIN_RIGS",
+    "REQUIRED_JOINTS",
+    "LEAF_ENDS",
+    "detect_rig",
+    "resolve_rig",
+    "load_rig_yaml",
+    "normalize_joint_name",
+]
+
+#: SMPL joints every rig must provide; the others are interpolated when missing.
+REQUIRED_JOINTS: Tuple[str, ...] = (
+    "pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
+    "right_wrist",
+)
+#: SMPL leaf joints whose direction an optional end point (head top, toe tip) can fix.
+LEAF_ENDS: Tuple[str, ...] = ("head", "left_foot", "right_foot")
+
+
+def normalize_joint_name(name: str) -> str:
+    """Lower-case joint name without a namespace prefix (``mixamorig:LeftArm`` -> ``leftarm``)."""
+    return re.split(r"[:|]", name)[-1].strip().lower()
+
+
+@dataclass(frozen=True)
+class RigProfile:
+    """How a source rig maps onto SMPL.
+
+    Attributes:
+        name: short identifier.
+        joints: SMPL joint name -> candidate source joint names (first present wins).
+        scale: metres per file unit; ``None`` estimates it from the leg length.
+        up_axis: ``"y"`` or ``"z"``: the file's vertical axis.
+        ends: SMPL leaf joint (``head``, ``left_foot``, ``right_foot``) -> candidate source
+            joints marking the end of that bone (head top, toe tip).
+        signature: source names that identify this rig in :func:`detect_rig`.
+        description: one line for reports.
+    """
+
+    name: str
+    joints: Mapping[str, Tuple[str, ...]]
+    scale: Optional[float] = None
+    up_axis: str = "y"
+    ends: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
+    signature: Tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.joints if k not in SMPL_JOINT_NAMES]
+        if unknown:
+            raise ValueError(
+                f"rig {self.name!r}: unknown SMPL joint name(s) {unknown}; valid names: {list(SMPL_JOINT_NAMES)}"
+            )
+        bad_ends = [k for k in self.ends if k not in LEAF_ENDS]
+        if bad_ends:
+            raise ValueError(f"rig {self.name!r}: 'ends' keys must be among {list(LEAF_ENDS)}, got {bad_ends}")
+        if self.up_axis not in ("y", "z"):
+            raise ValueError(f"rig {self.name!r}: up_axis must be 'y' or 'z', got {self.up_axis!r}")
+        if self.scale is not None and not self.scale > 0:
+            raise ValueError(f"rig {self.name!r}: scale must be a positive number, got {self.scale}")
+
+
+@dataclass
+class RigMapping:
+    """A profile resolved against one file's joints.
+
+    Attributes:
+        profile: the profile used.
+        source: SMPL joint index (0..23) -> source joint index, or ``None`` when absent.
+        ends: SMPL leaf joint index -> source joint index of its end point.
+        missing_required: SMPL joints in :data:`REQUIRED_JOINTS` that were not found.
+    """
+
+    profile: RigProfile
+    source: List[Optional[int]]
+    ends: Dict[int, int]
+    missing_required: List[str]
+
+    @property
+    def num_mapped(self) -> int:
+        return sum(s is not None for s in self.source)
+
+
+def _side(prefix_l: str, prefix_r: str, table: Mapping[str, Sequence[str]]) -> Dict[str, Tuple[str, ...]]:
+    """Expand ``{"hip": ["{S}UpLeg"]}`` into left/right SMPL joints with ``{S}`` = side token."""
+    out: Dict[str, Tuple[str, ...]] = {}
+    for joint, names in table.items():
+        out[f"left_{joint}"] = tuple(n.replace("{S}", prefix_l) for n in names)
+        out[f"right_{joint}"] = tuple(n.replace("{S}", prefix_r) for n in names)
+    return out
+
+
+def _profile(name: str, centre: Mapping[str, Sequence[str]], sided: Mapping[str, Sequence[str]],
+             side: Tuple[str, str], ends: Mapping[str, Sequence[str]] = None, **kw) -> RigProfile:
+    joints = {k: tuple(v) for k, v in centre.items()}
+    joints.update(_side(side[0], side[1], sided))
+    ends_full: Dict[str, Tuple[str, ...]] = {}
+    for k, v in (ends or {}).items():
+        if k == "foot":
+            ends_full["left_foot"] = tuple(n.replace("{S}", side[0]) for n in v)
+            ends_full["right_foot"] = tuple(n.replace("{S}", side[1]) for n in v)
+        else:
+            ends_full[k] = tuple(v)
+    return RigProfile(name=name, joints=joints, ends=ends_full, **kw)
+
+
+_CC3 = _profile(
+    "cc3",
+    {
+        "pelvis": ["CC_Base_Pelvis", "CC_Base_Hip"],
+        "spine1": ["CC_Base_Spine01"], "spine3": ["CC_Base_Spine02"],
+        "neck": ["CC_Base_NeckTwist01"], "head": ["CC_Base_Head"],
+    },
+    {
+        "hip": ["CC_Base_{S}_Thigh"], "knee": ["CC_Base_{S}_Calf"], "ankle": ["CC_Base_{S}_Foot"],
+        "foot": ["CC_Base_{S}_ToeBase"], "collar": ["CC_Base_{S}_Clavicle"],
+        "shoulder": ["CC_Base_{S}_Upperarm"], "elbow": ["CC_Base_{S}_Forearm"],
+        "wrist": ["CC_Base_{S}_Hand"], "hand": ["CC_Base_{S}_Mid1"],
+    },
+    ("L", "R"),
+    ends={"foot": ["CC_Base_{S}_MidToe1"]},
+    scale=0.01,
+    signature=("CC_Base_Hip", "CC_Base_Waist", "CC_Base_L_Thigh"),
+    description="iClone / Character Creator 3 (CC_Base_*), centimetres, Y-up",
+)
+
+_CMU = _profile(
+    "cmu",
+    {
+        "pelvis": ["Hips"], "spine1": ["Spine"], "spine3": ["Spine1"], "neck": ["Neck1"],
+        "head": ["Head"],
+    },
+    {
+        "hip": ["{S}UpLeg"], "knee": ["{S}Leg"], "ankle": ["{S}Foot"], "foot": ["{S}ToeBase"],
+        "collar": ["{S}Shoulder"], "shoulder": ["{S}Arm"], "elbow": ["{S}ForeArm"],
+        "wrist": ["{S}Hand"], "hand": ["{S}Fingers", "{S}HandFingers"],
+    },
+    ("Left", "Right"),
+    ends={"head": ["Head_End"], "foot": ["{S}ToeBase_End"]},
+    scale=0.056444,
+    signature=("LowerBack", "Neck1", "LHipJoint", "RHipJoint"),
+    description="standard CMU 31-joint BVH (CMU length units x 0.056444 = metres), Y-up",
+)
+# CMU names its finger joints LFingers/RFingers (not LeftFingers): add those candidates.
+_CMU = RigProfile(
+    name=_CMU.name,
+    joints={**_CMU.joints, "left_hand": ("LFingers", "LeftFingerBase"), "right_hand": ("RFingers", "RightFingerBase")},
+    scale=_CMU.scale, ends=_CMU.ends, signature=_CMU.signature, description=_CMU.description,
+)
+
+_CMU_MAX = _profile(
+    "cmu-max",
+    {
+        "pelvis": ["Hips"], "spine1": ["Chest"], "spine3": ["Chest2"], "neck": ["Neck"],
+        "head": ["Head"],
+    },
+    {
+        "hip": ["{S}Hip"], "knee": ["{S}Knee"], "ankle": ["{S}Ankle"], "foot": ["{S}Toe"],
+        "collar": ["{S}Collar"], "shoulder": ["{S}Shoulder"], "elbow": ["{S}Elbow"],
+        "wrist": ["{S}Wrist"], "hand": ["{S}Fingers", "{S}Finger"],
+    },
+    ("Left", "Right"),
+    ends={"head": ["Head_End"], "foot": ["{S}Toe_End"]},
+    scale=None,
+    signature=("lowerback", "lowerneck", "Chest2", "LeftCollar"),
+    description="CMU 3ds-Max-friendly BVH (units estimated), Y-up",
+)
+
+_BANDAI = _profile(
+    "bandai",
+    {"pelvis": ["Hips"], "spine1": ["Spine"], "spine3": ["Chest"], "neck": ["Neck"], "head": ["Head"]},
+    {
+        "hip": ["UpperLeg_{S}"], "knee": ["LowerLeg_{S}"], "ankle": ["Foot_{S}"], "foot": ["Toes_{S}"],
+        "collar": ["Shoulder_{S}"], "shoulder": ["UpperArm_{S}"], "elbow": ["LowerArm_{S}"],
+        "wrist": ["Hand_{S}"],
+    },
+    ("L", "R"),
+    scale=0.01,
+    signature=("joint_Root", "UpperLeg_L", "LowerArm_L"),
+    description="Bandai-Namco Research Motiondataset, centimetres, Y-up",
+)
+
+_MIXAMO = _profile(
+    "mixamo",
+    {
+        "pelvis": ["Hips"], "spine1": ["Spine"], "spine2": ["Spine1"], "spine3": ["Spine2"],
+        "neck": ["Neck"], "head": ["Head"],
+    },
+    {
+        "hip": ["{S}UpLeg"], "knee": ["{S}Leg"], "ankle": ["{S}Foot"], "foot": ["{S}ToeBase"],
+        "collar": ["{S}Shoulder"], "shoulder": ["{S}Arm"], "elbow": ["{S}ForeArm"],
+        "wrist": ["{S}Hand"], "hand": ["{S}HandMiddle1", "{S}HandIndex1"],
+    },
+    ("Left", "Right"),
+    ends={"head": ["HeadTop_End", "Head_End"], "foot": ["{S}Toe_End", "{S}ToeBase_End"]},
+    scale=None,
+    signature=("mixamorig:Hips", "HeadTop_End", "LeftHandMiddle1"),
+    description="Adobe Mixamo (mixamorig: prefix), units estimated, Y-up",
+)
+
+_LAFAN1 = _profile(
+    "lafan1",
+    {
+        "pelvis": ["Hips"], "spine1": ["Spine"], "spine2": ["Spine1"], "spine3": ["Spine2"],
+        "neck": ["Neck"], "head": ["Head"],
+    },
+    {
+        "hip": ["{S}UpLeg"], "knee": ["{S}Leg"], "ankle": ["{S}Foot"], "foot": ["{S}Toe"],
+        "collar": ["{S}Shoulder"], "shoulder": ["{S}Arm"], "elbow": ["{S}ForeArm"],
+        "wrist": ["{S}Hand"],
+    },
+    ("Left", "Right"),
+    ends={"head": ["Head_End"], "foot": ["{S}Toe_End"]},
+    scale=0.01,
+    signature=("LeftToe", "Spine2"),
+    description="Ubisoft LAFAN1, centimetres, Y-up",
+)
+
+#: Built-in profiles by name.
+BUILTIN_RIGS: Dict[str, RigProfile] = {p.name: p for p in (_CC3, _CMU, _CMU_MAX, _BANDAI, _MIXAMO, _LAFAN1)}
+
+
+def resolve_rig(names: Sequence[str], profile: RigProfile) -> RigMapping:
+    """Match ``profile`` against the joint ``names`` of one file."""
+    lookup: Dict[str, int] = {}
+    for i, n in enumerate(names):
+        lookup.setdefault(normalize_joint_name(n), i)
+    source: List[Optional[int]] = [None] * len(SMPL_JOINT_NAMES)
+    for j, smpl in enumerate(SMPL_JOINT_NAMES):
+        for cand in profile.joints.get(smpl, ()):
+            idx = lookup.get(normalize_joint_name(cand))
+            if idx is not None:
+                source[j] = idx
+                break
+    ends: Dict[int, int] = {}
+    for smpl, cands in profile.ends.items():
+        for cand in cands:
+            idx = lookup.get(normalize_joint_name(cand))
+            if idx is not None:
+                ends[SMPL_JOINT_NAMES.index(smpl)] = idx
+                break
+    missing = [n for n in REQUIRED_JOINTS if source[SMPL_JOINT_NAMES.index(n)] is None]
+    if all(source[SMPL_JOINT_NAMES.index(n)] is None for n in ("spine1", "spine2", "spine3", "neck")):
+        missing.append("spine1|spine2|spine3|neck (at least one)")
+    return RigMapping(profile, source, ends, missing)
+
+
+def detect_rig(names: Sequence[str], src: str = "BVH") -> RigMapping:
+    """Pick the built-in profile that fits ``names`` best.
+
+    Raises:
+        ValueError: no profile finds all :data:`REQUIRED_JOINTS`; the message lists the SMPL
+            joints the closest profile could not find and suggests ``--rig FILE``.
+    """
+    norm = {normalize_joint_name(n) for n in names}
+    raw = set(names)
+    best: Optional[Tuple[tuple, RigMapping]] = None
+    for profile in BUILTIN_RIGS.values():
+        m = resolve_rig(names, profile)
+        sig = sum((s in raw) or (normalize_joint_name(s) in norm) for s in profile.signature)
+        key = (not m.missing_required, m.num_mapped + len(m.ends), sig)
+        if best is None or key > best[0]:
+            best = (key, m)
+    mapping = best[1]  # type: ignore[index]  (BUILTIN_RIGS is never empty)
+    if mapping.missing_required:
+        raise ValueError(
+            f"{src}: cannot map this rig onto SMPL: the closest built-in profile "
+            f"({mapping.profile.name!r}) finds no joint for SMPL {mapping.missing_required}. "
+            f"The file's joints are {list(names)[:40]}{' ...' if len(names) > 40 else ''}. "
+            "Write a YAML mapping (see posendf_plugin.data.rigs) and pass it with --rig FILE"
+        )
+    return mapping
+
+
+_YAML_KEYS = {"name", "scale", "up_axis", "joints", "ends", "description"}
+
+
+def load_rig_yaml(path: Union[str, Path]) -> RigProfile:
+    """Read a user rig mapping (format in the module docstring).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not valid YAML, unknown keys, unknown SMPL joint names or bad values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such rig mapping file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict) or not isinstance(data.get("joints"), dict):
+        raise ValueError(f"{path}: a rig mapping needs a 'joints:' table mapping SMPL joint names to source joint names")
+    unknown = sorted(set(data) - _YAML_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(_YAML_KEYS)}")
+
+    def cands(v, key) -> Tuple[str, ...]:
+        if isinstance(v, str):
+            return (v,)
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return tuple(v)
+        raise ValueError(f"{path}: {key} must be a joint name or a list of names, got {v!r}")
+
+    joints = {str(k): cands(v, f"joints.{k}") for k, v in data["joints"].items()}
+    ends = {str(k): cands(v, f"ends.{k}") for k, v in (data.get("ends") or {}).items()}
+    scale = data.get("scale")
+    try:
+        return RigProfile(
+            name=str(data.get("name", path.stem)), joints=joints,
+            scale=None if scale is None else float(scale), up_axis=str(data.get("up_axis", "y")).lower(),
+            ends=ends, description=str(data.get("description", f"user mapping {path.name}")),
+        )
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
