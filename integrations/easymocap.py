@@ -29,7 +29,7 @@ from torch import nn
 
 from posendf_plugin.skeleton import NUM_BODY_JOINTS, POSE_LAYOUTS
 
-from ._common import prior_energy, resolve_prior
+from ._common import PriorLike, prior_energy, resolve_prior
 
 __all__ = ["PoseNDFPrior"]
 
@@ -42,7 +42,8 @@ class PoseNDFPrior(nn.Module):
     Args (the YAML ``args:`` block):
         key: which body parameter to read: ``poses`` (default) or ``poses_full`` (then the
             loss's YAML name must start with ``pf-``, EasyMocap passes ``poses_full`` only then).
-        prior: prior name for ``get_prior`` (``posendf``, ``nrdf``, ``vposer``, ``gmm``).
+        prior: prior name for ``get_prior`` (``posendf``, ``nrdf``, ``vposer``, ``gmm``); from
+            Python also a built :class:`~posendf_plugin.priors.base.PosePrior`.
         checkpoint: optional checkpoint path of the prior (passed as ``get_prior(prior,
             checkpoint=...)``); omitted -> the shipped default.
         start: first axis-angle dimension of the 21 body joints in ``kwargs[key]`` (like
@@ -55,7 +56,7 @@ class PoseNDFPrior(nn.Module):
     def __init__(
         self,
         key: str = "poses",
-        prior: str = "posendf",
+        prior: PriorLike = "posendf",
         checkpoint: Optional[str] = None,
         start: Optional[int] = None,
         reduce: str = "mean",
