@@ -50,6 +50,7 @@ __all__ = [
     "build_smplifyx_prior",
     "Calibration",
     "calibrate_weights",
+    "main",
 ]
 
 #: ``body_prior_type`` value -> prior name resolved with ``get_prior`` when SMPLify-X asks
@@ -162,6 +163,7 @@ def _replace_everywhere(old: Callable, new: Callable) -> List[str]:
 def register(
     priors: Optional[Mapping[str, PriorLike]] = None,
     scale: float = 1.0,
+    prior_kwargs_by_type: Optional[Mapping[str, Mapping]] = None,
     **prior_kwargs,
 ) -> List[str]:
     """Make ``body_prior_type: posendf`` (and ``nrdf``) work in an unmodified SMPLify-X.
@@ -176,6 +178,8 @@ def register(
         **prior_kwargs: passed to ``get_prior(name, **prior_kwargs)`` for every name-based
             entry (e.g. ``checkpoint='my_ndf.pt'``). SMPLify-X's YAML cannot carry them
             (its parser rejects unknown keys), hence here.
+        prior_kwargs_by_type: ``{body_prior_type: kwargs}`` for one entry only (e.g. a
+            checkpoint for ``posendf`` but not for ``nrdf``); merged over ``prior_kwargs``.
     Returns:
         Names of the modules whose ``create_prior`` now points to the extended factory.
     Raises:
@@ -195,6 +199,10 @@ def register(
         if not isinstance(value, (str, PosePrior)):
             raise TypeError(f"priors['{key}'] must be a prior name or a PosePrior, got {type(value).__name__}")
     per_prior_kwargs = {k: (dict(prior_kwargs) if isinstance(v, str) else {}) for k, v in mapping.items()}
+    for k, kw in (prior_kwargs_by_type or {}).items():
+        if k not in mapping or not isinstance(mapping[k], str):
+            raise ValueError(f"prior_kwargs_by_type['{k}'] needs a name-based entry '{k}' in priors")
+        per_prior_kwargs[k].update(kw)
     if prior_kwargs and not any(isinstance(v, str) for v in mapping.values()):
         raise ValueError(f"prior_kwargs {sorted(prior_kwargs)} given but every prior is already built")
 
@@ -252,13 +260,13 @@ class Calibration:
 
     SMPLify-X weighs the prior by ``w**2``; matching ``w_new**2 * gap_new = w_ref**2 * gap_ref``
     (gap = mean energy on noisy poses minus mean energy on real poses, at ``sigma``) gives
-    ``w_new = w_ref * sqrt(gap_ref / gap_new)``.
+    ``w_new = w_ref * sqrt(gap_ref / gap_new)`` (``gap_ref / gap_new`` for linear weights).
 
     Attributes:
-        factor: ``sqrt(gap_ref / gap_new)``.
+        factor: ``sqrt(gap_ref / gap_new)`` (squared weights) or ``gap_ref / gap_new``.
         weights: calibrated ``body_pose_prior_weights`` (one per SMPLify-X stage).
-        scale: the equivalent :func:`register` ``scale`` that keeps the reference weights
-            (``gap_ref / gap_new`` = ``factor**2``).
+        scale: the equivalent energy ``scale`` that keeps the reference weights
+            (``gap_ref / gap_new``).
         new / reference: the measured statistics.
     """
 
@@ -277,6 +285,7 @@ def calibrate_weights(
     reference_weights: Sequence[float] = SMPLIFYX_DEFAULT_BODY_POSE_PRIOR_WEIGHTS,
     sigma: float = 0.25,
     seed: int = 0,
+    squared: bool = True,
 ) -> Calibration:
     """Calibrate SMPLify-X ``body_pose_prior_weights`` for ``prior`` against ``reference``.
 
@@ -287,6 +296,9 @@ def calibrate_weights(
         poses: real poses (any layout), e.g. the shipped validation pose set.
         reference_weights: the weights tuned for ``reference``.
         sigma: quaternion noise level of the "implausible" poses.
+        squared: the host multiplies the prior by ``w**2`` (SMPLify-X, SPIN); ``False`` for
+            hosts with linear weights (HuMoR's ``--pose-prior-weight``, mmhuman3d's
+            ``loss_weight``), where ``w_new = w_ref * gap_ref / gap_new``.
     Raises:
         ValueError: a prior does not separate real from noisy poses (gap <= 0).
     """
@@ -300,8 +312,52 @@ def calibrate_weights(
             f"for '{p_new.name}' and {g_ref:.4g} for '{p_ref.name}'; both must be positive"
         )
     ratio = g_ref / g_new
-    factor = ratio ** 0.5
+    factor = ratio ** 0.5 if squared else ratio
     return Calibration(
         factor=factor, weights=tuple(float(w) * factor for w in reference_weights), scale=ratio,
         sigma=float(sigma), new=s_new, reference=s_ref,
     )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """``python -m posendf_plugin.integrations.smplifyx /path/to/smplify-x/smplifyx/main.py
+    [--posendf-checkpoint PATH] [--posendf-scale S] <SMPLify-X arguments>``.
+
+    Runs an unmodified SMPLify-X ``main.py`` as ``__main__`` after :func:`register` (its folder
+    goes first on ``sys.path``, as when it is run directly); every argument after the script
+    path except the two ``--posendf-*`` options is passed to SMPLify-X.
+
+    Returns:
+        The globals of the finished script (as ``runpy.run_path`` returns them).
+    """
+    import argparse
+    import runpy
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(
+        prog="python -m posendf_plugin.integrations.smplifyx",
+        description="Run SMPLify-X's main.py with body_prior_type 'posendf'/'nrdf' available.",
+    )
+    parser.add_argument("script", help="path to smplify-x/smplifyx/main.py")
+    parser.add_argument("--posendf-checkpoint", default=None, help="Pose-NDF checkpoint (default: the shipped model)")
+    parser.add_argument("--posendf-scale", type=float, default=1.0, help="multiplies the prior energy (default 1)")
+    args, rest = parser.parse_known_args(argv)
+    script = Path(args.script).resolve()
+    if not script.is_file():
+        raise FileNotFoundError(f"{script}: no such file; pass the path of smplify-x/smplifyx/main.py")
+    sys.path.insert(0, str(script.parent))
+    by_type = {"posendf": {"checkpoint": args.posendf_checkpoint}} if args.posendf_checkpoint else None
+    register(scale=args.posendf_scale, prior_kwargs_by_type=by_type)
+    saved_argv = sys.argv
+    sys.argv = [str(script), *rest]
+    try:
+        return runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved_argv
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through main() in the tests
+    try:
+        main()
+    except (ValueError, FileNotFoundError, ImportError, KeyError) as e:
+        sys.exit(f"error: {e}")

@@ -49,3 +49,37 @@ def test_all_hosts_with_tiny_posendf(ndf):
     hl = PoseNDFPosePriorLoss(ndf)(pose63.reshape(2, 2, 63))
     hl.backward()
     assert pose63.grad.abs().sum() > 0
+
+
+def test_smplifyx_runner_with_posendf_checkpoint(ndf, tmp_path, monkeypatch):
+    import sys
+    import textwrap
+
+    from posendf_plugin.integrations import smplifyx as sx
+
+    ck = tmp_path / "tiny_ndf.pt"
+    torch.save({"model_state_dict": ndf.net.state_dict(), "config": ndf.config.to_dict()}, ck)
+    pkg = tmp_path / "smplifyx"
+    pkg.mkdir()
+    (pkg / "prior.py").write_text(textwrap.dedent("""
+        def create_prior(prior_type, **kwargs):
+            raise ValueError('Prior {} is not implemented'.format(prior_type))
+        class MaxMixturePrior:
+            pass
+    """))
+    (pkg / "main.py").write_text(textwrap.dedent("""
+        import sys, torch
+        from prior import create_prior
+        if __name__ == '__main__':
+            args = dict(body_prior_type=sys.argv[1], model_type='smplx', prior_folder='prior')
+            body_pose_prior = create_prior(prior_type=args.get('body_prior_type'), dtype=torch.float32, **args)
+    """))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        g = sx.main([str(pkg / "main.py"), "--posendf-checkpoint", str(ck), "--posendf-scale", "2", "posendf"])
+        p = g["body_pose_prior"]
+        x = random_poses(2, 63)
+        assert p.expected_width == 63 and torch.allclose(p(x, None), 2.0 * ndf.energy(x), atol=1e-5)
+    finally:
+        for k in ("prior", "__main__posendf"):
+            sys.modules.pop(k, None)

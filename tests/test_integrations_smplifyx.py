@@ -71,6 +71,10 @@ MAIN_PY = textwrap.dedent(
         # fitting.SMPLifyLoss.forward with use_vposer=False
         return torch.sum(body_pose_prior(body_model_output.body_pose,
                                          body_model_output.betas)) * body_pose_weight ** 2
+
+    if __name__ == "__main__":
+        import sys
+        body_pose_prior = build_body_pose_prior(body_prior_type=sys.argv[1], model_type="smpl")
     '''
 )
 
@@ -224,3 +228,11 @@ def test_calibration_matches_contrast():
     assert cal.factor == pytest.approx(0.5, rel=1e-4)
     assert cal.weights == pytest.approx((202.0, 2.39), rel=1e-4)
     assert cal.scale == pytest.approx(0.25, rel=1e-4)
+
+
+def test_runner_runs_unmodified_main(checkout):
+    g = sx.main([str(checkout / "main.py"), "l2"])
+    assert type(g["body_pose_prior"]).__name__ == "L2Prior"  # SMPLify-X's own type, via the patch
+    assert getattr(g["create_prior"], "_posendf_patch", None) is not None
+    with pytest.raises(FileNotFoundError, match="main.py"):
+        sx.main([str(checkout / "nope.py")])
