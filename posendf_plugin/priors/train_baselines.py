@@ -75,7 +75,7 @@ class VPoserTrainConfig:
 
     num_neurons: int = 512
     latent_dim: int = 32
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-5
