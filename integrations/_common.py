@@ -26,6 +26,7 @@ __all__ = [
     "HostPosePrior",
     "add_quat_noise",
     "SeparationStats",
+    "energies_on",
     "separation_stats",
 ]
 

@@ -10,6 +10,8 @@
   model.
 * :func:`compare_priors` scores the same poses with several priors: energy on real poses and on
   noisy copies, AUROC of telling them apart, and the Spearman rank correlation between priors.
+  ``python -m posendf_plugin.integrations.vposer --poses FILE`` prints that table and the host
+  weights calibrated from it (:func:`host_weights`).
 """
 from __future__ import annotations
 
@@ -26,7 +28,16 @@ from posendf_plugin.skeleton import to_body_quat
 
 from ._common import PriorLike, SeparationStats, add_quat_noise, energies_on, resolve_prior, separation_stats
 
-__all__ = ["find_vposer_checkpoint", "load_vposer", "load_model", "PriorComparison", "compare_priors"]
+__all__ = [
+    "find_vposer_checkpoint",
+    "load_vposer",
+    "load_model",
+    "PriorComparison",
+    "compare_priors",
+    "HOST_REFERENCE_WEIGHTS",
+    "host_weights",
+    "main",
+]
 
 
 def _vposer_module():
@@ -166,3 +177,81 @@ def compare_priors(
         r = spearmanr(energies[a], energies[b]).statistic
         spearman[(a, b)] = float(r) if np.isfinite(r) else float("nan")
     return PriorComparison(stats=stats, spearman=spearman, num_poses=len(q))
+
+
+#: host setting -> (reference prior, weights tuned for it, squared?) — the hosts' own defaults
+HOST_REFERENCE_WEIGHTS: Dict[str, Tuple[str, Tuple[float, ...], bool]] = {
+    # smplify-x cmd_parser.py / cfg_files/fit_smplx.yaml (VPoser: ‖z‖² weighted by w²)
+    "SMPLify-X body_pose_prior_weights (vs VPoser ‖z‖²)": ("vposer", (404.0, 404.0, 57.4, 4.78), True),
+    # the same list, as SMPLify's GMM prior uses it (use_vposer: false, body_prior_type: gmm)
+    "SMPLify-X body_pose_prior_weights (vs GMM)": ("gmm", (404.0, 404.0, 57.4, 4.78), True),
+    # SPIN smplify/losses.py body_fitting_loss: pose_prior_weight=4.78 on the GMM, squared
+    "SPIN pose_prior_weight (vs GMM)": ("gmm", (4.78,), True),
+    # mmhuman3d SMPLify configs: MaxMixturePrior loss_weight=4.78**2 (linear)
+    "mmhuman3d loss_weight (vs GMM)": ("gmm", (4.78 ** 2,), False),
+    # HuMoR configs/fit_amass_joints.cfg and fit_rgb_demo_no_split.cfg --pose-prior-weight
+    "HuMoR --pose-prior-weight, AMASS joints (vs VPoser ‖z‖²)": ("vposer", (2e-4, 2e-4, 0.0), False),
+    "HuMoR --pose-prior-weight, RGB (vs VPoser ‖z‖²)": ("vposer", (0.04, 0.04, 0.0), False),
+}
+
+
+def host_weights(comparison: PriorComparison, prior: str, sigma: float = 0.25) -> Dict[str, Tuple[float, ...]]:
+    """Host weights for ``prior`` that reproduce each reference prior's real-vs-noisy energy gap
+    at ``sigma`` (``w * sqrt(gap_ref / gap)`` for squared weights, ``w * gap_ref / gap`` for
+    linear ones); only references present in ``comparison`` are used."""
+    if prior not in comparison.stats:
+        raise KeyError(f"'{prior}' is not in the comparison; it has {sorted(comparison.stats)}")
+    gap = comparison.stats[prior].gap(sigma)
+    out = {}
+    for label, (ref, weights, squared) in HOST_REFERENCE_WEIGHTS.items():
+        if ref not in comparison.stats or gap <= 0:
+            continue
+        ratio = comparison.stats[ref].gap(sigma) / gap
+        factor = ratio ** 0.5 if squared else ratio
+        out[label] = tuple(w * factor for w in weights)
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> PriorComparison:
+    """``python -m posendf_plugin.integrations.vposer --poses FILE [--priors ...]``: print the
+    side-by-side comparison and the calibrated host weights."""
+    import argparse
+
+    from posendf_plugin.data.posesets import load_pose_set
+
+    ap = argparse.ArgumentParser(
+        prog="python -m posendf_plugin.integrations.vposer",
+        description="Compare pose priors on real vs noisy poses and calibrate host weights.",
+    )
+    ap.add_argument("--poses", required=True, help="pose-set .npz (or folder) of real held-out poses")
+    ap.add_argument("--priors", nargs="+", default=["posendf", "nrdf", "vposer", "gmm"], help="prior names")
+    ap.add_argument("--vposer", default=None, help="VPoser experiment folder / .ckpt instead of the shipped one")
+    ap.add_argument("--sigmas", nargs="+", type=float, default=[0.1, 0.25, 0.5])
+    ap.add_argument("--max-poses", type=int, default=2000, help="evenly spaced subset size (0 = all)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    q = load_pose_set(a.poses).quat
+    if a.max_poses and len(q) > a.max_poses:
+        q = q[torch.linspace(0, len(q) - 1, a.max_poses).long()]
+    priors = {name: (load_vposer(a.vposer) if name == "vposer" and a.vposer else name) for name in a.priors}
+    res = compare_priors(priors, q, sigmas=a.sigmas, seed=a.seed)
+    print(f"{res.num_poses} real poses from {a.poses}; noise sigmas {a.sigmas}; seed {a.seed}\n")
+    print(res.table())
+    sigma = 0.25 if 0.25 in res.stats[a.priors[0]].sigmas else res.stats[a.priors[0]].sigmas[0]
+    for name in a.priors:
+        if name in ("vposer", "gmm"):
+            continue
+        print(f"\nCalibrated host weights for '{name}' (energy gap matched at sigma={sigma}):")
+        for label, w in host_weights(res, name, sigma).items():
+            print(f"  {label}: [{', '.join(f'{x:.4g}' for x in w)}]")
+    return res
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    try:
+        main()
+    except (ValueError, FileNotFoundError, KeyError, ImportError) as e:
+        sys.exit(f"error: {e}")
