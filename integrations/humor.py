@@ -248,15 +248,11 @@ class IdentityLatentPosePrior(nn.Module):
 
     ``latentD = 63``; ``encode(pose (N, 63)) -> torch.distributions.Normal`` whose ``mean`` is
     the pose; ``decode(z (N, 63), output_type='matrot') -> (N, 1, 21, 9)`` rotation matrices
-    (``'aa'`` -> ``(N, 1, 21, 3)``), the shapes VPoser v1 returns. Holds the prior (as
-    ``self.prior``) so ``.to(device)`` / ``.eval()`` in HuMoR move it too.
+    (``'aa'`` -> ``(N, 1, 21, 3)``), the shapes VPoser v1 returns. It has no weights: the prior
+    itself enters through :func:`register`'s loss term.
     """
 
     latentD: int = _BODY_WIDTH
-
-    def __init__(self, prior: Optional[PriorLike] = None, prior_kwargs: Optional[dict] = None) -> None:
-        super().__init__()
-        self.prior = None if prior is None else resolve_prior(prior, prior_kwargs)
 
     def encode(self, pose_body: torch.Tensor) -> torch.distributions.Normal:
         pose = pose_body.reshape(-1, _BODY_WIDTH) if pose_body.shape[-1] == _BODY_WIDTH else None
@@ -277,10 +273,12 @@ class IdentityLatentPosePrior(nn.Module):
         return self.decode(self.encode(pose_body).mean, output_type=output_type)
 
 
-def load_vposer_compatible(prior: PriorLike = "posendf", **prior_kwargs):
-    """Stand-in for ``human_body_prior.tools.model_loader.load_vposer``: returns
-    ``(IdentityLatentPosePrior, None)`` like ``pose_prior, _ = load_vposer(path)``."""
-    return IdentityLatentPosePrior(prior, prior_kwargs or None), None
+def load_vposer_compatible(expr_dir: Optional[str] = None, vp_model: str = "snapshot"):
+    """Stand-in for ``human_body_prior.tools.model_loader.load_vposer(expr_dir,
+    vp_model='snapshot')``: returns ``(IdentityLatentPosePrior(), None)`` like
+    ``pose_prior, _ = load_vposer(path)``. Both arguments are accepted so the replaced call can
+    keep them, and are not used (there are no VPoser weights to load)."""
+    return IdentityLatentPosePrior(), None
 
 
 class PoseNDFPosePriorLoss(nn.Module):

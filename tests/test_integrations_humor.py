@@ -59,7 +59,7 @@ def pose2latent(pose_prior, body_pose):
 
 
 def test_vposer_v1_surface_round_trip():
-    prior, extra = hm.load_vposer_compatible(TinyPrior())
+    prior, extra = hm.load_vposer_compatible("./body_models/vposer_v1_0", vp_model="snapshot")
     assert extra is None and prior.latentD == 63
     pose = random_poses(2 * 5, 63, scale=0.5).reshape(2, 5, 63)
     z = pose2latent(prior, pose)
@@ -76,7 +76,7 @@ def test_register_on_class_replaces_latent_l2():
     term = hm.register(FittingLoss, prior=TinyPrior(), scale=2.0)
     try:
         fl = FittingLoss({"pose_prior": 0.5})
-        pose_prior, _ = hm.load_vposer_compatible(TinyPrior())
+        pose_prior, _ = hm.load_vposer_compatible()
         latent = pose2latent(pose_prior, random_poses(6, 63).reshape(2, 3, 63)).requires_grad_(True)
         loss, stats = fl.smpl_fit({"latent_pose": latent})
         e = TinyPrior().energy(latent.reshape(-1, 63)).sum() * 2.0
