@@ -41,7 +41,6 @@ import torch
 from torch import nn
 
 from . import keypoints as _kp
-from . import rotations as R
 from ._checks import as_tensor, check_shape
 from .skeleton import NUM_SMPL_JOINTS, POSE_LAYOUTS, quat_to_pose, to_body_quat
 
@@ -115,10 +114,15 @@ _BUILTINS = {("copyreg", "_reconstructor"): copyreg._reconstructor,
              ("collections", "OrderedDict"): dict}
 
 
+# Python 2 module names found in pickles written by Python 2 (or by Python 3 with protocol < 3).
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
 class _SMPLUnpickler(pickle.Unpickler):
     """Only numpy arrays, builtins and placeholders for chumpy / scipy.sparse objects."""
 
     def find_class(self, module: str, name: str):
+        module = _PY2_MODULES.get(module, module)
         if module == "chumpy" or module.startswith("chumpy."):
             return _standin("chumpy", module, name)
         if module.startswith("scipy.sparse"):
@@ -534,7 +538,9 @@ class BodyModel(nn.Module):
                 model's own width (69 for SMPL, 63 otherwise) is passed through unchanged (keeps
                 SMPL's hand rotations); other layouts keep the 21 body joints. A full-pose layout
                 (72/156/165) also supplies the root orientation.
-            global_orient: ``(..., 3)`` axis-angle root orientation, or ``(..., 3, 3)``.
+            global_orient: ``(..., 3)`` axis-angle root orientation (convert rotation matrices
+                with :func:`posendf_plugin.rotations.matrix_to_axis_angle`; a ``(3, 3)`` input
+                is read as three axis-angle rows, never as a matrix).
             betas: ``(..., n)`` or ``(n,)`` shape coefficients, ``n <= num_betas`` (zero-padded).
             transl: ``(..., 3)`` translation (metres).
             keypoints: ``"openpose25"`` or ``"coco17"`` to also return 3D keypoints.
@@ -547,8 +553,6 @@ class BodyModel(nn.Module):
             pose, root, batch = self._body_pose(body_pose, global_orient)
         if global_orient is not None:
             go = as_tensor(global_orient, "global_orient").to(self.device, self.dtype)
-            if go.ndim >= 2 and go.shape[-2:] == (3, 3):
-                go = R.matrix_to_axis_angle(go)
             check_shape(go, ("*", 3), "global_orient")
             root = go
         for t in (root, transl):
