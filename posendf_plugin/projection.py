@@ -10,10 +10,13 @@ step moves every pose against the gradient by the predicted distance:
   renormalisation (a retraction back onto the sphere).
 
 The scale ``s`` is ``‖∇f‖`` (``scaling="unit"``, the paper's formula, exact when f is a true
-distance with ``‖∇f‖ = 1``) or ``‖∇f‖²`` (``scaling="newton"``, the default: one Newton step on
-the level set ``f = 0``; identical to "unit" where the eikonal property holds, and it does not
-overshoot where the learned gradient norm is not 1 — e.g. a per-joint eikonal gives a whole-pose
-gradient norm up to √21). A step is at most ``max_step`` long (in R^(21·4)).
+distance with ``‖∇f‖ = 1``) or ``‖P∇f‖²`` (``scaling="newton"``, the default), where ``P``
+projects onto the joints' tangent spaces. Only the tangential part of a step survives the
+per-joint renormalisation, and to first order it changes f by ``−α·f·‖P∇f‖²/s``: with the
+Newton scale every step aims at ``f = 0`` exactly, for both methods, whatever the learned
+gradient norm (a per-joint eikonal term makes the whole-pose norm up to √21, and Pose-NDF's
+labels ``1 − |⟨q, p⟩|`` have a mostly radial R⁴ gradient near the data). The tangential part of
+a step is at most ``max_step`` long (norm over all joints).
 
 Poses stop moving once ``f <= tol``; the loop ends when all have converged or after
 ``max_iter`` steps. Quaternions are ``(w, x, y, z)``; results are canonical (``w >= 0``), the
@@ -84,19 +87,20 @@ def projection_step(
     Returns:
         ``(B, 21, 4)`` unit quaternions, ``w >= 0``.
     """
-    if method == "riemannian":
-        g = tangent_gradient(q, g)
-    elif method != "posendf":
+    if method not in PROJECTION_METHODS:
         raise ValueError(f"unknown projection method {method!r}; use one of {PROJECTION_METHODS}")
-    sq = (g * g).sum(dim=(-1, -2))
+    g_t = tangent_gradient(q, g)
+    if method == "riemannian":
+        g = g_t
     if scaling == "newton":
-        scale = f / sq.clamp(min=_EPS)
+        scale = f / (g_t * g_t).sum(dim=(-1, -2)).clamp(min=_EPS)
     elif scaling == "unit":
-        scale = f / sq.clamp(min=_EPS).sqrt()
+        scale = f / (g * g).sum(dim=(-1, -2)).clamp(min=_EPS).sqrt()
     else:
         raise ValueError(f"unknown scaling {scaling!r}; use 'newton' or 'unit'")
     delta = (step_size * scale)[:, None, None] * g
-    length = delta.flatten(1).norm(dim=-1)
+    # the radial part of a Euclidean step is undone by the renormalisation: bound the rest
+    length = tangent_gradient(q, delta).flatten(1).norm(dim=-1)
     delta = delta * (max_step / length.clamp(min=max_step))[:, None, None]
     return quat_canonical(quat_normalize(q - delta))
 

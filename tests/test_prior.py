@@ -1,0 +1,189 @@
+"""The public PoseNDF / NRDF prior: loading, layouts, bad input, sampling, interpolation."""
+import pytest
+import torch
+
+from posendf_plugin import prior as P
+from posendf_plugin import rotations as R
+from posendf_plugin import skeleton as S
+from posendf_plugin.model import POSENDF_ORIGINAL_PARENTS
+from posendf_plugin.priors import get_prior
+
+from _ndf_fixtures import clean_poses, labelled, trained_tiny
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return P.PoseNDF.from_checkpoint(trained_tiny())
+
+
+@pytest.fixture(scope="module")
+def ckpt():
+    return torch.load(trained_tiny(), weights_only=True)
+
+
+def _q(n, seed=0):
+    return R.quat_random(n, 21, generator=torch.Generator().manual_seed(seed))
+
+
+def test_layout_autodetection(prior):
+    q = labelled(clean_poses(), 6, seed=3)[0]
+    ref = prior.distance(q)
+    aa = R.quat_to_axis_angle(q)
+    for layout in (63, 69, 72):
+        torch.testing.assert_close(prior.distance(S.quat_to_pose(q, layout)), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(prior.distance(aa), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(prior.distance(R.quat_to_matrix(q)), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(prior.distance((-q).numpy()), ref, atol=1e-5, rtol=0)  # sign-invariant
+    assert prior.distance(q.reshape(2, 3, 21, 4)).shape == (2, 3)
+    with pytest.raises(ValueError, match="not a supported body-pose layout|last dimension must be one of"):
+        prior.distance(torch.zeros(4, 66))
+
+
+def test_bad_input(prior):
+    q = _q(5)
+    bad = q.clone()
+    bad[3, 2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or Inf values in 1 row\(s\): \[3\]"):
+        prior.distance(bad)
+    with pytest.warns(UserWarning, match="not unit length"):
+        out = prior.distance(q * 3.0)
+    torch.testing.assert_close(out, prior.distance(q))
+    zero = q.clone()
+    zero[1, 4] = 0.0
+    with pytest.raises(ValueError, match=r"zero-length quaternions in row\(s\) \[1\]"):
+        prior.project(zero)
+
+
+def test_energy_is_differentiable_and_weights_frozen(prior):
+    aa = (R.quat_to_axis_angle(_q(3)) * 0.5).reshape(3, 63).requires_grad_(True)
+    e = prior.energy(aa)
+    assert e.shape == (3,) and bool((e >= 0).all())
+    e.sum().backward()
+    assert aa.grad is not None and bool(torch.isfinite(aa.grad).all()) and float(aa.grad.abs().sum()) > 0
+    assert all(not p.requires_grad for p in prior.parameters())
+    torch.testing.assert_close(prior(aa).detach(), e.detach())
+
+
+def test_sample_is_seeded_and_on_manifold(prior):
+    a, b, c = prior.sample(16, seed=1), prior.sample(16, seed=1), prior.sample(16, seed=2)
+    assert a.shape == (16, 21, 4) and torch.equal(a, b) and not torch.equal(a, c)
+    init, res = prior.sample_with_result(16, seed=1)
+    assert float(res.distance.mean()) < 0.25 * float(prior.distance(init).mean())
+    near = prior.sample(8, seed=0, around=clean_poses(), sigma=0.3)
+    assert near.shape == (8, 21, 4)
+    with pytest.raises(ValueError, match="positive integer"):
+        prior.sample(0)
+
+
+def test_interpolate_projects_intermediates(prior):
+    clean = clean_poses()
+    a, b = clean[0], clean[-1]
+    path = prior.interpolate(S.quat_to_pose(a[None], 63), b, steps=7)
+    plain = prior.interpolate(a, b, steps=7, project=False)
+    assert path.shape == plain.shape == (7, 21, 4)
+    torch.testing.assert_close(path[0], a, atol=1e-5, rtol=0)
+    torch.testing.assert_close(path[-1], b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain[3], R.quat_canonical(R.quat_slerp(a, b, 0.5)), atol=1e-5, rtol=0)
+    assert float(prior.distance(path[1:-1]).mean()) <= float(prior.distance(plain[1:-1]).mean()) + 1e-6
+    with pytest.raises(ValueError, match="steps"):
+        prior.interpolate(a, b, steps=1)
+
+
+def test_registry_and_nrdf_variant(ckpt, tmp_path):
+    path = trained_tiny()
+    p = get_prior("posendf", checkpoint=path)
+    assert isinstance(p, P.PoseNDF) and p.method == "posendf"
+    n = get_prior("nrdf", checkpoint=path)
+    assert isinstance(n, P.NRDF) and n.method == "riemannian" and n.name == "nrdf"
+    torch.testing.assert_close(n.distance(_q(3)), p.distance(_q(3)))
+
+
+def test_from_pretrained_missing_names_training_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(P, "ASSETS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"posendf train --config configs/cmu.yaml"):
+        P.PoseNDF.from_pretrained()
+    with pytest.raises(FileNotFoundError, match=r"configs/nrdf.yaml"):
+        P.NRDF.from_pretrained()
+    (tmp_path / P.DEFAULT_WEIGHTS["posendf"]).write_bytes(trained_tiny().read_bytes())
+    assert isinstance(P.PoseNDF.from_pretrained(), P.PoseNDF)
+
+
+def test_checkpoint_errors(ckpt, tmp_path):
+    # config and weights out of sync: names the offending key
+    bad = dict(ckpt, config={**ckpt["config"], "model": {**ckpt["config"]["model"], "hidden": [64, 32]}})
+    torch.save(bad, tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match=r"key 'layers.0.weight' has shape \(32, 84\).*builds \(64, 84\)"):
+        P.PoseNDF.from_checkpoint(tmp_path / "mismatch.pt")
+    # unknown key in the stored config
+    bad = dict(ckpt, config={**ckpt["config"], "model": {**ckpt["config"]["model"], "width": 3}})
+    torch.save(bad, tmp_path / "unknown.pt")
+    with pytest.raises(ValueError, match=r"unknown key 'width' in section 'model'"):
+        P.PoseNDF.from_checkpoint(tmp_path / "unknown.pt")
+    # missing weight
+    sd = dict(ckpt["model_state_dict"])
+    sd.pop("layers.1.bias")
+    torch.save(dict(ckpt, model_state_dict=sd), tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match=r"missing key 'layers.1.bias'"):
+        P.PoseNDF.from_checkpoint(tmp_path / "missing.pt")
+    # truncated file
+    raw = trained_tiny().read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated, corrupt"):
+        P.PoseNDF.from_checkpoint(tmp_path / "trunc.pt")
+    with pytest.raises(FileNotFoundError):
+        P.PoseNDF.from_checkpoint(tmp_path / "nope.pt")
+
+
+def _original_layout(seed=0, hidden=(16, 8), feat=6, act="softplus"):
+    """A dummy checkpoint in the authors' layout (model/posendf.py: enc = StructureEncoder,
+    dfnet = DFNet; BoneMLP = Linear(in, 4+F), act, Linear(4+F, F), act)."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for j, p in enumerate(POSENDF_ORIGINAL_PARENTS):
+        n_in = 4 if p == -1 else 4 + feat
+        sd[f"enc.net.{j}.net.0.weight"] = torch.randn(4 + feat, n_in, generator=g) * 0.5
+        sd[f"enc.net.{j}.net.0.bias"] = torch.randn(4 + feat, generator=g) * 0.1
+        sd[f"enc.net.{j}.net.2.weight"] = torch.randn(feat, 4 + feat, generator=g) * 0.5
+        sd[f"enc.net.{j}.net.2.bias"] = torch.randn(feat, generator=g) * 0.1
+    dims = (21 * feat,) + hidden + (1,)
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        sd[f"dfnet.lin{i}.weight"] = torch.randn(b, a, generator=g) / a ** 0.5
+        sd[f"dfnet.lin{i}.bias"] = torch.randn(b, generator=g) * 0.1
+    return sd
+
+
+def _original_forward(sd, q, act):
+    """Re-implementation of the authors' forward pass, joint by joint."""
+    a = {"softplus": lambda x: torch.nn.functional.softplus(x, beta=100), "lrelu": torch.nn.functional.leaky_relu}[act]
+    out_a = {"softplus": a, "lrelu": torch.relu}[act]
+    feats = [None] * 21
+    for j, p in enumerate(POSENDF_ORIGINAL_PARENTS):
+        x = q[:, j] if p == -1 else torch.cat([q[:, j], feats[p]], -1)
+        h = a(x @ sd[f"enc.net.{j}.net.0.weight"].T + sd[f"enc.net.{j}.net.0.bias"])
+        feats[j] = a(h @ sd[f"enc.net.{j}.net.2.weight"].T + sd[f"enc.net.{j}.net.2.bias"])
+    x = torch.cat(feats, -1)
+    n = len([k for k in sd if k.startswith("dfnet.lin") and k.endswith("weight")])
+    for i in range(n):
+        x = x @ sd[f"dfnet.lin{i}.weight"].T + sd[f"dfnet.lin{i}.bias"]
+        x = a(x) if i < n - 1 else out_a(x)
+    return x[:, 0]
+
+
+@pytest.mark.parametrize("act", ["softplus", "lrelu"])
+def test_authors_checkpoint_layout(tmp_path, act):
+    sd = _original_layout()
+    path = tmp_path / "checkpoint_epoch_best.tar"
+    torch.save({"epoch": 3, "model_state_dict": sd, "optimizer_state_dict": {"state": {}, "param_groups": []}},
+               path, _use_new_zipfile_serialization=False)
+    yml = tmp_path / "config.yaml"
+    yml.write_text(f"model:\n  DFNet:\n    act: {act}\n    beta: 100\n  StrEnc:\n    act: {act}\n    beta: 100\n")
+    prior = P.PoseNDF.from_original_checkpoint(path, config_yaml=yml)
+    q = _q(6)
+    torch.testing.assert_close(prior.distance(q), _original_forward(sd, q, act), atol=1e-5, rtol=1e-5)
+    # our own loader points to the right one
+    with pytest.raises(ValueError, match="from_original_checkpoint"):
+        P.PoseNDF.from_checkpoint(path)
+    sd.pop("enc.net.5.net.2.bias")
+    torch.save({"model_state_dict": sd}, path)
+    with pytest.raises(ValueError, match=r"enc.net.5.net.2.bias"):
+        P.PoseNDF.from_original_checkpoint(path, activation=act)

@@ -1,0 +1,137 @@
+"""The trainer: losses, checkpoints, bit-identical resume (also after SIGKILL), outputs."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from posendf_plugin.config import load_config
+from posendf_plugin.model import PoseNDFNet
+from posendf_plugin.training import CHECKPOINT_FORMAT, train, training_losses
+
+from _ndf_fixtures import REPO, clean_poses, labelled, tiny_config, write_training_dir
+
+CURVES = ("epoch", "lr", "train_loss", "train_dist", "train_manifold", "train_eikonal", "val_dist", "val_mae")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_training_dir(tmp_path_factory.mktemp("ndf") / "data", n=1500, chunk=500)
+
+
+@pytest.fixture
+def one_thread():
+    old = torch.get_num_threads()
+    yield
+    torch.set_num_threads(old)
+
+
+def _cfg(epochs=4, **training):
+    return tiny_config(training={"epochs": epochs, "num_threads": 1, **training})
+
+
+def _same(a, b):
+    for k in CURVES:
+        assert a[k] == b[k], k  # exact equality: bit-identical curves
+
+
+def _weights(run):
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model_state_dict"]
+
+
+def test_losses_terms_and_switches():
+    cfg = _cfg()
+    net = PoseNDFNet(cfg.model)
+    clean = clean_poses(50)
+    q, d, _ = labelled(clean, 64)
+    t = training_losses(net, q, d, clean, cfg)
+    assert set(t) == {"loss", "dist", "manifold", "eikonal"}
+    assert all(float(v.detach()) > 0 for v in t.values())
+    w = cfg.training
+    torch.testing.assert_close(t["loss"].detach(), w.w_dist * t["dist"] + w.w_manifold * t["manifold"] + w.w_eikonal * t["eikonal"])
+    t["loss"].backward()
+    assert all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in net.parameters())
+    off = training_losses(net, q, d, clean, _cfg(w_eikonal=0.0, w_manifold=0.0))
+    assert float(off["eikonal"]) == 0 and float(off["manifold"]) == 0
+    l2 = training_losses(net, q, d, clean, _cfg(loss="l2"))
+    torch.testing.assert_close(l2["dist"], ((net(q) - d) ** 2).mean().detach())
+
+
+def test_train_outputs_and_checkpoint(data, tmp_path, one_thread):
+    res = train(_cfg(epochs=3), out_dir=tmp_path / "run", data_dir=data, progress=False)
+    run = res.out_dir
+    assert res.epochs_run == 3 and res.model_path == run / "model.pt"
+    for f in ("checkpoints/last.pt", "checkpoints/best.pt", "model.pt", "config.yaml", "history.json", "loss_curves.png"):
+        assert (run / f).is_file(), f
+    assert (run / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+    ck = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ck["format"] == CHECKPOINT_FORMAT and ck["epoch"] == 3
+    assert {"model_state_dict", "optimizer_state_dict", "scheduler_state_dict", "rng", "config", "history"} <= set(ck)
+    assert ck["config"] == _cfg(epochs=3).to_dict()
+    assert len(ck["history"]["val_mae"]) == 3  # validated every epoch
+    assert load_config(run / "config.yaml") == _cfg(epochs=3)
+    h = res.history
+    assert h["train_dist"][-1] < h["train_dist"][0]
+    # an existing run is not overwritten without --resume
+    with pytest.raises(ValueError, match="pass --resume"):
+        train(_cfg(epochs=3), out_dir=run, data_dir=data, progress=False, tensorboard=False)
+    # resuming with a different config names the key
+    with pytest.raises(ValueError, match=r"training.lr \(checkpoint: 0.005, config: 0.001\)"):
+        train(_cfg(epochs=3, lr=0.001), out_dir=run, data_dir=data, resume=True, progress=False, tensorboard=False)
+    # a complete run resumes to a no-op
+    again = train(_cfg(epochs=3), out_dir=run, data_dir=data, resume=True, progress=False, tensorboard=False)
+    assert again.epochs_run == 0
+
+
+def test_resume_is_bit_identical(data, tmp_path, one_thread):
+    full = train(_cfg(epochs=4), out_dir=tmp_path / "full", data_dir=data, progress=False, tensorboard=False)
+    part = train(_cfg(epochs=4), out_dir=tmp_path / "split", data_dir=data, progress=False, tensorboard=False, stop_after=2)
+    assert part.epochs_run == 2 and part.model_path is None
+    rest = train(_cfg(epochs=4), out_dir=tmp_path / "split", data_dir=data, progress=False, tensorboard=False, resume=True)
+    assert rest.epochs_run == 2
+    _same(full.history, rest.history)
+    for (k, a), b in zip(_weights(full.out_dir).items(), _weights(rest.out_dir).values()):
+        assert torch.equal(a, b), k
+
+
+def test_resume_after_sigkill(data, tmp_path, one_thread):
+    epochs = 8
+    out = tmp_path / "killed"
+    code = (
+        "import sys; sys.path.insert(0, {tests!r}); sys.path.insert(0, {repo!r})\n"
+        "from _ndf_fixtures import tiny_config\n"
+        "from posendf_plugin.training import train\n"
+        "cfg = tiny_config(training={{'epochs': {epochs}, 'num_threads': 1}})\n"
+        "train(cfg, out_dir={out!r}, data_dir={data!r}, progress=False, tensorboard=False)\n"
+    ).format(tests=str(REPO / "tests"), repo=str(REPO), epochs=epochs, out=str(out), data=str(data))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = out / "checkpoints" / "last.pt"
+    deadline = time.time() + 60
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    killed_at = torch.load(last, weights_only=True)["epoch"] if last.exists() else None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert killed_at is not None and killed_at < epochs, proc.stderr.read().decode()[-2000:]
+    rest = train(_cfg(epochs=epochs), out_dir=out, data_dir=data, resume=True, progress=False, tensorboard=False)
+    full = train(_cfg(epochs=epochs), out_dir=tmp_path / "ref", data_dir=data, progress=False, tensorboard=False)
+    _same(full.history, rest.history)
+    for (k, a), b in zip(_weights(full.out_dir).items(), _weights(out).values()):
+        assert torch.equal(a, b), k
+
+
+def test_bad_data_and_truncated_checkpoint(data, tmp_path, one_thread):
+    with pytest.raises(FileNotFoundError, match="posendf data prepare"):
+        train(_cfg(), out_dir=tmp_path / "x", data_dir=tmp_path / "nothing", progress=False, tensorboard=False)
+    with pytest.raises(ValueError, match="no training data"):
+        train(_cfg(), out_dir=tmp_path / "x", progress=False, tensorboard=False)
+    run = tmp_path / "trunc"
+    train(_cfg(epochs=2), out_dir=run, data_dir=data, progress=False, tensorboard=False, stop_after=1)
+    raw = (run / "checkpoints" / "last.pt").read_bytes()
+    (run / "checkpoints" / "last.pt").write_bytes(raw[:100])
+    with pytest.raises(ValueError, match="cannot read the checkpoint"):
+        train(_cfg(epochs=2), out_dir=run, data_dir=data, resume=True, progress=False, tensorboard=False)
