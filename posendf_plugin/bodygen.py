@@ -102,7 +102,7 @@ _X, _Y, _Z = np.eye(3)
 class _Station:
     """A ring the tube must pass through.
 
-    ``at`` is a joint index or a (joint, offset) pair / (joint_a, joint_b, t) interpolation;
+    ``at`` is ``(joint,)``, ``(joint, offset)`` or ``(joint_a, joint_b, t)`` (interpolation);
     ``sub`` is the number of interpolated rings to the next station (fixed, so every shape
     variant has the same topology); ``key`` marks a ring centred exactly on that joint.
     """
@@ -342,7 +342,8 @@ def _ring_counts(specs: List[_TubeSpec], J: np.ndarray) -> List[List[int]]:
 
 
 def _build_mesh(J: np.ndarray, girth: float = 1.0):
-    """All tubes on pelvis-relative joints ``J`` (24, 3). Returns (tubes, order of sides)."""
+    """All tubes (left parts followed by their mirrored right copies) on pelvis-relative joints
+    ``J`` (24, 3), with radii scaled by ``girth``."""
     specs = _tube_specs()
     counts = _ring_counts(specs, SMPL_REST_JOINTS.double().numpy())
     tubes: List[_Tube] = []
@@ -559,7 +560,7 @@ def model_card_text() -> str:
         "  (torso, head+neck, arms with mitten hands, legs, feet). Only the keypoint vertex ids that\n"
         "  smplx/SMPLify/SPIN use (nose, eyes, ears, toes, heels, finger tips) correspond to SMPL.\n"
         "- Rest joints: posendf_plugin.skeleton.SMPL_REST_JOINTS + PELVIS_OFFSET "
-        f"{PELVIS_OFFSET.tolist()} m; height about 1.74 m.\n"
+        f"{PELVIS_OFFSET.tolist()} m; height about 1.73 m.\n"
         "- Shape: betas 0..6 = " + ", ".join(SHAPE_DIRECTION_NAMES) + "; betas 7..9 are zero.\n"
         "- Pose correctives: zero. Skinning: inverse-distance weights to the bones.\n\n"
         "Use the real SMPL / SMPL+H / SMPL-X files (`--body-model DIR`) for results meant to be\n"

@@ -358,8 +358,10 @@ def test_generator_is_deterministic_and_matches_packaged_file(tmp_path, monkeypa
     d = BM.default_body_model_dir()
     assert d.is_relative_to(tmp_path / "cache")
     fresh = load_smpl_pkl(d / "smpl" / "SMPL_NEUTRAL.pkl")
-    for key in ("v_template", "shapedirs", "J_regressor", "weights", "f", "kintree_table"):
+    for key in ("f", "kintree_table"):
         np.testing.assert_array_equal(fresh[key], packaged[key], err_msg=key)
+    for key in ("v_template", "shapedirs", "J_regressor", "weights"):  # float: allow BLAS noise
+        np.testing.assert_allclose(fresh[key], packaged[key], atol=1e-6, rtol=0, err_msg=key)
 
 
 # ---------------------------------------------------------------------------------------------
