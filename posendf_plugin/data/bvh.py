@@ -28,7 +28,7 @@ import torch
 
 from .. import rotations as R
 
-__all__ = ["BvhClip", "read_bvh", "read_bvh_text", "euler_to_matrix", "bvh_clip_name"]
+__all__ = ["BvhClip", "read_bvh", "read_bvh_text", "write_bvh", "euler_to_matrix", "matrix_to_euler", "bvh_clip_name"]
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 _ROT_CHANNELS = ("xrotation", "yrotation", "zrotation")
@@ -161,6 +161,97 @@ def euler_to_matrix(angles_deg: np.ndarray, order: str) -> np.ndarray:
     return out
 
 
+def matrix_to_euler(m: np.ndarray, order: str) -> np.ndarray:
+    """Inverse of :func:`euler_to_matrix` for three distinct axes: ``(..., 3, 3) -> (..., 3)``
+    degrees, ``R = R_{order[0]} @ R_{order[1]} @ R_{order[2]}``."""
+    from scipy.spatial.transform import Rotation
+
+    m = np.asarray(m, np.float64)
+    flat = m.reshape(-1, 3, 3)
+    e = Rotation.from_matrix(flat).as_euler(order.upper(), degrees=True)  # upper case = intrinsic
+    return e.reshape(m.shape[:-2] + (3,))
+
+
+def write_bvh(
+    path: Union[str, Path],
+    names: Sequence[str],
+    parents: Sequence[int],
+    offsets: np.ndarray,
+    local_rot: np.ndarray,
+    root_pos: np.ndarray,
+    frame_time: float = 1.0 / 30.0,
+    order: str = "zyx",
+    positions_on_all: bool = False,
+    end_sites: Optional[Dict[int, Sequence[float]]] = None,
+) -> Path:
+    """Write a BVH file (gzipped when ``path`` ends in ``.gz``).
+
+    Args:
+        names, parents: joints in parent-before-child order, ``parents[0] == -1``.
+        offsets: ``(J, 3)`` rest offsets.
+        local_rot: ``(F, J, 3, 3)`` local rotation matrices.
+        root_pos: ``(F, 3)`` root position channels.
+        order: rotation channel order, e.g. ``"zyx"`` writes ``Zrotation Yrotation Xrotation``.
+        positions_on_all: also give every non-root joint position channels (equal to its offset),
+            as Bandai-Namco files do.
+        end_sites: joint index -> end-site offset for leaf joints (default: none).
+    """
+    from ..io import atomic_path
+
+    J = len(names)
+    children: List[List[int]] = [[] for _ in range(J)]
+    for j, p in enumerate(parents):
+        if p >= 0:
+            children[p].append(j)
+    rot_ch = " ".join(f"{a.upper()}rotation" for a in order)
+    lines = ["HIERARCHY"]
+
+    def emit(j: int, depth: int) -> None:
+        ind = "  " * depth
+        lines.append(f"{ind}{'ROOT' if parents[j] < 0 else 'JOINT'} {names[j]}")
+        lines.append(f"{ind}{{")
+        lines.append(f"{ind}  OFFSET {' '.join(f'{v:.6f}' for v in offsets[j])}")
+        if parents[j] < 0 or positions_on_all:
+            lines.append(f"{ind}  CHANNELS 6 Xposition Yposition Zposition {rot_ch}")
+        else:
+            lines.append(f"{ind}  CHANNELS 3 {rot_ch}")
+        for c in children[j]:
+            emit(c, depth + 1)
+        if end_sites and j in end_sites:
+            lines.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET {' '.join(f'{v:.6f}' for v in end_sites[j])}", f"{ind}  }}"])
+        lines.append(f"{ind}}}")
+
+    for r in (j for j in range(J) if parents[j] < 0):
+        emit(r, 0)
+    order_idx: List[int] = []
+
+    def walk(j: int) -> None:
+        order_idx.append(j)
+        for c in children[j]:
+            walk(c)
+
+    for r in (j for j in range(J) if parents[j] < 0):
+        walk(r)
+    F = local_rot.shape[0]
+    eul = matrix_to_euler(local_rot, order)  # (F, J, 3)
+    cols = []
+    for j in order_idx:
+        if parents[j] < 0:
+            cols.append(root_pos)
+        elif positions_on_all:
+            cols.append(np.broadcast_to(offsets[j], (F, 3)))
+        cols.append(eul[:, j])
+    data = np.concatenate(cols, axis=1)
+    lines += ["MOTION", f"Frames: {F}", f"Frame Time: {frame_time:.8f}"]
+    lines += [" ".join(f"{v:.6f}" for v in row) for row in data]
+    text = "\n".join(lines) + "\n"
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        raw = text.encode()
+        tmp.write_bytes(gzip.compress(raw) if path.name.endswith(".gz") else raw)
+    return path
+
+
 def read_bvh(path: Union[str, Path]) -> BvhClip:
     """Read a ``.bvh`` or ``.bvh.gz`` file (gzip is detected from the content).
 
@@ -272,6 +363,11 @@ def read_bvh_text(text: str, src: str = "<bvh>") -> BvhClip:
                 joint(idx, False)
             elif key == "END":
                 joint(idx, True)
+            elif t.lower() in _ROT_CHANNELS + _POS_CHANNELS:
+                raise ValueError(
+                    f"{src}: line {ln}: joint {name!r} lists more channel names than its CHANNELS count "
+                    f"({len(channels[idx])}); fix the count"
+                )
             else:
                 raise ValueError(f"{src}: line {ln}: unexpected {t!r} inside joint {name!r}")
 
