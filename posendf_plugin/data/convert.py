@@ -641,7 +641,7 @@ def _print_table(summary: BatchSummary, report: bool) -> None:
               "spine3->collar offsets)")
     print(f"converted {len(summary.converted)} clip(s), failed {len(summary.failed)}")
     for r in summary.failed:
-        print(f"  FAILED {r['file']}: {r['error']}")
+        print(f"  FAILED {r['error'] if r['file'] in r['error'] else r['file'] + ': ' + r['error']}")
 
 
 def _cli(args: argparse.Namespace) -> int:
