@@ -261,3 +261,44 @@ def test_real_rig_quality_and_anatomy(rel, rig):
     side = (res.targets.positions[:, 1] - res.targets.positions[:, 2]) @ Y_UP_TO_Z_UP.T
     local_side = np.einsum("fji,fj->fi", root, side)
     assert (local_side[:, 0] > 0).mean() > 0.95
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
+def test_real_clip_on_unseen_rig(tmp_path):
+    """The real CMU clip re-rigged as Mixamo (prefixed names, every joint frame rolled, YXZ
+    channels): limbs come out as from the original rig, quality within target."""
+    c = _crop(read_bvh(SHARED / "cmu-std" / "01_01.bvh.gz"), 240)
+    table = {"Hips": "Hips", "LowerBack": "Spine", "Spine": "Spine1", "Spine1": "Spine2", "Neck": "NeckBase",
+             "Neck1": "Neck", "Head": "Head", "LHipJoint": "LeftHipJoint", "LeftFingerBase": "LeftHandPalm",
+             "LFingers": "LeftHandMiddle1", "LThumb": "LeftHandThumb1"}
+
+    def rename(n):
+        if n in table:
+            return table[n]
+        left = n.replace("Right", "Left").replace("RHip", "LHip").replace("RFingers", "LFingers").replace("RThumb", "LThumb")
+        return table.get(left, left).replace("Left", "Right") if left != n else n
+
+    real = [j for j in range(len(c.names)) if not c.is_end[j]]
+    idx = {j: i for i, j in enumerate(real)}
+    parents = [idx[c.parents[j]] if c.parents[j] >= 0 else -1 for j in real]
+    L, off = c.local_rot[:, real].copy(), c.offsets[real].copy()
+    ends = {idx[c.parents[j]]: c.offsets[j].copy() for j in range(len(c.names)) if c.is_end[j]}
+    roll = Rotation.random(len(real), random_state=7).as_matrix()
+    for i, p in enumerate(parents):
+        rp = roll[p] if p >= 0 else np.eye(3)
+        L[:, i] = rp.T @ L[:, i] @ roll[i]
+        off[i] = rp.T @ off[i]
+    ends = {i: roll[i].T @ e for i, e in ends.items()}
+    path = write_bvh(tmp_path / "mixamo.bvh", ["mixamorig:" + rename(c.names[j]) for j in real], parents, off, L,
+                     c.local_trans[:, 0], c.frame_time, "yxz", end_sites=ends)
+    new = convert_bvh(path, fps=30)
+    ref = convert_clip(c, fps=30)
+    assert new.mapping.profile.name == "mixamo" and ref.mapping.profile.name == "cmu"
+    q = quality_report(new)
+    assert q.mean_deg <= 8 and q.p95_deg <= 20 and q.all_mean_deg <= 8
+    qa = to_body_quat(torch.from_numpy(ref.motion.pose_body).double())
+    qb = to_body_quat(torch.from_numpy(new.motion.pose_body).double())
+    diff = np.degrees(R.quat_geodesic_angle(qa, qb).numpy()).mean(0)
+    limbs = [SMPL_JOINT_NAMES.index(n) - 1 for n in ("left_knee", "right_knee", "left_ankle", "left_elbow",
+                                                     "right_elbow", "left_shoulder", "right_wrist", "neck", "head")]
+    assert diff[limbs].max() < 0.5, diff

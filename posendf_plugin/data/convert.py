@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .. import rotations as R
-from ..io import save_json
+from ..io import atomic_path, save_json
 from ..skeleton import NUM_BODY_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics
 from .bvh import BvhClip, bvh_clip_name, read_bvh
 from .motion import Motion, save_motion
@@ -280,9 +280,16 @@ def solve_smpl(tg: Targets) -> Tuple[np.ndarray, np.ndarray]:
         # structural direction pairs: (rest dir (3,), target dir (F,3), weight (F,))
         child_pairs = []
         for c in _CHILDREN[j]:
+            w = _LATERAL_WEIGHT if c in _LATERAL else 1.0
             b = T[:, c] - T[:, j]
             if _valid_dir(b):
-                child_pairs.append((_unit(rest[c] - rest[j]), b, _LATERAL_WEIGHT if c in _LATERAL else 1.0))
+                child_pairs.append((_unit(rest[c] - rest[j]), b, w))
+                continue
+            # the source joint coincides with its parent (e.g. CMU's LowerBack at the hips, its
+            # LeftShoulder at Spine1): aim at the next joint down the chain instead
+            c2 = _MAIN_CHILD.get(c)
+            if c2 is not None and _valid_dir(T[:, c2] - T[:, j]):
+                child_pairs.append((_unit(rest[c2] - rest[j]), T[:, c2] - T[:, j], w))
         if j in tg.ends:
             b = tg.ends[j] - T[:, j]
             if _valid_dir(b):
@@ -527,9 +534,6 @@ def plot_frames(result: ConversionResult, path: Union[str, Path], frames: Option
                  "shifted +0.9 m in x   (red = left side, blue = right side)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from ..io import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
@@ -603,8 +607,10 @@ def run_bvh(inputs: Sequence[Union[str, Path]], out: Union[str, Path], fps: Opti
             if plot_dir is not None:
                 entry["plot"] = str(plot_frames(res, Path(plot_dir) / rel.parent / f"{rel.name}.png"))
             summary.converted.append(entry)
-        except (ValueError, KeyError, FileNotFoundError, OSError) as e:
+        except (ValueError, KeyError, FileNotFoundError, OSError, np.linalg.LinAlgError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            if str(f) not in msg:
+                msg = f"{f}: {msg}"
             log.warning("skipping %s: %s", f, msg)
             summary.failed.append({"file": str(f), "error": msg})
     if report:
@@ -641,7 +647,7 @@ def _print_table(summary: BatchSummary, report: bool) -> None:
               "spine3->collar offsets)")
     print(f"converted {len(summary.converted)} clip(s), failed {len(summary.failed)}")
     for r in summary.failed:
-        print(f"  FAILED {r['error'] if r['file'] in r['error'] else r['file'] + ': ' + r['error']}")
+        print(f"  FAILED {r['error']}")
 
 
 def _cli(args: argparse.Namespace) -> int:
