@@ -15,6 +15,7 @@ from posendf_plugin.priors.train_baselines import (
     VPoserTrainConfig,
     load_yaml_config,
     matrix_geodesic_angle,
+    num_epochs,
     partial_path,
     register,
     train_vposer,
@@ -259,7 +260,7 @@ def _structured_quats(n: int, seed: int) -> torch.Tensor:
     return R.axis_angle_to_quat(aa.reshape(n, 21, 3))
 
 
-TINY = VPoserTrainConfig(num_neurons=64, latent_dim=8, epochs=6, batch_size=64, lr=3e-3, val_fraction=0.1, seed=1)
+TINY = VPoserTrainConfig(num_neurons=64, latent_dim=8, epochs=6, min_steps=0, batch_size=64, lr=3e-3, val_fraction=0.1, seed=1)
 
 
 def test_tiny_training_separates_data_from_random(tmp_path):
@@ -280,7 +281,7 @@ def test_tiny_training_separates_data_from_random(tmp_path):
 
 def test_training_is_deterministic_and_resume_matches(tmp_path):
     q = _structured_quats(300, 3)
-    cfg = VPoserTrainConfig(num_neurons=16, latent_dim=4, epochs=2, batch_size=32, seed=5)
+    cfg = VPoserTrainConfig(num_neurons=16, latent_dim=4, epochs=2, min_steps=0, batch_size=32, seed=5)
     a = train_vposer(q, cfg, progress=False).model.state_dict()
     b = train_vposer(q, cfg, progress=False).model.state_dict()
     for k in a:
@@ -299,7 +300,7 @@ def test_training_is_deterministic_and_resume_matches(tmp_path):
         train_vposer(q, cfg, out=out, resume=True, progress=False)
     # a resume state with another config is refused
     train_vposer(q, cfg, out=tmp_path / "s.pt", stop_after=1, progress=False)
-    other = VPoserTrainConfig(num_neurons=16, latent_dim=4, epochs=2, batch_size=32, seed=6)
+    other = VPoserTrainConfig(num_neurons=16, latent_dim=4, epochs=2, min_steps=0, batch_size=32, seed=6)
     with pytest.raises(ValueError, match="seed"):
         train_vposer(q, other, out=tmp_path / "s.pt", resume=True, progress=False)
 
@@ -318,7 +319,7 @@ def test_config_yaml_matches_defaults_and_rejects_unknown(tmp_path):
 
 def test_cli_train_vposer(tmp_path, capsys):
     save_pose_set(tmp_path / "poses.npz", _structured_quats(200, 4))
-    (tmp_path / "c.yaml").write_text("num_neurons: 16\nlatent_dim: 4\nepochs: 1\nbatch_size: 50\n")
+    (tmp_path / "c.yaml").write_text("num_neurons: 16\nlatent_dim: 4\nepochs: 1\nmin_steps: 8\nbatch_size: 50\n")
     parser = argparse.ArgumentParser(prog="posendf")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args([
@@ -329,7 +330,10 @@ def test_cli_train_vposer(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     m = get_prior("vposer", checkpoint=tmp_path / "v.pt")
     assert m.config == VPoserConfig(16, 4)
-    assert torch.load(tmp_path / "v.pt", weights_only=True)["training"]["train_config"]["seed"] == 3
+    info = torch.load(tmp_path / "v.pt", weights_only=True)["training"]
+    assert info["train_config"]["seed"] == 3
+    # 190 training poses / batch 50 = 4 steps per epoch; min_steps 8 raises 1 epoch to 2
+    assert len(info["history"]) == 2 == num_epochs(VPoserTrainConfig(**info["train_config"]), 190)
 
 
 def test_matrix_geodesic_angle():

@@ -38,6 +38,7 @@ __all__ = [
     "VPoserTrainConfig",
     "VPoserTrainResult",
     "train_vposer",
+    "num_epochs",
     "train_gmm",
     "load_yaml_config",
     "matrix_geodesic_angle",
@@ -59,6 +60,9 @@ class VPoserTrainConfig:
     Attributes:
         num_neurons, latent_dim: architecture (512 / 32 = the released V02_05 shapes).
         epochs: passes over the training poses.
+        min_steps: train for at least this many optimiser steps: on a small pose set ``epochs``
+            is raised to ``ceil(min_steps / steps_per_epoch)`` (0 = exactly ``epochs``). With
+            the defaults, sets above ~50k poses train for ``epochs``.
         batch_size: poses per step.
         lr, weight_decay: Adam settings (V02_05: 1e-3, 1e-5).
         kl_weight: weight of ``mean_b Σ_z KL(q(z|x) ‖ N(0, I))`` (V02_05: 0.005).
@@ -76,6 +80,7 @@ class VPoserTrainConfig:
     num_neurons: int = 512
     latent_dim: int = 32
     epochs: int = 20
+    min_steps: int = 4000
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-5
@@ -93,6 +98,8 @@ class VPoserTrainConfig:
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"VPoserTrainConfig.{k} must be a positive integer, got {v!r}")
+        if not isinstance(self.min_steps, int) or self.min_steps < 0:
+            raise ValueError(f"VPoserTrainConfig.min_steps must be a non-negative integer, got {self.min_steps!r}")
         for k in ("lr",):
             if not getattr(self, k) > 0:
                 raise ValueError(f"VPoserTrainConfig.{k} must be > 0, got {getattr(self, k)!r}")
@@ -301,7 +308,8 @@ def train_vposer(
 
     n_train = q_train.shape[0]
     steps = math.ceil(n_train / cfg.batch_size)
-    last = cfg.epochs if stop_after is None else min(cfg.epochs, start + stop_after)
+    epochs = num_epochs(cfg, n_train)
+    last = epochs if stop_after is None else min(epochs, start + stop_after)
     for epoch in range(start, last):
         t0 = time.perf_counter()
         model.train()
@@ -311,7 +319,7 @@ def train_vposer(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed * 1_000_003 + epoch + 1)
             perm = torch.randperm(n_train)
-            bar = tqdm(range(steps), desc=f"vposer epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+            bar = tqdm(range(steps), desc=f"vposer epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
             for s in bar:
                 idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
                 if idx.numel() < 2:  # BatchNorm needs 2 samples
@@ -337,7 +345,7 @@ def train_vposer(
             }))
 
     model.eval()
-    finished = last >= cfg.epochs
+    finished = last >= epochs
     path = None
     if out is not None and finished:
         path = model.save(out, training={
@@ -348,6 +356,13 @@ def train_vposer(
     elif part is not None and part.is_file():
         path = part
     return VPoserTrainResult(model=model, history=history, path=path, finished=finished)
+
+
+def num_epochs(cfg: VPoserTrainConfig, n_train: int) -> int:
+    """Epochs :func:`train_vposer` runs on ``n_train`` training poses (``epochs``, raised to
+    reach ``min_steps``)."""
+    steps = max(1, math.ceil(n_train / cfg.batch_size))
+    return max(cfg.epochs, math.ceil(cfg.min_steps / steps))
 
 
 def _evaluate(model: VPoser, data, cfg: VPoserTrainConfig, epoch: int) -> Dict[str, float]:
