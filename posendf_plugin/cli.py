@@ -12,6 +12,7 @@ __all__ = ["main", "build_parser"]
 #: modules providing ``register(subparsers)``, in the order shown by ``posendf --help``.
 COMMAND_MODULES = (
     "posendf_plugin.data.commands",
+    "posendf_plugin.commands",
     "posendf_plugin.priors.train_baselines",
 )
 

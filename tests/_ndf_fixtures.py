@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from posendf_plugin import rotations as R
@@ -75,3 +76,13 @@ def trained_tiny(epochs: int = 12) -> Path:
     cfg = tiny_config(training={"epochs": epochs}, data={"pose_set": str(root / "data_clean.npz")})
     res = train(cfg, out_dir=root / "run", data_dir=data, progress=False, tensorboard=False)
     return res.model_path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Run the NDF tests on one torch thread (restored afterwards): tiny matmuls are faster on
+    one thread and do not stall when other processes share the CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -9,7 +9,7 @@ from posendf_plugin import skeleton as S
 from posendf_plugin.config import Config, ModelConfig, load_config, save_config
 from posendf_plugin.model import POSENDF_ORIGINAL_PARENTS, PoseNDFNet, parent_table, tree_levels
 
-from _ndf_fixtures import REPO, TINY
+from _ndf_fixtures import REPO, TINY, one_torch_thread  # noqa: F401 (autouse fixture)
 
 SMALL = ModelConfig(enc_feature=4, enc_hidden=8, hidden=(16, 16))
 

@@ -8,7 +8,7 @@ from posendf_plugin import skeleton as S
 from posendf_plugin.model import POSENDF_ORIGINAL_PARENTS
 from posendf_plugin.priors import get_prior
 
-from _ndf_fixtures import clean_poses, labelled, trained_tiny
+from _ndf_fixtures import clean_poses, labelled, trained_tiny, one_torch_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +187,34 @@ def test_authors_checkpoint_layout(tmp_path, act):
     torch.save({"model_state_dict": sd}, path)
     with pytest.raises(ValueError, match=r"enc.net.5.net.2.bias"):
         P.PoseNDF.from_original_checkpoint(path, activation=act)
+
+
+def test_cli_sample_project_interpolate(tmp_path, capsys):
+    from posendf_plugin.cli import main
+    from posendf_plugin.data.motion import load_motion
+    from posendf_plugin.data.posesets import load_pose_set, save_pose_set
+
+    model = str(trained_tiny())
+    ref = tmp_path / "clean.npz"
+    save_pose_set(ref, clean_poses())
+    out = tmp_path / "s"
+    assert main(["sample", "--n", "12", "--out", str(out), "--checkpoint", model, "--reference", str(ref),
+                 "--around", str(ref), "--sigma", "0.3", "--seed", "3"]) == 0
+    msg = capsys.readouterr().out
+    assert "APD" in msg and "within 15 deg" in msg
+    assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    m = load_motion(out / "samples.npz")
+    assert m.pose_body.shape == (12, 63)
+    assert main(["project", "--poses", str(out / "initial.npz"), "--out", str(tmp_path / "p.npz"), "--checkpoint", model]) == 0
+    assert load_motion(tmp_path / "p.npz").pose_body.shape == (12, 63)
+    assert main(["project", "--poses", str(ref), "--out", str(tmp_path / "p_set.npz"), "--checkpoint", model,
+                 "--prior", "nrdf", "--max-iter", "5"]) == 0
+    assert len(load_pose_set(tmp_path / "p_set.npz")) == len(clean_poses())
+    assert main(["interpolate", "--start", f"{ref}:0", "--end", f"{ref}:-1", "--steps", "5", "--out",
+                 str(tmp_path / "i"), "--checkpoint", model]) == 0
+    assert "vs plain slerp" in capsys.readouterr().out
+    assert load_motion(tmp_path / "i" / "interpolation.npz").pose_body.shape == (5, 63)
+    # user errors are one line, exit code 2
+    assert main(["interpolate", "--start", f"{ref}:999", "--end", str(ref), "--out", str(tmp_path / "j"),
+                 "--checkpoint", model]) == 2
+    assert "out of range" in capsys.readouterr().err
