@@ -368,6 +368,9 @@ class QualityReport:
             pelvis joint sits level with its hip joints differs there by up to 40° from SMPL in
             every frame, whatever the pose).
         all_mean_deg / all_p95_deg: the same including those offsets.
+        hinge_offaxis_deg: mean rotation of the knees and elbows away from their hinge axis
+            (twist and sideways bend; a check on twist transfer that bone directions alone
+            cannot see: a wrong upper-arm twist shows up here as a twisted elbow).
         per_bone_mean_deg: ``"parent->child"`` -> mean angle (all mapped bones).
         num_bones: articulated bones compared; num_frames: frames compared.
     """
@@ -380,6 +383,7 @@ class QualityReport:
     num_frames: int
     all_mean_deg: float
     all_p95_deg: float
+    hinge_offaxis_deg: float = float("nan")
 
 
 @dataclass
@@ -478,7 +482,24 @@ def quality_report(result: ConversionResult) -> QualityReport:
     art = np.concatenate(angles)
     every = np.concatenate(angles + lateral)
     return QualityReport(float(art.mean()), float(np.percentile(art, 95)), float(art.max()),
-                         per_bone, len(angles), len(smpl), float(every.mean()), float(np.percentile(every, 95)))
+                         per_bone, len(angles), len(smpl), float(every.mean()), float(np.percentile(every, 95)),
+                         _hinge_offaxis(result.motion))
+
+
+def _hinge_offaxis(motion: Motion) -> float:
+    """Mean angle (degrees) of the knee/elbow local rotations away from their hinge axes."""
+    rest = SMPL_REST_JOINTS.double().numpy()
+    q = R.axis_angle_to_quat(torch.from_numpy(motion.pose_body.astype(np.float64)).reshape(-1, NUM_BODY_JOINTS, 3))
+    out = []
+    for up, mid, _, flex in _HINGES:
+        iu, im = _IDX[up], _IDX[mid]
+        axis = torch.from_numpy(_unit(np.cross(_unit(rest[im] - rest[iu]), np.asarray(flex))))
+        qj = q[:, im - 1]
+        # swing-twist: the twist about `axis` keeps (w, (v.axis) axis); the rest is off-axis
+        tw = torch.cat([qj[:, :1], (qj[:, 1:] @ axis)[:, None] * axis], -1)
+        tw = tw / tw.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        out.append(np.degrees(R.quat_geodesic_angle(tw, qj).numpy()))
+    return float(np.mean(np.concatenate(out)))
 
 
 _DRAW_BONES = [(SMPL_PARENTS[j], j) for j in range(1, _J)]
@@ -603,6 +624,7 @@ def run_bvh(inputs: Sequence[Union[str, Path]], out: Union[str, Path], fps: Opti
                 q = quality_report(res)
                 entry.update(mean_deg=q.mean_deg, p95_deg=q.p95_deg, max_deg=q.max_deg, bones=q.num_bones,
                              all_bones_mean_deg=q.all_mean_deg, all_bones_p95_deg=q.all_p95_deg,
+                             hinge_offaxis_deg=q.hinge_offaxis_deg,
                              per_bone_mean_deg=q.per_bone_mean_deg)
             if plot_dir is not None:
                 entry["plot"] = str(plot_frames(res, Path(plot_dir) / rel.parent / f"{rel.name}.png"))
@@ -636,10 +658,11 @@ def run_bvh(inputs: Sequence[Union[str, Path]], out: Union[str, Path], fps: Opti
 def _print_table(summary: BatchSummary, report: bool) -> None:
     if report and summary.converted:
         w = max(len(Path(r["file"]).name) for r in summary.converted)
-        print(f"{'clip':<{w}}  {'rig':<8} {'frames':>7} {'mean°':>7} {'p95°':>7} {'all mean°':>10} {'all p95°':>9}")
+        print(f"{'clip':<{w}}  {'rig':<8} {'frames':>7} {'mean°':>7} {'p95°':>7} {'all mean°':>10} {'all p95°':>9} "
+              f"{'hinge off°':>10}")
         for r in summary.converted:
             print(f"{Path(r['file']).name:<{w}}  {r['rig']:<8} {r['frames']:>7} {r['mean_deg']:>7.2f} {r['p95_deg']:>7.2f} "
-                  f"{r['all_bones_mean_deg']:>10.2f} {r['all_bones_p95_deg']:>9.2f}")
+                  f"{r['all_bones_mean_deg']:>10.2f} {r['all_bones_p95_deg']:>9.2f} {r['hinge_offaxis_deg']:>10.2f}")
         means = [r["mean_deg"] for r in summary.converted]
         p95s = [r["p95_deg"] for r in summary.converted]
         print(f"{len(means)} clip(s), articulated bones: mean of means {np.mean(means):.2f}°, worst mean "
