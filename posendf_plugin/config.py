@@ -211,7 +211,10 @@ class DataConfig:
             :mod:`posendf_plugin.data.labels`): ``posendf`` (mean over the k nearest poses of
             Σ_k 1 − |⟨q_k, p_k⟩|) or ``nrdf`` (geodesic distance on SO(3)^21 to the nearest
             pose). Recorded with the model.
-        noise: noise the labelled poses were drawn with: ``gaussian`` or ``heavy_tailed``.
+        noise: noise the labelled poses were drawn with, in the names of
+            :mod:`posendf_plugin.data.prepare`: ``posendf`` (Gaussian quaternion noise) or
+            ``nrdf`` (heavy-tailed per-joint rotations). Recorded with the model. The data itself
+            is made by ``posendf data prepare --config configs/prepare_<posendf|nrdf>.yaml``.
         sigmas: noise scales used when the data was prepared (for the record).
         max_samples: use at most this many labelled samples (0 = all).
     """
@@ -219,14 +222,14 @@ class DataConfig:
     train_dir: str = ""
     pose_set: str = ""
     label_metric: str = "posendf"
-    noise: str = "gaussian"
+    noise: str = "posendf"
     sigmas: Tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
     max_samples: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))
         _choice("data", "label_metric", self.label_metric, ("posendf", "nrdf"))
-        _choice("data", "noise", self.noise, ("gaussian", "heavy_tailed"))
+        _choice("data", "noise", self.noise, ("posendf", "nrdf"))
         if any(s < 0 for s in self.sigmas):
             raise ValueError(f"config data.sigmas must be >= 0, got {list(self.sigmas)}")
         if isinstance(self.max_samples, bool) or not isinstance(self.max_samples, int) or self.max_samples < 0:

@@ -114,7 +114,7 @@ def test_shipped_configs_load(name):
         assert cfg.model.beta == 100
     if name == "nrdf":
         assert cfg.training.w_eikonal == 0 and cfg.data.label_metric == "nrdf"
-        assert cfg.data.noise == "heavy_tailed" and cfg.experiment.prior == "nrdf"
+        assert cfg.data.noise == "nrdf" and cfg.experiment.prior == "nrdf"
 
 
 def test_unknown_key_names_key_and_section(tmp_path):
