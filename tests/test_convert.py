@@ -269,7 +269,6 @@ def test_real_rig_quality_and_anatomy(rel, rig):
         assert np.abs(aa[:, idx[k], 1:]).mean() < 0.1  # hinge: little twist / side bend
     assert aa[:, idx["left_elbow"], 1].mean() < 0 < aa[:, idx["right_elbow"], 1].mean()
     # left/right not swapped: in the body frame the left hip is at +x
-    pos, rot = res.targets.positions, res.targets.orient
     root = R.axis_angle_to_matrix(torch.from_numpy(res.motion.root_orient).double()).numpy()
     side = (res.targets.positions[:, 1] - res.targets.positions[:, 2]) @ Y_UP_TO_Z_UP.T
     local_side = np.einsum("fji,fj->fi", root, side)

@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -57,6 +56,7 @@ __all__ = [
     "plot_frames",
     "find_bvh_files",
     "run_bvh",
+    "BatchSummary",
     "register_cli",
     "Y_UP_TO_Z_UP",
 ]
