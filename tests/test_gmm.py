@@ -188,3 +188,19 @@ def test_config_yaml_and_cli(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("components: 3\n")
     with pytest.raises(KeyError, match="components"):
         load_yaml_config(tmp_path / "bad.yaml", GMMFitConfig)
+
+
+def test_shipped_gmm_separates_test_poses_from_noisy():
+    if not gm.DEFAULT_GMM.is_file():
+        pytest.skip("shipped gmm_cmu.npz not built")
+    from posendf_plugin.data.posesets import load_pose_set
+
+    prior = get_prior("gmm")
+    assert prior.num_components == 8 and prior.dim == 63
+    test_set = gm.DEFAULT_GMM.parent / "cmu_test.npz"
+    if not test_set.is_file():
+        pytest.skip("cmu_test.npz not built")
+    q = load_pose_set(test_set).quat[::10]
+    g = torch.Generator().manual_seed(0)
+    noisy = R.quat_mul(q, R.axis_angle_to_quat(0.25 * torch.randn(q.shape[:-1] + (3,), generator=g)))
+    assert prior.energy(q).median() < 0.2 * prior.energy(noisy).median()

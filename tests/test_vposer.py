@@ -344,3 +344,20 @@ def test_matrix_geodesic_angle():
     m = R.quat_to_matrix(a).requires_grad_(True)
     matrix_geodesic_angle(m, m.detach()).sum().backward()
     assert bool(torch.isfinite(m.grad).all())
+
+
+def test_shipped_vposer_separates_test_poses_from_noisy():
+    if not vp.DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("shipped vposer_cmu.pt not built")
+    from posendf_plugin.data.posesets import load_pose_set
+
+    m = get_prior("vposer")
+    assert m.config == VPoserConfig(512, 32) and not m.training
+    test_set = vp.DEFAULT_CHECKPOINT.parent / "cmu_test.npz"
+    if not test_set.is_file():
+        pytest.skip("cmu_test.npz not built")
+    q = load_pose_set(test_set).quat[::10]
+    g = torch.Generator().manual_seed(0)
+    noisy = R.quat_mul(q, R.axis_angle_to_quat(0.25 * torch.randn(q.shape[:-1] + (3,), generator=g)))
+    with torch.no_grad():
+        assert m.energy(q).median() < 0.2 * m.energy(noisy).median()
