@@ -139,6 +139,10 @@ def test_layout_and_file_errors(tmp_path, monkeypatch):
         GaussianMixturePrior(np.zeros((2, 72)), np.zeros((2, 72, 72)), weights)
     with pytest.raises(ValueError, match="'covars' must have shape"):
         GaussianMixturePrior(means, covars[:, :63, :63], weights)
+    with pytest.raises(ValueError, match="positive definite"):
+        GaussianMixturePrior(means, -covars, weights)
+    with pytest.raises(ValueError, match="symmetric"):
+        GaussianMixturePrior(means, covars + np.triu(np.ones((69, 69)), 1), weights)
     with pytest.raises(ValueError, match="'weights' must have shape"):
         GaussianMixturePrior(means, covars, np.ones(3) / 3)
     with open(tmp_path / "nocov.pkl", "wb") as f:

@@ -205,10 +205,15 @@ class GaussianMixturePrior(PosePrior):
         self.register_buffer("means", torch.from_numpy(means).float())
         self.register_buffer("covars", torch.from_numpy(covars).float())
         self.register_buffer("weights", torch.from_numpy(weights).float())
+        if not np.allclose(covars, covars.transpose(0, 2, 1), rtol=1e-5, atol=1e-8):
+            raise ValueError("GMM 'covars' must be symmetric (K, D, D) covariance matrices")
         self.register_buffer("precisions", torch.from_numpy(np.linalg.inv(covars)).float())
         self.register_buffer("nll_consts", torch.from_numpy(_nll_consts(weights, covars)).float())
-        # Cholesky factors for sampling
-        self.register_buffer("chol", torch.from_numpy(np.linalg.cholesky(covars)).float())
+        try:  # Cholesky factors, for sampling; also rejects non-positive-definite covariances
+            chol = np.linalg.cholesky(covars)
+        except np.linalg.LinAlgError as e:
+            raise ValueError(f"GMM 'covars' must be symmetric positive definite ({e})") from e
+        self.register_buffer("chol", torch.from_numpy(chol).float())
 
     @property
     def dim(self) -> int:
