@@ -330,6 +330,8 @@ def read_bvh_text(text: str, src: str = "<bvh>") -> BvhClip:
         if end:
             tk.expect("Site")
             name = f"{names[parent]}_End"
+            while name in names:  # a real joint already has that name
+                name += "_Site"
         else:
             name, _ = tk.next("a joint name")
         idx = len(names)
