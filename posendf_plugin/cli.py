@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "posendf_plugin.data.commands",
     "posendf_plugin.commands",
     "posendf_plugin.priors.train_baselines",
+    "posendf_plugin.fitting.commands",
 )
 
 

@@ -1,0 +1,32 @@
+"""Fitting with a pose prior: SMPLify-style image fitting, HuMoR-style motion denoising and
+partial-pose completion. Commands: ``posendf fit-image``, ``posendf denoise``, ``posendf complete``.
+
+Submodules: :mod:`.losses` (pure loss terms and metrics), :mod:`.image`, :mod:`.denoise`,
+:mod:`.completion`, :mod:`.params` (prior loading, body-pose variables, configs).
+"""
+from .completion import CompletionEvaluation, CompletionResult, complete_poses, evaluate_completion, parse_mask
+from .denoise import DenoiseConfig, DenoiseResult, DenoiseStage, denoise_motion, denoise_window, load_denoise_config
+from .image import ImageFitConfig, ImageFitResult, ImageStage, fit_image_dir, fit_people, load_image_fit_config
+from .params import BodyPoseVariable, load_prior
+
+__all__ = [
+    "CompletionEvaluation",
+    "CompletionResult",
+    "complete_poses",
+    "evaluate_completion",
+    "parse_mask",
+    "DenoiseConfig",
+    "DenoiseResult",
+    "DenoiseStage",
+    "denoise_motion",
+    "denoise_window",
+    "load_denoise_config",
+    "ImageFitConfig",
+    "ImageFitResult",
+    "ImageStage",
+    "fit_image_dir",
+    "fit_people",
+    "load_image_fit_config",
+    "BodyPoseVariable",
+    "load_prior",
+]

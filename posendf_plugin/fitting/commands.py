@@ -1,0 +1,174 @@
+"""``posendf fit-image``, ``posendf denoise`` and ``posendf complete``."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def _add_prior_args(p: argparse.ArgumentParser, default: str = "none") -> None:
+    p.add_argument("--prior", default=default,
+                   help="pose prior: none, posendf, nrdf, vposer, gmm (default: %(default)s); the shipped "
+                        "weights are used unless --prior-checkpoint is given")
+    p.add_argument("--prior-checkpoint", type=Path, default=None, metavar="PATH",
+                   help="weights for --prior (a checkpoint of posendf train / baseline train, or VPoser V02_05)")
+
+
+def _add_body_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--body-model", type=Path, default=None, metavar="DIR",
+                   help="folder with smpl/SMPL_NEUTRAL.pkl, smplh/ or smplx/ model files (default: the "
+                        "embedded procedural stand-in, which is not SMPL)")
+
+
+def _check_body_model(path) -> None:
+    if path is not None and not Path(path).exists():
+        raise FileNotFoundError(f"--body-model {path}: no such file or folder")
+
+
+def _fit_image(args: argparse.Namespace) -> int:
+    from .image import ImageFitConfig, fit_image_dir, load_image_fit_config
+
+    _check_body_model(args.body_model)
+    cfg = load_image_fit_config(args.config) if args.config else ImageFitConfig()
+    s = fit_image_dir(args.image_dir, args.out, prior=args.prior, prior_checkpoint=args.prior_checkpoint,
+                      body_model=args.body_model, coco_json=args.coco_json, config=cfg,
+                      progress=not args.quiet, render=not args.no_render)
+    people = sum(f["people"] for f in s.fitted)
+    errs = [e for f in s.fitted for e in f["reprojection_error_px"]]
+    msg = f"fitted {people} people in {len(s.fitted)} image(s), skipped {len(s.skipped)} image(s)"
+    if errs:
+        msg += f"; mean reprojection error {np.mean(errs):.2f} px"
+    print(msg + f"; outputs in {args.out}")
+    return 0 if s.fitted else 1
+
+
+def _denoise(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .denoise import DenoiseConfig, denoise_motion, load_denoise_config
+
+    _check_body_model(args.body_model)
+    cfg = load_denoise_config(args.config) if args.config else DenoiseConfig()
+    if args.noise_mm is not None:
+        cfg = replace(cfg, noise_mm=args.noise_mm)
+    if args.window is not None:
+        cfg = replace(cfg, window=args.window)
+    r = denoise_motion(args.motion, args.out, prior=args.prior, prior_checkpoint=args.prior_checkpoint,
+                       body_model=args.body_model, config=cfg, seed=args.seed, max_windows=args.max_windows,
+                       start=args.start, progress=not args.quiet)
+    m = r.metrics
+    print(f"{m['windows']} window(s), {m['frames']} frames, noise {m['noise_mm']:g} mm, prior {m['prior']}: "
+          f"MPJPE {m['mpjpe_mm']:.1f} mm (noisy input {m['noisy_mpjpe_mm']:.1f}), V2V {m['v2v_mm']:.1f} mm, "
+          f"accel. error {m['accel_mm']:.1f} mm/frame² (noisy {m['noisy_accel_mm']:.1f}); outputs in {args.out}")
+    return 0
+
+
+def _complete(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import rotations as R
+    from ..data.posesets import load_pose_set
+    from ..io import save_npz
+    from ..skeleton import quat_to_pose
+    from .completion import _errors, complete_poses, parse_mask
+
+    mask = parse_mask(args.mask)
+    ps = load_pose_set(args.poses)
+    q = ps.quat
+    if args.max_poses is not None:
+        q = q[: args.max_poses]
+    if len(q) == 0:
+        raise ValueError(f"{args.poses}: no poses")
+    res = complete_poses(q, mask, _prior(args), iterations=args.iterations, lr=args.lr, init=args.init,
+                         progress=not args.quiet)
+    ang, pos = _errors(res.quat, q, res.mask)
+    per_pose = torch.rad2deg(R.quat_geodesic_angle(res.quat, q))
+    save_npz(args.out, quat=res.quat.numpy(), pose_body=quat_to_pose(res.quat, 63).numpy(),
+             mask=mask.numpy(), energy_init=res.energy_init.numpy(), energy=res.energy.numpy(),
+             angle_error_deg=per_pose.numpy(), prior=np.asarray(args.prior), init=np.asarray(args.init))
+    print(f"completed {int(mask.sum())} joint(s) of {len(q)} pose(s) with prior {args.prior}: energy "
+          f"{float(res.energy_init.mean()):.4g} -> {float(res.energy.mean()):.4g}; vs the input's values of those "
+          f"joints: {ang:.1f} deg, {pos:.1f} mm (meaningful when the input held the true values); wrote {args.out}")
+    return 0
+
+
+def _prior(args):
+    from .params import load_prior
+
+    return load_prior(args.prior, args.prior_checkpoint)
+
+
+def register(subparsers) -> None:
+    """Add ``fit-image``, ``denoise`` and ``complete`` to the ``posendf`` CLI."""
+    p = subparsers.add_parser(
+        "fit-image", help="fit SMPL bodies to 2D keypoints of images (SMPLify-style)",
+        description=(
+            "Fit a body to every person of every image in --image-dir. Keypoints: <name>.json next to "
+            "<name>.jpg (OpenPose BODY_25 'people[i].pose_keypoints_2d', or COCO-17), or one COCO "
+            "annotation file (--coco-json). Writes <name>.npz (SMPL parameters, camera) and <name>.png "
+            "(overlay + side view) per image, and summary.json. Images without keypoints are skipped."
+        ),
+    )
+    p.add_argument("--image-dir", type=Path, required=True, metavar="DIR")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--coco-json", type=Path, default=None, metavar="FILE",
+                   help="COCO keypoint annotation file (images + annotations) for the images")
+    p.add_argument("--config", type=Path, default=None, metavar="YAML",
+                   help="fitting schedule (default: built-in = configs/fit_image.yaml)")
+    p.add_argument("--no-render", action="store_true", help="skip the PNGs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_prior_args(p)
+    _add_body_model_arg(p)
+    p.set_defaults(func=_fit_image)
+
+    p = subparsers.add_parser(
+        "denoise", help="denoise a motion with the pose prior (HuMoR protocol)",
+        description=(
+            "HuMoR's denoising protocol on a clean motion (.npz with pose_body, root_orient, trans, betas): "
+            "body-model joints + Gaussian noise (--noise-mm), then SMPL fitted to the noisy joints with "
+            "temporal smoothness and the prior, per window of 60 frames. Reports MPJPE, V2V and acceleration "
+            "error against the clean motion; writes <name>_denoised.npz, <name>_denoise.npz, "
+            "<name>_metrics.json and <name>_trajectories.png."
+        ),
+    )
+    p.add_argument("--motion", type=Path, required=True, metavar="FILE.npz")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--noise-mm", type=float, default=None, help="joint noise std in mm (default 40; papers: 20/40/100)")
+    p.add_argument("--window", type=int, default=None, help="frames per window (default 60)")
+    p.add_argument("--max-windows", type=int, default=None, help="stop after this many windows (default: all)")
+    p.add_argument("--start", type=int, default=0, help="first frame (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--config", type=Path, default=None, metavar="YAML",
+                   help="schedule (default: built-in = configs/denoise.yaml)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_prior_args(p)
+    _add_body_model_arg(p)
+    p.set_defaults(func=_denoise)
+
+    p = subparsers.add_parser(
+        "complete", help="complete poses with unknown joints using the prior",
+        description=(
+            "Optimise only the joints in --mask of every pose in --poses (a pose set or motion .npz) to "
+            "minimise the prior's energy; known joints stay fixed. Writes quat (N, 21, 4), pose_body, energy "
+            "and the angle error against the input's values of the masked joints."
+        ),
+    )
+    p.add_argument("--poses", type=Path, required=True, metavar="FILE")
+    p.add_argument("--mask", required=True, metavar="JOINTS",
+                   help="unknown joints: comma-separated body-joint names, indices 0..20 or groups "
+                        "(left_arm, right_arm, arms, left_leg, right_leg, legs, spine, head)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.npz")
+    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--init", choices=("identity", "input"), default="identity",
+                   help="start the unknown joints unrotated (default) or at the input's values")
+    p.add_argument("--max-poses", type=int, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_prior_args(p, default="posendf")
+    p.set_defaults(func=_complete)
