@@ -166,6 +166,28 @@ def test_yaml_rig_and_unmappable_rig(tmp_path, poses):
         load_rig_yaml(bad)
 
 
+RIGIFY_NAMES = {
+    "pelvis": "hips", "spine1": "spine", "spine2": "spine.001", "spine3": "chest", "neck": "neck", "head": "head",
+    **{f"{s}_{k}": f"{v}.{S}" for s, S in (("left", "L"), ("right", "R")) for k, v in (
+        ("hip", "thigh"), ("knee", "shin"), ("ankle", "foot"), ("foot", "toe"), ("collar", "shoulder"),
+        ("shoulder", "upper_arm"), ("elbow", "forearm"), ("wrist", "hand"), ("hand", "f_middle.01"))},
+}
+
+
+def test_unknown_rig_guessed_from_names_and_hierarchy(tmp_path, poses):
+    """A Blender-Rigify-style rig (``thigh.L``, ``upper_arm.R``) that no profile knows, with
+    bone roll: the generic matcher maps it and the pose comes back."""
+    p = smpl_rig_bvh(tmp_path / "rigify.bvh", poses, RIGIFY_NAMES, roll_seed=11, order="xzy")
+    res = convert_bvh(p)
+    assert res.mapping.profile.name == "generic"
+    got = {SMPL_JOINT_NAMES[j]: read_bvh(p).names[s] for j, s in enumerate(res.mapping.source) if s is not None}
+    assert got == {k: v for k, v in RIGIFY_NAMES.items()}
+    err = _joint_err_deg(res.motion, poses)
+    assert np.median(err) < 1.0 and np.percentile(err, 95) < 5.0
+    q = quality_report(res)
+    assert q.mean_deg < 8 and q.p95_deg < 20
+
+
 def test_detect_each_builtin_profile():
     for name, names in (("cc3", CC3_NAMES), ("mixamo", MIXAMO_NAMES), ("lafan1", LAFAN_NAMES)):
         prefix = "mixamorig:" if name == "mixamo" else ""

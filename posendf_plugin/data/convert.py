@@ -412,7 +412,7 @@ def convert_clip(clip: BvhClip, rig: Optional[RigProfile] = None, fps: Optional[
     """
     src = clip.path or "BVH"
     if rig is None:
-        mapping = detect_rig(clip.names, src)
+        mapping = detect_rig(clip.names, src, parents=clip.parents, offsets=clip.offsets)
     else:
         mapping = resolve_rig(clip.names, rig)
         if mapping.missing_required:

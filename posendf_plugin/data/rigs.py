@@ -10,7 +10,10 @@ out; the converter places them on the line between their mapped neighbours. The 
 Built-in profiles (:data:`BUILTIN_RIGS`): ``cc3`` (iClone / Character Creator 3, the
 ``cmu-cc3`` data), ``cmu`` (standard CMU 31-joint BVH), ``cmu-max`` (CMU 3ds-Max-friendly),
 ``bandai`` (Bandai-Namco Research Motiondataset), ``mixamo`` and ``lafan1``.
-:func:`detect_rig` picks one from the joint names; :func:`load_rig_yaml` reads a user mapping::
+:func:`detect_rig` picks one from the joint names; when none fits, :func:`generic_profile`
+guesses a mapping from side/limb keywords (``thigh.L``, ``R_UpperArm``, ``LeftForeArm``) and
+the hierarchy (the pelvis is where the legs meet, the chest where the arms meet). For anything
+else, :func:`load_rig_yaml` reads a user mapping (``--rig FILE``)::
 
     name: my_rig          # optional
     scale: 0.01           # optional: metres per file unit (estimated from the legs if absent)
@@ -41,6 +44,7 @@ __all__ = [
     "REQUIRED_JOINTS",
     "LEAF_ENDS",
     "detect_rig",
+    "generic_profile",
     "resolve_rig",
     "load_rig_yaml",
     "normalize_joint_name",
@@ -284,8 +288,10 @@ def resolve_rig(names: Sequence[str], profile: RigProfile) -> RigMapping:
     return RigMapping(profile, source, ends, missing)
 
 
-def detect_rig(names: Sequence[str], src: str = "BVH") -> RigMapping:
-    """Pick the built-in profile that fits ``names`` best.
+def detect_rig(names: Sequence[str], src: str = "BVH", parents: Optional[Sequence[int]] = None,
+               offsets=None) -> RigMapping:
+    """Pick the built-in profile that fits ``names`` best; when none finds every required
+    joint and the hierarchy (``parents``, ``offsets``) is given, try :func:`generic_profile`.
 
     Raises:
         ValueError: no profile finds all :data:`REQUIRED_JOINTS`; the message lists the SMPL
@@ -301,6 +307,12 @@ def detect_rig(names: Sequence[str], src: str = "BVH") -> RigMapping:
         if best is None or key > best[0]:
             best = (key, m)
     mapping = best[1]  # type: ignore[index]  (BUILTIN_RIGS is never empty)
+    if mapping.missing_required and parents is not None:
+        generic = generic_profile(names, parents, offsets)
+        if generic is not None:
+            g = resolve_rig(names, generic)
+            if not g.missing_required:
+                return g
     if mapping.missing_required:
         raise ValueError(
             f"{src}: cannot map this rig onto SMPL: the closest built-in profile "
@@ -309,6 +321,140 @@ def detect_rig(names: Sequence[str], src: str = "BVH") -> RigMapping:
             "Write a YAML mapping (see posendf_plugin.data.rigs) and pass it with --rig FILE"
         )
     return mapping
+
+
+_LEFT = re.compile(r"(^|[^a-z])(left|lft|l)([^a-z]|$)|^left|left$")
+_RIGHT = re.compile(r"(^|[^a-z])(right|rgt|r)([^a-z]|$)|^right|right$")
+
+
+def _side(name: str) -> Optional[str]:
+    """'left', 'right' or None from a joint name (``LeftArm``, ``L_Thigh``, ``arm.l``, ``LThigh``)."""
+    base = re.split(r"[:|]", name)[-1]
+    low = base.lower()
+    if _LEFT.search(low) or re.match(r"^L[A-Z_]", base):
+        return "left"
+    if _RIGHT.search(low) or re.match(r"^R[A-Z_]", base):
+        return "right"
+    return None
+
+
+def generic_profile(names: Sequence[str], parents: Sequence[int], offsets=None) -> Optional[RigProfile]:
+    """Guess a mapping for an unknown humanoid rig from joint-name keywords plus the hierarchy.
+
+    Elbows (``forearm|lowerarm|elbow``) and ankles (``foot|ankle``) are found by keyword and side;
+    the shoulder / hip is the nearest ancestor that is not a twist bone and sits at another
+    position, the collar the next one up; the wrist, hand and toe are keyword children; the pelvis
+    is the joint where the two legs meet, the chest (spine3) where the two arms meet, the head by
+    keyword. Returns ``None`` when a limb cannot be found.
+    """
+    import numpy as np
+
+    low = [normalize_joint_name(n) for n in names]
+    off = None if offsets is None else np.asarray(offsets, float)
+    children: Dict[int, List[int]] = {}
+    for j, p in enumerate(parents):
+        children.setdefault(p, []).append(j)
+
+    def has(j: int, *words: str) -> bool:
+        return any(w in low[j] for w in words)
+
+    def bad(j: int) -> bool:  # twist / helper / end bones
+        return has(j, "twist", "share", "roll", "end", "nub", "site", "ik", "pole")
+
+    def zero(j: int) -> bool:
+        return off is not None and float(np.linalg.norm(off[j])) < 1e-6 * max(1.0, float(np.abs(off).max()))
+
+    def ancestors(j: int) -> List[int]:
+        out = []
+        while parents[j] >= 0:
+            j = parents[j]
+            out.append(j)
+        return out
+
+    def upper(j: int) -> Optional[int]:
+        """Nearest ancestor of ``j`` that is not a twist / helper bone."""
+        k = parents[j]
+        while k >= 0 and bad(k):
+            k = parents[k]
+        return k if k >= 0 else None
+
+    def first_desc(j: int, *words: str) -> Optional[int]:
+        """Breadth-first descendant matching ``words``, preferring one with a non-zero offset."""
+        stack, fallback = list(children.get(j, [])), None
+        while stack:
+            k = stack.pop(0)
+            if has(k, *words) and not bad(k):
+                if not zero(k):
+                    return k
+                fallback = k if fallback is None else fallback
+            stack.extend(children.get(k, []))
+        return fallback
+
+    joints: Dict[str, Tuple[str, ...]] = {}
+    limbs: Dict[str, int] = {}
+    for side in ("left", "right"):
+        sided = [j for j in range(len(names)) if _side(names[j]) == side and not bad(j)]
+        elbow = next((j for j in sided if has(j, "forearm", "lowerarm", "elbow")), None)
+        ankle = next((j for j in sided if has(j, "foot", "ankle") and not has(j, "toe")), None)
+        if elbow is None or ankle is None:
+            return None
+        shoulder, knee = upper(elbow), upper(ankle)
+        if shoulder is None or knee is None:
+            return None
+        hip = upper(knee)
+        collar = upper(shoulder)
+        wrist = first_desc(elbow, "hand", "wrist")
+        if hip is None or wrist is None:
+            return None
+        limbs.update({f"{side}_shoulder": shoulder, f"{side}_hip": hip})
+        found = {"elbow": elbow, "shoulder": shoulder, "wrist": wrist, "ankle": ankle, "knee": knee, "hip": hip}
+        if collar is not None and _side(names[collar]) == side:
+            found["collar"] = collar
+        toe = first_desc(ankle, "toe", "ball")
+        if toe is not None:
+            found["foot"] = toe
+        hand = first_desc(wrist, "middle", "mid", "finger", "index")
+        if hand is not None:
+            found["hand"] = hand
+        for k, j in found.items():
+            joints[f"{side}_{k}"] = (names[j],)
+
+    def lca(a: int, b: int) -> int:
+        anc = set([a] + ancestors(a))
+        k = b
+        while k not in anc:
+            k = parents[k]
+        return k
+
+    pelvis = lca(limbs["left_hip"], limbs["right_hip"])
+    chest = lca(limbs["left_shoulder"], limbs["right_shoulder"])
+    if pelvis != chest and pelvis not in ancestors(chest):  # legs and spine hang off sibling bones
+        pelvis = lca(pelvis, chest)
+    head = next((j for j in range(len(names)) if has(j, "head") and not bad(j) and not has(j, "top")), None)
+    if head is None or pelvis < 0 or chest < 0:
+        return None
+    joints["pelvis"] = (names[pelvis],)
+    joints["head"] = (names[head],)
+    if chest != pelvis and pelvis in ancestors(chest):
+        joints["spine3"] = (names[chest],)
+        between = [j for j in reversed(ancestors(chest)) if pelvis in ancestors(j) and not bad(j)]
+        lower = [j for j in between if not zero(j)]
+        if lower:
+            joints["spine1"] = (names[lower[0]],)
+        if len(lower) >= 2:
+            joints["spine2"] = (names[lower[len(lower) // 2]],)
+    necks = [j for j in reversed(ancestors(head)) if chest in ancestors(j) and not has(j, "end", "nub")]
+    real_necks = [j for j in necks if not zero(j)] or necks
+    if real_necks:
+        joints["neck"] = (names[real_necks[0]],)
+    ends: Dict[str, Tuple[str, ...]] = {}
+    for leaf in LEAF_ENDS:  # an end site / "...End" / "...Top" child marks the head top or toe tip
+        if leaf in joints:
+            j = names.index(joints[leaf][0])
+            tip = next((k for k in children.get(j, []) if has(k, "end", "top", "nub", "tip") and not zero(k)), None)
+            if tip is not None:
+                ends[leaf] = (names[tip],)
+    return RigProfile(name="generic", joints=joints, ends=ends, description="guessed from joint names and hierarchy")
 
 
 _YAML_KEYS = {"name", "scale", "up_axis", "joints", "ends", "description"}
