@@ -138,7 +138,8 @@ def load_motion(path: Union[str, Path]) -> Motion:
     betas = np.asarray(data.get("betas", np.zeros(NUM_BETAS)), np.float32)
     if betas.ndim == 2:  # per-frame betas (HuMoR): take the first frame
         betas = betas[0]
-    fps = float(data.get("mocap_framerate", data.get("fps", 30.0)))
+    # AMASS SMPL+H spells it mocap_framerate, the AMASS SMPL-X release mocap_frame_rate
+    fps = float(data.get("mocap_framerate", data.get("mocap_frame_rate", data.get("fps", 30.0))))
     gender = str(data.get("gender", "neutral"))
     hand = data.get("pose_hand")
     if hand is None and "poses" in data and data["poses"].shape[1] == 156:
