@@ -283,7 +283,7 @@ def calibrate_weights(
     reference: PriorLike,
     poses,
     reference_weights: Sequence[float] = SMPLIFYX_DEFAULT_BODY_POSE_PRIOR_WEIGHTS,
-    sigma: float = 0.25,
+    sigma: float = 0.1,
     seed: int = 0,
     squared: bool = True,
 ) -> Calibration:

@@ -195,7 +195,7 @@ HOST_REFERENCE_WEIGHTS: Dict[str, Tuple[str, Tuple[float, ...], bool]] = {
 }
 
 
-def host_weights(comparison: PriorComparison, prior: str, sigma: float = 0.25) -> Dict[str, Tuple[float, ...]]:
+def host_weights(comparison: PriorComparison, prior: str, sigma: float = 0.1) -> Dict[str, Tuple[float, ...]]:
     """Host weights for ``prior`` that reproduce each reference prior's real-vs-noisy energy gap
     at ``sigma`` (``w * sqrt(gap_ref / gap)`` for squared weights, ``w * gap_ref / gap`` for
     linear ones); only references present in ``comparison`` are used."""
@@ -226,25 +226,46 @@ def main(argv: Optional[Sequence[str]] = None) -> PriorComparison:
     ap.add_argument("--poses", required=True, help="pose-set .npz (or folder) of real held-out poses")
     ap.add_argument("--priors", nargs="+", default=["posendf", "nrdf", "vposer", "gmm"], help="prior names")
     ap.add_argument("--vposer", default=None, help="VPoser experiment folder / .ckpt instead of the shipped one")
+    ap.add_argument(
+        "--checkpoint", action="append", default=[], metavar="NAME=PATH",
+        help="checkpoint for a prior instead of its shipped default, e.g. posendf=run/model.pt (repeatable)",
+    )
     ap.add_argument("--sigmas", nargs="+", type=float, default=[0.1, 0.25, 0.5])
     ap.add_argument("--max-poses", type=int, default=2000, help="evenly spaced subset size (0 = all)")
+    ap.add_argument(
+        "--calibration-sigmas", nargs="+", type=float, default=[0.1, 0.25],
+        help="noise levels (among --sigmas) at which the energy gaps are matched (default 0.1 0.25)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     q = load_pose_set(a.poses).quat
     if a.max_poses and len(q) > a.max_poses:
         q = q[torch.linspace(0, len(q) - 1, a.max_poses).long()]
-    priors = {name: (load_vposer(a.vposer) if name == "vposer" and a.vposer else name) for name in a.priors}
+    ckpts = {}
+    for item in a.checkpoint:
+        name, sep, path = item.partition("=")
+        if not sep or name not in a.priors:
+            raise ValueError(f"--checkpoint {item!r}: expected NAME=PATH with NAME one of --priors {a.priors}")
+        ckpts[name] = path
+    priors = {
+        name: (load_vposer(a.vposer) if name == "vposer" and a.vposer
+               else resolve_prior(name, {"checkpoint": ckpts[name]}) if name in ckpts else name)
+        for name in a.priors
+    }
     res = compare_priors(priors, q, sigmas=a.sigmas, seed=a.seed)
     print(f"{res.num_poses} real poses from {a.poses}; noise sigmas {a.sigmas}; seed {a.seed}\n")
     print(res.table())
-    sigma = 0.25 if 0.25 in res.stats[a.priors[0]].sigmas else res.stats[a.priors[0]].sigmas[0]
+    missing = [s for s in a.calibration_sigmas if s not in a.sigmas]
+    if missing:
+        raise ValueError(f"--calibration-sigmas {missing} are not among --sigmas {a.sigmas}")
     for name in a.priors:
         if name in ("vposer", "gmm"):
             continue
-        print(f"\nCalibrated host weights for '{name}' (energy gap matched at sigma={sigma}):")
-        for label, w in host_weights(res, name, sigma).items():
-            print(f"  {label}: [{', '.join(f'{x:.4g}' for x in w)}]")
+        for sigma in a.calibration_sigmas:
+            print(f"\nCalibrated host weights for '{name}' (energy gap matched at sigma={sigma:g}):")
+            for label, w in host_weights(res, name, sigma).items():
+                print(f"  {label}: [{', '.join(f'{x:.4g}' for x in w)}]")
     return res
 
 

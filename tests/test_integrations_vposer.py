@@ -71,10 +71,11 @@ def test_cli_prints_table_and_weights(expr_dir, tmp_path, capsys):
     d, _ = expr_dir
     f = tmp_path / "val.npz"
     np.savez(f, quat=to_body_quat(random_poses(60, 63, scale=0.15, seed=4)).numpy())  # pose-set layout
-    res = iv.main(["--poses", str(f), "--priors", "tiny_test", "vposer", "--vposer", str(d), "--sigmas", "0.25"])
+    res = iv.main(["--poses", str(f), "--priors", "tiny_test", "vposer", "--vposer", str(d), "--sigmas", "0.25",
+                   "--calibration-sigmas", "0.25"])
     out = capsys.readouterr().out
     assert "60 real poses" in out and "AUROC σ=0.25" in out
-    w = iv.host_weights(res, "tiny_test")
+    w = iv.host_weights(res, "tiny_test", sigma=0.25)
     gap_ratio = res.stats["vposer"].gap(0.25) / res.stats["tiny_test"].gap(0.25)
     key = "HuMoR --pose-prior-weight, RGB (vs VPoser ‖z‖²)"
     assert w[key][0] == pytest.approx(0.04 * gap_ratio)
@@ -82,3 +83,5 @@ def test_cli_prints_table_and_weights(expr_dir, tmp_path, capsys):
     assert not any("GMM" in k for k in w)  # no gmm in this comparison
     with pytest.raises(KeyError, match="not in the comparison"):
         iv.host_weights(res, "posendf")
+    with pytest.raises(ValueError, match="calibration-sigmas"):
+        iv.main(["--poses", str(f), "--priors", "tiny_test", "--sigmas", "0.25"])
