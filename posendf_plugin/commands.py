@@ -6,12 +6,11 @@ Each command prints a short summary; errors in the input are raised as ``ValueEr
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch

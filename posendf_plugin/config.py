@@ -149,6 +149,10 @@ class TrainingConfig:
             distance on the product manifold).
         eikonal_tangent: take the gradient's component in the tangent space of each joint's
             S³ (``g − ⟨g, q⟩q``) before the norm; ``False`` = plain gradient in R⁴ (original).
+        uniform_batch_size: uniformly random poses added to every batch, labelled on the fly by
+            brute force against the clean poses (``data.label_metric``, ``data.k``). They teach
+            the field far from the data, where noisy-data samples never reach, so that
+            projecting random poses (``posendf sample``) ends near real poses. 0 = off.
         grad_clip: clip the parameter-gradient norm (0 = off).
         val_fraction: share of the labelled data held out for validation every epoch.
         num_threads: torch CPU threads while training (0 = leave torch's default).
@@ -169,6 +173,7 @@ class TrainingConfig:
     w_eikonal: float = 0.1
     eikonal_norm: str = "joint"
     eikonal_tangent: bool = False
+    uniform_batch_size: int = 0
     grad_clip: float = 0.0
     val_fraction: float = 0.05
     num_threads: int = 0
@@ -178,7 +183,7 @@ class TrainingConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"config training.{key} must be a positive integer, got {v!r}")
-        for key in ("manifold_batch_size", "num_threads"):
+        for key in ("manifold_batch_size", "num_threads", "uniform_batch_size"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"config training.{key} must be an integer >= 0, got {v!r}")
@@ -216,6 +221,9 @@ class DataConfig:
             ``nrdf`` (heavy-tailed per-joint rotations). Recorded with the model. The data itself
             is made by ``posendf data prepare --config configs/prepare_<posendf|nrdf>.yaml``.
         sigmas: noise scales used when the data was prepared (for the record).
+        k: neighbours a label averages (Pose-NDF: 5; NRDF: 1, the nearest), as used by
+            ``posendf data prepare``; the trainer uses it for the labels it computes itself
+            (``training.uniform_batch_size``).
         max_samples: use at most this many labelled samples (0 = all).
     """
 
@@ -224,6 +232,7 @@ class DataConfig:
     label_metric: str = "posendf"
     noise: str = "posendf"
     sigmas: Tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
+    k: int = 5
     max_samples: int = 0
 
     def __post_init__(self) -> None:
@@ -232,6 +241,8 @@ class DataConfig:
         _choice("data", "noise", self.noise, ("posendf", "nrdf"))
         if any(s < 0 for s in self.sigmas):
             raise ValueError(f"config data.sigmas must be >= 0, got {list(self.sigmas)}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"config data.k must be a positive integer, got {self.k!r}")
         if isinstance(self.max_samples, bool) or not isinstance(self.max_samples, int) or self.max_samples < 0:
             raise ValueError(f"config data.max_samples must be an integer >= 0, got {self.max_samples!r}")
 

@@ -28,7 +28,6 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
-from ._checks import check_shape
 from .config import Config, ModelConfig
 from .model import PoseNDFNet
 from .priors.base import PosePrior, ProjectionResult, register_prior

@@ -29,7 +29,8 @@ Outputs under ``OUT`` (default ``experiment.out_dir / experiment.name``):
 Resuming (``--resume``) restores everything from ``checkpoints/last.pt``; the batch order and
 the manifold samples come from one ``torch.Generator`` whose state is checkpointed, so a run
 killed at any point (even by SIGKILL: files are only ever replaced atomically) continues with
-exactly the loss curve of an uninterrupted run (on the same device and thread count).
+exactly the loss curve of an uninterrupted run (on the same CPU thread count; on CUDA some
+kernels are nondeterministic, so a resumed curve matches only up to rounding).
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ from tqdm import tqdm
 from .config import Config, save_config
 from .io import atomic_path, save_json, save_torch
 from .model import PoseNDFNet
+from .rotations import quat_random
 from .skeleton import NUM_BODY_JOINTS
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "train",
     "export_model",
     "load_labelled_data",
+    "online_labels",
     "training_losses",
     "plot_history",
 ]
@@ -224,6 +227,22 @@ def _clean_poses(config: Config, quat: torch.Tensor, dist: torch.Tensor) -> Opti
 
 
 @torch.no_grad()
+def online_labels(q: torch.Tensor, reference: torch.Tensor, metric: str, k: int, chunk: int = 16384) -> torch.Tensor:
+    """Exact labels by brute force: distance of ``q (B, 21, 4)`` to ``reference (N, 21, 4)``
+    under ``metric`` (``posendf``: mean of the ``k`` nearest; ``nrdf``: nearest geodesic,
+    ``k`` ignored), as :mod:`posendf_plugin.data.labels` defines them. Returns ``(B,)``."""
+    from .data.labels import pairwise_pose_distance
+
+    best = None
+    for i in range(0, len(reference), chunk):
+        d = pairwise_pose_distance(q, reference[i:i + chunk], metric)
+        kk = min(k if metric == "posendf" else 1, d.shape[1])
+        top = torch.topk(d, kk, dim=1, largest=False).values
+        best = top if best is None else torch.topk(torch.cat((best, top), 1), kk, dim=1, largest=False).values
+    return best.mean(1) if metric == "posendf" else best[:, 0]
+
+
+@torch.no_grad()
 def _validate(model: PoseNDFNet, q: torch.Tensor, d: torch.Tensor, config: Config, device: torch.device) -> Tuple[float, float]:
     model.eval()
     se = ae = 0.0
@@ -325,6 +344,10 @@ def train(
     q_val, d_val = quat[val_idx], dist[val_idx]
     clean = _clean_poses(config, quat[train_idx], dist[train_idx])
     clean = clean.to(dev) if clean is not None else None
+    reference = None
+    if config.training.uniform_batch_size:
+        reference = _clean_poses(config.replace(training={"w_manifold": 1.0}), quat[train_idx], dist[train_idx])
+        reference = torch.unique(reference.float(), dim=0).to(dev)
 
     t = config.training
     model = PoseNDFNet(config.model, seed=exp.seed).to(dev)
@@ -376,7 +399,12 @@ def train(
             q_clean = None
             if clean is not None:
                 q_clean = clean[torch.randint(len(clean), (mbs,), generator=gen).to(dev)]
-            terms = training_losses(model, q_train[idx], d_train[idx], q_clean, config)
+            qb, db = q_train[idx], d_train[idx]
+            if reference is not None:
+                qu = quat_random(t.uniform_batch_size, NUM_BODY_JOINTS, generator=gen).to(dev)
+                qb = torch.cat((qb, qu))
+                db = torch.cat((db, online_labels(qu, reference, config.data.label_metric, config.data.k)))
+            terms = training_losses(model, qb, db, q_clean, config)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             if t.grad_clip > 0:
