@@ -1,0 +1,460 @@
+"""Shared pieces of the benchmark runner (``benchmarks/run.py``): the run context (priors by
+name, data, body model, seeds), the prior-independent metrics (joint positions, APD, FID,
+nearest-training-pose distance, AUROC) and the writers (results.json, Markdown, PNG plots).
+
+Results follow one schema (documented in ``benchmarks/README.md``)::
+
+    {task: {setting: {prior: {metric: value}}}}
+
+A prior that cannot run a setting gets ``{"skipped": "<reason>"}`` instead of metrics; a task
+that cannot run at all is ``{task: {"skipped": "<reason>"}}`` (or ``{"error": ...}`` when it
+failed). Prior keys starting with ``_`` are reference rows (e.g. ``_heldout`` = the held-out
+poses themselves), not priors.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the package is used from the checkout (not necessarily installed)
+    sys.path.insert(0, str(REPO))
+
+from posendf_plugin.io import atomic_path, save_json  # noqa: E402
+from posendf_plugin.priors.base import PosePrior, get_prior  # noqa: E402
+from posendf_plugin.skeleton import NUM_BODY_JOINTS, SMPL_PARENTS, body_joint_positions  # noqa: E402
+
+__all__ = [
+    "PRIOR_NAMES",
+    "PriorUnavailable",
+    "BenchContext",
+    "skipped",
+    "is_metrics",
+    "joint_positions",
+    "nearest_geodesic",
+    "rms_deg",
+    "apd_cm",
+    "fid",
+    "auroc",
+    "timed",
+    "markdown_task",
+    "write_json",
+    "write_text",
+    "save_figure",
+    "draw_skeleton",
+    "mpl",
+    "prior_rows",
+]
+
+log = logging.getLogger("benchmarks")
+
+#: priors the runner knows, in table order
+PRIOR_NAMES: Tuple[str, ...] = ("none", "gmm", "vposer", "posendf", "nrdf")
+
+
+class PriorUnavailable(Exception):
+    """A prior cannot be built (missing weights, unreadable checkpoint); the message says why."""
+
+
+def skipped(reason: str) -> Dict[str, str]:
+    """The entry recorded instead of metrics when a prior/setting cannot run."""
+    return {"skipped": str(reason)}
+
+
+def is_metrics(entry: Any) -> bool:
+    """True for a ``{metric: value}`` entry (not a skipped/error marker)."""
+    return isinstance(entry, dict) and "skipped" not in entry and "error" not in entry
+
+
+# ---------------------------------------------------------------------------------------------
+# Run context
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchContext:
+    """Everything a task needs; built once by the runner.
+
+    Attributes:
+        priors: prior names to benchmark, in table order.
+        device: device of the prior-only tasks (generation, discrimination, interpolation,
+            speed). fit_device: device of the fitting tasks (denoise, image_fit, completion).
+        seed: base seed; every random draw derives from it (see :meth:`generator`).
+        quick: small settings (default run); False = paper-scale settings.
+        tiny: smoke-test settings (a few poses and optimiser steps; for tests only, the numbers
+            mean nothing).
+        out: output folder (tasks may write extra files under it).
+        data: folder / file of AMASS-layout ``.npz`` motions or a pose set replacing the held-out
+            default test split; None = the shipped CMU test split.
+        body_model_dir: real SMPL files; None = the embedded procedural stand-in (not SMPL).
+        checkpoints: prior name -> checkpoint path overriding the shipped weights.
+        shared_images: folder of images + keypoints for the qualitative image run, or None.
+        progress: show tqdm bars.
+    """
+
+    priors: Tuple[str, ...] = PRIOR_NAMES
+    device: torch.device = torch.device("cpu")
+    fit_device: torch.device = torch.device("cpu")
+    seed: int = 0
+    quick: bool = True
+    tiny: bool = False
+    out: Path = Path("runs/benchmarks")
+    data: Optional[Path] = None
+    body_model_dir: Optional[Path] = None
+    checkpoints: Dict[str, Path] = field(default_factory=dict)
+    shared_images: Optional[Path] = None
+    progress: bool = True
+    current_task: str = ""
+    _cache: Dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def pick(self, tiny: Any, quick: Any, full: Any) -> Any:
+        """The setting for the current size: ``tiny`` / ``quick`` / ``full``."""
+        return tiny if self.tiny else (quick if self.quick else full)
+
+    # -- randomness -------------------------------------------------------------------------
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU ``torch.Generator`` seeded with ``seed * 100003 + offset`` (one per use)."""
+        return torch.Generator().manual_seed(int(self.seed) * 100003 + int(offset))
+
+    def rng(self, offset: int = 0) -> np.random.Generator:
+        """A numpy generator seeded like :meth:`generator`."""
+        return np.random.default_rng(int(self.seed) * 100003 + int(offset))
+
+    # -- priors -----------------------------------------------------------------------------
+    def prior(self, name: str, device: Optional[torch.device] = None) -> PosePrior:
+        """The prior ``name`` on ``device`` (default :attr:`device`), frozen, eval mode.
+
+        Raises:
+            PriorUnavailable: its weights are missing or unreadable (the message says which
+                file and how to get it); cached, so the reason is reported once per prior.
+        """
+        device = torch.device(device if device is not None else self.device)
+        key = ("prior", name, str(device))
+        if key not in self._cache:
+            ck = self.checkpoints.get(name)
+            try:
+                prior = get_prior(name) if ck is None else get_prior(name, checkpoint=str(ck))
+            except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+                self._cache[key] = PriorUnavailable(f"{type(e).__name__}: {e}")
+            else:
+                prior = prior.to(device).eval()
+                for p in prior.parameters():
+                    p.requires_grad_(False)
+                self._cache[key] = prior
+        val = self._cache[key]
+        if isinstance(val, PriorUnavailable):
+            raise val
+        return val
+
+    def prior_source(self, name: str) -> str:
+        """Where the prior's weights come from (for the run's metadata)."""
+        if name == "none":
+            return "no prior (zero energy)"
+        if name in self.checkpoints:
+            return str(self.checkpoints[name])
+        return "shipped weights (posendf_plugin/assets)"
+
+    # -- data -------------------------------------------------------------------------------
+    @property
+    def data_name(self) -> str:
+        return str(self.data) if self.data is not None else "default CMU test split (posendf_plugin/assets/cmu_test.npz)"
+
+    def test_poses(self) -> torch.Tensor:
+        """Held-out poses ``(N, 21, 4)`` (CPU float32): ``--data`` or the shipped test split."""
+        if "test" not in self._cache:
+            if self.data is not None:
+                from posendf_plugin.data.posesets import load_pose_set
+
+                q = load_pose_set(self.data).quat
+            else:
+                from posendf_plugin.data.default import default_pose_set
+
+                q = default_pose_set("test").quat
+            if len(q) == 0:
+                raise ValueError(f"{self.data_name}: no poses")
+            self._cache["test"] = q.float()
+        return self._cache["test"]
+
+    def train_poses(self) -> torch.Tensor:
+        """The shipped CMU training split ``(N, 21, 4)`` — what the shipped priors were trained
+        on; the reference of the nearest-training-pose distance (dNN)."""
+        if "train" not in self._cache:
+            from posendf_plugin.data.default import default_pose_set
+
+            self._cache["train"] = default_pose_set("train").quat.float()
+        return self._cache["train"]
+
+    def motions(self) -> List[Tuple[str, Any]]:
+        """Clean motions for denoising: ``[(name, Motion)]``.
+
+        With ``--data``: the AMASS-layout ``.npz`` files of the folder (or the one file), read
+        with :func:`posendf_plugin.data.motion.load_motion`. Without: each clip of the held-out
+        pose set as a pseudo-motion (its kept poses in time order — 30 fps poses after dropping
+        near-duplicates, so consecutive frames are >= 5 degrees apart on some joint; root
+        orientation and translation zero, mean shape).
+        """
+        if "motions" not in self._cache:
+            from posendf_plugin.data.motion import Motion, load_motion
+            from posendf_plugin.skeleton import quat_to_pose
+
+            out: List[Tuple[str, Any]] = []
+            if self.data is not None:
+                files = sorted(self.data.rglob("*.npz")) if self.data.is_dir() else [self.data]
+                for f in files:
+                    try:
+                        out.append((f.stem, load_motion(f)))
+                    except (KeyError, ValueError) as e:
+                        log.warning("denoise: skipping %s: %s", f, e)
+            else:
+                from posendf_plugin.data.default import default_pose_set
+
+                ps = default_pose_set("test")
+                for c, name in enumerate(ps.clip_names):
+                    q = ps.quat[ps.clip_id == c].float()
+                    if len(q) == 0:
+                        continue
+                    T = len(q)
+                    out.append((str(name), Motion(pose_body=quat_to_pose(q, 63).numpy(), root_orient=np.zeros((T, 3), np.float32),
+                                                  trans=np.zeros((T, 3), np.float32), betas=np.zeros(16, np.float32), fps=30.0)))
+            self._cache["motions"] = out
+        return self._cache["motions"]
+
+    def body_model(self, device: Optional[torch.device] = None):
+        """The body model on ``device`` (default :attr:`fit_device`): ``--body-model`` or the
+        embedded stand-in."""
+        from posendf_plugin.body_model import get_body_model
+
+        device = torch.device(device if device is not None else self.fit_device)
+        key = ("body_model", str(device))
+        if key not in self._cache:
+            self._cache[key] = get_body_model(None if self.body_model_dir is None else str(self.body_model_dir), device=device)
+        return self._cache[key]
+
+    def body_model_name(self) -> str:
+        return str(self.body_model_dir) if self.body_model_dir is not None else "embedded procedural stand-in (SMPL layout, not SMPL)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+
+
+def joint_positions(q: torch.Tensor) -> torch.Tensor:
+    """``(N, 21, 4)`` poses -> ``(N, 24, 3)`` SMPL joint positions (metres) of the rest
+    skeleton (:data:`posendf_plugin.skeleton.SMPL_REST_JOINTS`), root at the origin, unrotated."""
+    return body_joint_positions(q.float())
+
+
+def nearest_geodesic(q: torch.Tensor, reference: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """Geodesic distance (radians, NRDF's ``sqrt(Σ_k θ_k²)`` over the 21 joints) of each pose of
+    ``q (N, 21, 4)`` to its nearest pose in ``reference (M, 21, 4)``; ``(N,)``.
+
+    Brute force on ``q``'s device in float64, chunks of ``chunk`` query poses; per joint
+    ``θ = 2 acos|⟨q, p⟩|`` (the same value as :func:`posendf_plugin.rotations.nrdf_pose_distance`,
+    computed from dot products so that all pairs are one matmul per joint).
+    """
+    ref = reference.to(q.device, torch.float64)
+    out = []
+    for a in range(0, len(q), chunk):
+        dots = torch.einsum("njk,mjk->nmj", q[a:a + chunk].double(), ref).abs().clamp(max=1.0)  # (c, M, 21)
+        theta = 2.0 * torch.acos(dots)
+        out.append((theta ** 2).sum(-1).min(dim=1).values.sqrt().float())
+    return torch.cat(out) if out else q.new_zeros(0)
+
+
+def rms_deg(d: torch.Tensor) -> torch.Tensor:
+    """Whole-pose geodesic distance (radians) -> RMS per-joint angle in degrees."""
+    return d / math.sqrt(NUM_BODY_JOINTS) * 180.0 / math.pi
+
+
+def apd_cm(pos: torch.Tensor, chunk: int = 64) -> float:
+    """Average pairwise distance of samples, in cm: mean over sample pairs ``i != j`` of the
+    mean over joints of ``‖p_i - p_j‖``. ``pos``: ``(N, J, 3)`` metres, ``N >= 2``."""
+    n = len(pos)
+    if n < 2:
+        raise ValueError(f"APD needs at least 2 samples, got {n}")
+    total = 0.0
+    for a in range(0, n, chunk):
+        d = (pos[a:a + chunk, None] - pos[None]).norm(dim=-1).mean(-1)  # (c, N)
+        total += float(d.sum())
+    return 100.0 * total / (n * (n - 1))
+
+
+def fid(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets ``(N, D)`` and ``(M, D)``:
+    ``‖μ_a − μ_b‖² + tr(Σ_a) + tr(Σ_b) − 2 tr((Σ_a Σ_b)^{1/2})`` in float64. The last trace is
+    the sum of the square roots of the eigenvalues of ``Σ_a Σ_b`` (real and >= 0 for two PSD
+    matrices; rounding noise is clipped), which stays finite for singular covariances."""
+    x, y = a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    ev = np.linalg.eigvals(s1 @ s2)
+    tr_sqrt = float(np.sqrt(np.clip(ev.real, 0.0, None)).sum())
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
+
+
+def auroc(negative: torch.Tensor, positive: torch.Tensor) -> float:
+    """Area under the ROC curve of telling ``positive`` (should score higher) from
+    ``negative`` by the score; 0.5 = chance, 1 = perfect. Ties count half."""
+    from sklearn.metrics import roc_auc_score
+
+    s = torch.cat((negative.reshape(-1), positive.reshape(-1))).detach().double().cpu().numpy()
+    y = np.r_[np.zeros(negative.numel()), np.ones(positive.numel())]
+    if not np.isfinite(s).all():
+        s = np.nan_to_num(s, nan=np.inf, posinf=np.finfo(np.float64).max)
+    return float(roc_auc_score(y, s))
+
+
+def timed(fn: Callable[[], Any], device: torch.device, min_seconds: float, warmup: int = 2, min_calls: int = 3) -> Tuple[int, float]:
+    """Call ``fn`` repeatedly for at least ``min_seconds`` (and ``min_calls`` calls) after
+    ``warmup`` calls; returns ``(calls, seconds)``. Synchronises CUDA around the timing."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        if n >= min_calls:
+            sync()
+            dt = time.perf_counter() - t0
+            if dt >= min_seconds:
+                return n, dt
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        a = abs(v)
+        if a >= 1000:
+            return f"{v:,.0f}"
+        if a >= 100:
+            return f"{v:.1f}"
+        if a >= 1:
+            return f"{v:.2f}"
+        if a == 0:
+            return "0"
+        return f"{v:.3g}"
+    return str(v)
+
+
+def markdown_task(task: str, res: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
+    """A Markdown section for one task: one table per setting (rows = priors, columns = the
+    union of metric names; skipped priors show their reason)."""
+    lines = [f"## {task}", ""]
+    if not isinstance(res, Mapping) or "skipped" in res or "error" in res:
+        why = res.get("skipped") or res.get("error") if isinstance(res, Mapping) else res
+        lines += [f"**{'skipped' if 'skipped' in res else 'failed'}**: {why}", ""]
+        return "\n".join(lines)
+    for setting, per_prior in res.items():
+        if setting.startswith("_"):  # task-level extras (e.g. "_settings")
+            continue
+        lines += [f"### {setting}", ""]
+        if not isinstance(per_prior, Mapping):
+            lines += [str(per_prior), ""]
+            continue
+        cols: List[str] = []
+        for entry in per_prior.values():
+            if is_metrics(entry):
+                cols += [k for k in entry if k not in cols]
+        lines.append("| prior | " + " | ".join(cols) + " |")
+        lines.append("|---|" + "---|" * len(cols))
+        for prior, entry in per_prior.items():
+            if is_metrics(entry):
+                lines.append(f"| {prior} | " + " | ".join(_fmt(entry.get(c, "")) for c in cols) + " |")
+            else:
+                why = entry.get("skipped", entry.get("error", "")) if isinstance(entry, Mapping) else entry
+                lines.append(f"| {prior} | " + (f"{'skipped' if 'skipped' in entry else 'error'}: {why}" if cols else str(why))
+                             + " |" * max(len(cols) - 1, 0) + " |")
+        lines.append("")
+    settings = res.get("_settings")
+    if settings:
+        lines += ["Settings: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in settings.items()), ""]
+    lines += [f"- {n}" for n in notes]
+    if notes:
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, obj: Mapping[str, Any]) -> Path:
+    """Atomic JSON (NaN/inf become strings so the file stays strict JSON)."""
+    def clean(o):
+        if isinstance(o, float) and not math.isfinite(o):
+            return str(o)
+        if isinstance(o, Mapping):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+
+    return save_json(path, clean(obj))
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Atomically write a text file."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    return Path(path)
+
+
+def save_figure(fig, path: Path, dpi: int = 90) -> Path:
+    """Atomically save a matplotlib figure as PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
+def draw_skeleton(ax, pos: np.ndarray, colour="tab:blue") -> None:
+    """Front view (x, y) stick figure of ``(24, 3)`` joint positions on a matplotlib axis."""
+    for j in range(1, len(SMPL_PARENTS)):
+        p = SMPL_PARENTS[j]
+        ax.plot([pos[p, 0], pos[j, 0]], [pos[p, 1], pos[j, 1]], "-", color=colour, lw=1.3)
+    ax.plot(pos[:, 0], pos[:, 1], ".", color="k", ms=2)
+    ax.set_aspect("equal")
+    ax.set_xlim(-1.0, 1.0)
+    ax.set_ylim(-1.2, 0.9)
+    ax.axis("off")
+
+
+def mpl():
+    """Import matplotlib with the non-interactive backend; returns ``pyplot``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def prior_rows(ctx: BenchContext, device: Optional[torch.device] = None) -> Iterable[Tuple[str, Optional[PosePrior], Optional[str]]]:
+    """``(name, prior or None, skip reason or None)`` for each benchmarked prior, with a
+    progress bar named after the current task."""
+    from tqdm.auto import tqdm
+
+    for name in tqdm(ctx.priors, desc=f"{ctx.current_task or 'priors'}", unit="prior", leave=False, disable=not ctx.progress):
+        try:
+            yield name, ctx.prior(name, device), None
+        except PriorUnavailable as e:
+            yield name, None, str(e)

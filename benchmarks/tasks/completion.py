@@ -1,0 +1,61 @@
+"""completion: fill in hidden joints of held-out poses with the prior
+(:func:`posendf_plugin.fitting.completion.evaluate_completion`).
+
+For each pose a random 25% (5 of 21) or 50% (10 of 21) of the body joints are hidden; only the
+hidden joints are optimised to minimise the prior's energy (Adam, from the identity). Metrics
+(means over poses): ``angle_deg`` — geodesic error of the completed joints; ``position_mm`` —
+position error of the joints they move (rest skeleton); ``init_*`` — the same for the initial
+guess (identity rotations), which is what the ``none`` prior returns.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from posendf_plugin.skeleton import NUM_BODY_JOINTS
+
+from ..common import BenchContext, prior_rows, skipped
+
+NAME = "completion"
+NOTES = ["angle_deg: geodesic error of the hidden joints after completion; position_mm: error of the joints they move (rest skeleton); "
+         "init_*: the identity initial guess (= no prior)."]
+FRACTIONS = (0.25, 0.5)
+
+
+def _masks(ctx: BenchContext, n: int, k: int, offset: int) -> np.ndarray:
+    rng = ctx.rng(offset)
+    m = np.zeros((n, NUM_BODY_JOINTS), bool)
+    for i in range(n):
+        m[i, rng.choice(NUM_BODY_JOINTS, k, replace=False)] = True
+    return m
+
+
+def run(ctx: BenchContext) -> Dict:
+    from posendf_plugin.fitting.completion import evaluate_completion
+
+    test = ctx.test_poses()
+    n = min(len(test), ctx.pick(20, 200, 1000))
+    iterations = ctx.pick(5, 200, 200)
+    idx = torch.as_tensor(np.sort(ctx.rng(40).choice(len(test), n, replace=False)))
+    poses = test[idx].to(ctx.fit_device)
+    res: Dict = {}
+    for fi, frac in enumerate(FRACTIONS):
+        k = int(round(frac * NUM_BODY_JOINTS))
+        setting = f"masked={int(frac * 100)}% ({k} joints)"
+        mask = torch.as_tensor(_masks(ctx, n, k, 41 + fi), device=ctx.fit_device)
+        res[setting] = {}
+        for name, prior, why in prior_rows(ctx, ctx.fit_device):
+            if prior is None:
+                res[setting][name] = skipped(why)
+                continue
+            ev = evaluate_completion(prior, poses=poses, masks=[mask], n_poses=n, seed=ctx.seed, iterations=iterations)
+            m = next(iter(ev.per_mask.values()))
+            res[setting][name] = {k2: m[k2] for k2 in ("angle_deg", "position_mm", "init_angle_deg", "init_position_mm", "energy", "init_energy")}
+    res["_settings"] = {"poses": n, "iterations": iterations, "init": "identity", "data": ctx.data_name}
+    return res
+
+
+def plot(result: Dict, ctx: BenchContext) -> List:
+    return []
