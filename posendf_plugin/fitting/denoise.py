@@ -107,6 +107,7 @@ class DenoiseConfig:
         optimise_betas: fit one shape per window (else keep the input's betas).
         pose_parameterisation: ``"auto"`` (VPoser latent space for ``vposer``), ``"axis_angle"``
             or ``"vposer_latent"``.
+        latent_lr_scale: the VPoser latent code's learning rate is the stage's times this.
     """
 
     window: int = 60
@@ -114,11 +115,14 @@ class DenoiseConfig:
     stages: Tuple[DenoiseStage, ...] = _POSENDF_STAGES
     squared_priors: Tuple[str, ...] = ("posendf", "nrdf")
     prior_scale: Mapping[str, float] = field(
-        default_factory=lambda: {"none": 0.0, "posendf": 1.0, "nrdf": 1.0, "vposer": 1e-5, "gmm": 1e-6})
+        default_factory=lambda: {"none": 0.0, "posendf": 0.01, "nrdf": 0.01, "vposer": 1e-8, "gmm": 1e-8})
     optimise_betas: bool = True
     pose_parameterisation: str = "auto"
+    latent_lr_scale: float = 10.0
 
     def __post_init__(self) -> None:
+        if not self.latent_lr_scale > 0:
+            raise ValueError(f"latent_lr_scale must be positive, got {self.latent_lr_scale}")
         if not (isinstance(self.window, int) and self.window >= 3):
             raise ValueError(f"window must be an integer >= 3 frames, got {self.window!r}")
         if not self.noise_mm >= 0:
@@ -258,8 +262,9 @@ def denoise_window(
     pname = getattr(prior, "name", "")
     pscale = config.scale_for(pname)
     squared = pname in config.squared_priors
-    params = [root, trans, *pose_var.parameters()] + ([betas] if betas is not None else [])
-    params = [p for p in params if p.requires_grad]
+    params = [root, trans] + ([betas] if betas is not None else [])
+    pose_params = [p for p in pose_var.parameters() if p.requires_grad]
+    lr_scale = config.latent_lr_scale if pose_var.mode == "vposer_latent" else 1.0
     fixed_betas = gt_betas[None] if betas is None else None
     bar = None
     if progress:
@@ -267,7 +272,7 @@ def denoise_window(
 
         bar = tqdm(total=sum(s.iterations for s in config.stages), desc="denoising", leave=False)
     for stage in config.stages:
-        opt = torch.optim.Adam(params, lr=stage.lr)
+        opt = torch.optim.Adam([{"params": params}, {"params": pose_params, "lr": stage.lr * lr_scale}], lr=stage.lr)
         for _ in range(stage.iterations):
             opt.zero_grad()
             pose = pose_var.pose()

@@ -144,6 +144,7 @@ class ImageFitConfig:
             axis-angle), ``"axis_angle"`` or ``"vposer_latent"``.
         prior_scale: per-prior multiplier of ``prior_weight``; unknown priors use 1.
         num_betas: shape coefficients fitted.
+        latent_lr_scale: the VPoser latent code's learning rate is the stage's times this.
     """
 
     focal_length: Optional[float] = 5000.0
@@ -158,14 +159,15 @@ class ImageFitConfig:
     pose_parameterisation: str = "auto"
     prior_scale: Mapping[str, float] = field(default_factory=lambda: dict(_DEFAULT_PRIOR_SCALE))
     num_betas: int = 10
+    latent_lr_scale: float = 10.0
 
     def __post_init__(self) -> None:
         if self.focal_length is not None and not self.focal_length > 0:
             raise ValueError(f"focal_length must be positive or null (image diagonal), got {self.focal_length}")
         if not (isinstance(self.camera_iterations, int) and self.camera_iterations >= 0):
             raise ValueError(f"camera_iterations must be an integer >= 0, got {self.camera_iterations!r}")
-        if not self.camera_lr > 0 or not self.gmof_sigma > 0:
-            raise ValueError("camera_lr and gmof_sigma must be positive")
+        if not self.camera_lr > 0 or not self.gmof_sigma > 0 or not self.latent_lr_scale > 0:
+            raise ValueError("camera_lr, gmof_sigma and latent_lr_scale must be positive")
         if not self.stages:
             raise ValueError("stages must list at least one stage")
         for k in ("approx_weight", "face_weight"):
@@ -385,7 +387,7 @@ def _keypoint_weights(fmt: str, cfg: ImageFitConfig) -> torch.Tensor:
     return w
 
 
-def _rot_x_pi_aa(flipped: bool) -> torch.Tensor:
+def _facing_root(flipped: bool) -> torch.Tensor:
     """Root axis-angle of an upright body facing the camera (``R_x(π)``) or facing away
     (``R_y(π) R_x(π)`` = ``R_z(π)``)."""
     return torch.tensor([0.0, 0.0, math.pi]) if flipped else torch.tensor([math.pi, 0.0, 0.0])
@@ -491,7 +493,7 @@ def fit_people(
     # --- camera stage, both orientation hypotheses --------------------------------------------------
     hyps = [False, True] if config.try_flipped else [False]
     nh = len(hyps)
-    go0 = torch.stack([_rot_x_pi_aa(f) for f in hyps for _ in range(P)])  # (nh*P, 3)
+    go0 = torch.stack([_facing_root(f) for f in hyps for _ in range(P)])  # (nh*P, 3)
     with torch.no_grad():
         kp3 = body_model(global_orient=go0.to(dtype), keypoints=fmt).keypoints.to(torch.float32)
     tw = torch.zeros_like(conf)
@@ -549,8 +551,9 @@ def fit_people(
                  + stage.bend_weight * terms["bend"] + stage.pose_l2_weight * terms["pose_l2"])
         return total.sum()
 
-    params = [go, betas, *pose_var.parameters(), *trans.parameters()]
-    params = [p for p in params if p.requires_grad]
+    params = [go, betas, *trans.parameters()]
+    pose_params = [p for p in pose_var.parameters() if p.requires_grad]
+    lr_scale = config.latent_lr_scale if pose_var.mode == "vposer_latent" else 1.0
     total_iters = sum(s.iterations for s in config.stages)
     bar = None
     if progress:
@@ -558,7 +561,7 @@ def fit_people(
 
         bar = tqdm(total=total_iters, desc="fitting", leave=False)
     for stage in config.stages:
-        opt = torch.optim.Adam(params, lr=stage.lr)
+        opt = torch.optim.Adam([{"params": params}, {"params": pose_params, "lr": stage.lr * lr_scale}], lr=stage.lr)
         for _ in range(stage.iterations):
             opt.zero_grad()
             loss = pose_loss(stage)
@@ -783,7 +786,6 @@ def fit_image_dir(
         except ValueError as e:
             msg = str(e)
             log.warning("skipping %s: %s", img_path.name, msg)
-            tqdm.write(f"skipping {img_path.name}: {msg}")
             summary.skipped.append((img_path.name, msg))
             save_json(out_dir / "summary.json", summary.to_dict())
             continue
@@ -801,7 +803,7 @@ def fit_image_dir(
         )
         png = render_fit(res, image, out_dir / f"{name}.png") if render else None
         for p, why in res.skipped:
-            tqdm.write(f"{img_path.name}: person {people.ids[p]} not fitted: {why}")
+            log.warning("%s: person %s not fitted: %s", img_path.name, people.ids[p], why)
         summary.fitted.append({
             "image": img_path.name, "npz": npz.name, "png": png.name if png else None,
             "people": len(res.person_index),
