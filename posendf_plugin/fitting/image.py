@@ -510,9 +510,14 @@ def fit_people(
     opt = torch.optim.Adam([go, *trans.parameters()], lr=config.camera_lr)
     kpH, confH, scaleH, wH = rep(kp), rep(conf), rep(scale), rep(cam_w)
 
+    # with the rest pose the body is rigid: the model rotates it about the pelvis (joint 0)
+    with torch.no_grad():
+        pelvis = body_model.rest_joints().reshape(-1, 3)[0].to(torch.float32)
+    rest_rel = rest_kp - pelvis
+
     def cam_loss():
-        out = body_model(global_orient=go.to(dtype), transl=trans().to(dtype), keypoints=fmt)
-        proj = L.perspective_projection(out.keypoints.to(torch.float32), focal, center)
+        pts = rest_rel @ R.axis_angle_to_matrix(go).transpose(-1, -2) + pelvis + trans().unsqueeze(-2)
+        proj = L.perspective_projection(pts, focal, center)
         return L.reprojection_loss(proj, kpH[..., :2], confH, config.gmof_sigma, wH, scaleH)
 
     for _ in range(config.camera_iterations):
