@@ -149,10 +149,11 @@ class TrainingConfig:
             distance on the product manifold).
         eikonal_tangent: take the gradient's component in the tangent space of each joint's
             S³ (``g − ⟨g, q⟩q``) before the norm; ``False`` = plain gradient in R⁴ (original).
-        uniform_batch_size: uniformly random poses added to every batch, labelled on the fly by
-            brute force against the clean poses (``data.label_metric``, ``data.k``). They teach
-            the field far from the data, where noisy-data samples never reach, so that
-            projecting random poses (``posendf sample``) ends near real poses. 0 = off.
+        uniform_batch_size: poses between the data and uniformly random poses added to every
+            batch (per-joint slerp from a clean pose to a uniform random one by t ~ U(0, 1)),
+            labelled on the fly by brute force against the clean poses (``data.label_metric``,
+            ``data.k``). They teach the field away from the data, where the noisy-data samples
+            never reach, for projecting random poses (``posendf sample``). 0 = off.
         grad_clip: clip the parameter-gradient norm (0 = off).
         val_fraction: share of the labelled data held out for validation every epoch.
         num_threads: torch CPU threads while training (0 = leave torch's default).

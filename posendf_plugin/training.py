@@ -243,6 +243,18 @@ def online_labels(q: torch.Tensor, reference: torch.Tensor, metric: str, k: int,
 
 
 @torch.no_grad()
+def _between_samples(reference: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` poses spread from the data to everywhere: per-joint slerp from a random clean pose
+    towards a uniformly random pose by ``t ~ U(0, 1)`` (``t = 1``: uniform on SO(3)^21)."""
+    from .rotations import quat_canonical, quat_slerp
+
+    u = quat_random(n, NUM_BODY_JOINTS, generator=gen).to(reference.device)
+    base = reference[torch.randint(len(reference), (n,), generator=gen).to(reference.device)]
+    tt = torch.rand(n, 1, generator=gen).to(reference.device).expand(n, NUM_BODY_JOINTS)
+    return quat_canonical(quat_slerp(base, u, tt))
+
+
+@torch.no_grad()
 def _validate(model: PoseNDFNet, q: torch.Tensor, d: torch.Tensor, config: Config, device: torch.device) -> Tuple[float, float]:
     model.eval()
     se = ae = 0.0
@@ -401,7 +413,7 @@ def train(
                 q_clean = clean[torch.randint(len(clean), (mbs,), generator=gen).to(dev)]
             qb, db = q_train[idx], d_train[idx]
             if reference is not None:
-                qu = quat_random(t.uniform_batch_size, NUM_BODY_JOINTS, generator=gen).to(dev)
+                qu = _between_samples(reference, t.uniform_batch_size, gen)
                 qb = torch.cat((qb, qu))
                 db = torch.cat((db, online_labels(qu, reference, config.data.label_metric, config.data.k)))
             terms = training_losses(model, qb, db, q_clean, config)
