@@ -69,7 +69,8 @@ log = logging.getLogger(__name__)
 #: ``format`` entry of every checkpoint this package writes (told apart from other formats).
 CHECKPOINT_FORMAT = "posendf-plugin/1"
 #: config keys that may differ between a checkpoint and the config it is resumed with
-_RESUME_IGNORED = {("experiment", "device"), ("experiment", "out_dir"), ("data", "train_dir"), ("data", "pose_set")}
+_RESUME_IGNORED = {("experiment", "device"), ("experiment", "out_dir"), ("data", "train_dir"), ("data", "pose_set"),
+                   ("training", "num_threads")}
 _HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_dist", "train_manifold", "train_eikonal", "val_dist", "val_mae")
 
 
