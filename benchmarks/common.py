@@ -51,6 +51,7 @@ __all__ = [
     "save_figure",
     "draw_skeleton",
     "mpl",
+    "guarded",
     "prior_rows",
 ]
 
@@ -113,6 +114,8 @@ class BenchContext:
     shared_images: Optional[Path] = None
     progress: bool = True
     current_task: str = ""
+    errors: List[str] = field(default_factory=list)
+    prior_errors: Dict[str, str] = field(default_factory=dict)
     _cache: Dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def pick(self, tiny: Any, quick: Any, full: Any) -> Any:
@@ -143,7 +146,10 @@ class BenchContext:
             try:
                 prior = get_prior(name) if ck is None else get_prior(name, checkpoint=str(ck))
             except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
-                self._cache[key] = PriorUnavailable(f"{type(e).__name__}: {e}")
+                full = f"{type(e).__name__}: {e}"
+                self.prior_errors[name] = full
+                short = full.split(". ")[0]
+                self._cache[key] = PriorUnavailable(short if len(short) <= 240 else short[:237] + "...")
             else:
                 prior = prior.to(device).eval()
                 for p in prior.parameters():
@@ -446,6 +452,24 @@ def mpl():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def guarded(ctx: BenchContext, prior: str, fn: Callable[[], Dict]) -> Dict:
+    """``fn()`` — one prior's metrics — with failures recorded instead of raised:
+    ``NotImplementedError`` (the prior lacks the ability) becomes ``{"skipped": ...}``, any
+    other exception ``{"error": ...}`` (logged with its traceback and added to ``ctx.errors``),
+    so one failing prior does not lose the others' numbers."""
+    import traceback
+
+    try:
+        return fn()
+    except NotImplementedError as e:
+        return skipped(str(e))
+    except Exception as e:  # noqa: BLE001 - recorded, logged, and turned into exit status 1
+        msg = f"{type(e).__name__}: {e}"
+        log.error("%s / %s failed:\n%s", ctx.current_task, prior, traceback.format_exc())
+        ctx.errors.append(f"{ctx.current_task}/{prior}: {msg}")
+        return {"error": msg}
 
 
 def prior_rows(ctx: BenchContext, device: Optional[torch.device] = None) -> Iterable[Tuple[str, Optional[PosePrior], Optional[str]]]:

@@ -183,6 +183,8 @@ def run_benchmarks(ctx: BenchContext, tasks: Sequence[str], argv: Sequence[str] 
         results["targets"] = compute_targets(results)
         write_json(ctx.out / "results.json", results)
     results["meta"]["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    results["meta"]["errors"] = list(ctx.errors)
+    results["meta"]["prior_errors"] = dict(ctx.prior_errors)
     results["targets"] = compute_targets(results)
     write_json(ctx.out / "results.json", results)
     m = results["meta"]
@@ -301,9 +303,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         val = f"{t['value']:.3f}" if isinstance(t["value"], float) else "n/a"
         ok = {True: "pass", False: "FAIL", None: f"n/a: {t.get('reason', '')}"}[t["pass"]]
         print(f"  {t['description']}: {val} (needs {t['op']} {t['threshold']}) -> {ok}")
-    failed = [t for t in tasks if isinstance(results.get(t), dict) and "error" in results[t]]
+    failed = [t for t in tasks if isinstance(results.get(t), dict) and "error" in results[t]] + list(ctx.errors)
     if failed:
-        print(f"failed tasks: {', '.join(failed)} (see the log above and results.json)", file=sys.stderr)
+        print(f"failed: {'; '.join(failed)} (see the log above and results.json)", file=sys.stderr)
         return 1
     return 0
 

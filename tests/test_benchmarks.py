@@ -102,3 +102,18 @@ def test_bad_arguments():
     assert bench_run.main(["--priors", "none,foo"]) == 2
     assert bench_run.main(["--task", "nope"]) == 2
     assert bench_run.main(["--checkpoint", "posendf=/no/such/file.pt"]) == 2
+
+
+def test_guarded_records_failures_without_raising():
+    from benchmarks.common import BenchContext, guarded
+
+    ctx = BenchContext(priors=("none",), current_task="demo")
+    assert guarded(ctx, "none", lambda: {"x": 1.0}) == {"x": 1.0}
+
+    def cannot():
+        raise NotImplementedError("prior 'none' cannot generate samples")
+
+    assert guarded(ctx, "none", cannot) == {"skipped": "prior 'none' cannot generate samples"}
+    assert ctx.errors == []
+    out = guarded(ctx, "none", lambda: 1 / 0)
+    assert out["error"].startswith("ZeroDivisionError") and ctx.errors == [f"demo/none: {out['error']}"]

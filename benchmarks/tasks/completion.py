@@ -16,7 +16,7 @@ import torch
 
 from posendf_plugin.skeleton import NUM_BODY_JOINTS
 
-from ..common import BenchContext, prior_rows, skipped
+from ..common import BenchContext, guarded, prior_rows, skipped
 
 NAME = "completion"
 NOTES = ["angle_deg: geodesic error of the hidden joints after completion; position_mm: error of the joints they move (rest skeleton); "
@@ -50,9 +50,12 @@ def run(ctx: BenchContext) -> Dict:
             if prior is None:
                 res[setting][name] = skipped(why)
                 continue
-            ev = evaluate_completion(prior, poses=poses, masks=[mask], n_poses=n, seed=ctx.seed, iterations=iterations)
-            m = next(iter(ev.per_mask.values()))
-            res[setting][name] = {k2: m[k2] for k2 in ("angle_deg", "position_mm", "init_angle_deg", "init_position_mm", "energy", "init_energy")}
+            def one(prior=prior, mask=mask):
+                ev = evaluate_completion(prior, poses=poses, masks=[mask], n_poses=n, seed=ctx.seed, iterations=iterations)
+                m = next(iter(ev.per_mask.values()))
+                return {k2: m[k2] for k2 in ("angle_deg", "position_mm", "init_angle_deg", "init_position_mm", "energy", "init_energy")}
+
+            res[setting][name] = guarded(ctx, name, one)
     res["_settings"] = {"poses": n, "iterations": iterations, "init": "identity", "data": ctx.data_name}
     return res
 

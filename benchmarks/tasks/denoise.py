@@ -15,7 +15,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..common import BenchContext, is_metrics, mpl, prior_rows, save_figure, skipped
+from ..common import BenchContext, guarded, is_metrics, mpl, prior_rows, save_figure, skipped
 
 NAME = "denoise"
 NOTES = ["HuMoR protocol: MPJPE / V2V in mm, accel_mm = acceleration error (mm/frame²); noisy_* = the noisy input; every prior sees the same noise.",
@@ -74,15 +74,18 @@ def run(ctx: BenchContext) -> Dict:
             if prior is None:
                 res[setting][name] = skipped(why)
                 continue
-            per: List[Dict[str, float]] = []
-            t0 = time.perf_counter()
-            for wi, (_, _, win) in enumerate(wins):
-                g = ctx.generator(1000 + 100 * ni + wi)  # same noise for every prior
-                _, m = denoise_window(win, bm, prior, cfg, g)
-                per.append(m)
-            secs = time.perf_counter() - t0
-            res[setting][name] = {k: float(np.mean([m[k] for m in per])) for k in _KEYS}
-            res[setting][name].update(windows=len(per), seconds_per_window=secs / len(per))
+            def one(prior=prior, cfg=cfg, ni=ni):
+                per: List[Dict[str, float]] = []
+                t0 = time.perf_counter()
+                for wi, (_, _, win) in enumerate(wins):
+                    g = ctx.generator(1000 + 100 * ni + wi)  # same noise for every prior
+                    per.append(denoise_window(win, bm, prior, cfg, g)[1])
+                secs = time.perf_counter() - t0
+                row = {k: float(np.mean([m[k] for m in per])) for k in _KEYS}
+                row.update(windows=len(per), seconds_per_window=secs / len(per))
+                return row
+
+            res[setting][name] = guarded(ctx, name, one)
     res["_settings"] = {"window": window, "windows": len(wins), "clips": len({w[0] for w in wins}),
                         "body_model": ctx.body_model_name(), "data": ctx.data_name,
                         "schedule": "configs/denoise.yaml defaults (DenoiseConfig())"}

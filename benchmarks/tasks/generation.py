@@ -26,7 +26,7 @@ import torch
 from posendf_plugin.rotations import quat_random
 from posendf_plugin.skeleton import NUM_BODY_JOINTS
 
-from ..common import BenchContext, apd_cm, draw_skeleton, fid, joint_positions, mpl, nearest_geodesic, prior_rows, rms_deg, save_figure, skipped
+from ..common import BenchContext, apd_cm, guarded, draw_skeleton, fid, joint_positions, mpl, nearest_geodesic, prior_rows, rms_deg, save_figure, skipped
 
 NAME = "generation"
 NOTES = [
@@ -69,21 +69,21 @@ def run(ctx: BenchContext) -> Dict:
         if prior is None:
             rows[name] = skipped(why)
             continue
-        t0 = time.perf_counter()
-        try:
+
+        def one(name=name, prior=prior):
+            t0 = time.perf_counter()
             if name == "none":
                 q = quat_random(n, NUM_BODY_JOINTS, generator=ctx.generator(12)).to(ctx.device)
             else:
                 q = prior.sample(n, seed=ctx.seed)
-        except NotImplementedError as e:
-            rows[name] = skipped(str(e))
-            continue
-        secs = time.perf_counter() - t0
-        q = q.detach().float().reshape(-1, NUM_BODY_JOINTS, 4)
-        rows[name] = {**_metrics(q, ref_feat, train, tau), "sample_seconds": secs}
-        samples[name] = q[:_GRID].cpu()
+            secs = time.perf_counter() - t0
+            q = q.detach().float().reshape(-1, NUM_BODY_JOINTS, 4)
+            samples[name] = q[:_GRID].cpu()
+            return {**_metrics(q, ref_feat, train, tau), "sample_seconds": secs}
+
+        rows[name] = guarded(ctx, name, one)
     rows["_heldout"] = _metrics(held.to(ctx.device), ref_feat, train, tau)
-    samples["_heldout"] = held[:_GRID]
+    samples["_heldout"] = held[torch.randperm(len(held), generator=ctx.generator(13))[:_GRID]]
     ctx._cache["generation_samples"] = samples
     return {setting: rows, "_settings": {"samples": n, "threshold_rad": tau, "reference": ctx.data_name,
                                          "training_set": "default CMU train split"}}

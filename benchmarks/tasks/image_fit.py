@@ -28,7 +28,7 @@ import torch
 from posendf_plugin import rotations as R
 from posendf_plugin.skeleton import quat_to_pose
 
-from ..common import BenchContext, prior_rows, skipped
+from ..common import BenchContext, guarded, prior_rows, skipped
 
 NAME = "image_fit"
 NOTES = ["Synthetic keypoints from held-out poses and random shapes, known camera, 4 px noise, 20% of keypoints dropped; "
@@ -134,17 +134,21 @@ def _qualitative(ctx: BenchContext) -> Optional[Dict]:
         if prior is None:
             rows[name] = skipped(why)
             continue
-        errs, n_img, secs = [], 0, 0.0
-        for d in folders:
-            coco = next((j for j in sorted(d.glob("*.json")) if not any(j.with_suffix(e).exists() for e in IMAGE_EXTENSIONS)), None)
-            t0 = time.perf_counter()
-            summary = fit_image_dir(d, ctx.out / "image_fit_qualitative" / name / d.name, prior=prior, body_model=ctx.body_model(),
-                                    coco_json=coco, progress=False)
-            secs += time.perf_counter() - t0
-            n_img += len(summary.fitted)
-            errs += [e for f in summary.fitted for e in f["reprojection_error_px"]]
-        rows[name] = {"images": n_img, "people": len(errs), "reprojection_px": float(np.mean(errs)) if errs else float("nan"),
-                      "seconds_per_image": secs / max(n_img, 1)}
+
+        def one(name=name, prior=prior):
+            errs, n_img, secs = [], 0, 0.0
+            for d in folders:
+                coco = next((j for j in sorted(d.glob("*.json")) if not any(j.with_suffix(e).exists() for e in IMAGE_EXTENSIONS)), None)
+                t0 = time.perf_counter()
+                summary = fit_image_dir(d, ctx.out / "image_fit_qualitative" / name / d.name, prior=prior, body_model=ctx.body_model(),
+                                        coco_json=coco, progress=False)
+                secs += time.perf_counter() - t0
+                n_img += len(summary.fitted)
+                errs += [e for f in summary.fitted for e in f["reprojection_error_px"]]
+            return {"images": n_img, "people": len(errs), "reprojection_px": float(np.mean(errs)) if errs else float("nan"),
+                    "seconds_per_image": secs / max(n_img, 1)}
+
+        rows[name] = guarded(ctx, name, one)
     return rows
 
 
@@ -158,13 +162,18 @@ def run(ctx: BenchContext) -> Dict:
         if prior is None:
             res[setting][name] = skipped(why)
             continue
-        per, secs = [], []
-        for img in images:
-            fit, s = fit_one(ctx, img, prior, config)
-            per.append(_errors(ctx, fit, img.gt_joints))
-            secs.append(s)
-        res[setting][name] = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
-        res[setting][name]["seconds_per_image"] = float(np.mean(secs))
+
+        def one(prior=prior):
+            per, secs = [], []
+            for img in images:
+                fit, s = fit_one(ctx, img, prior, config)
+                per.append(_errors(ctx, fit, img.gt_joints))
+                secs.append(s)
+            row = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
+            row["seconds_per_image"] = float(np.mean(secs))
+            return row
+
+        res[setting][name] = guarded(ctx, name, one)
     if ctx.shared_images is not None and not ctx.quick:
         q = _qualitative(ctx)
         if q is not None:

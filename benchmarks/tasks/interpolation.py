@@ -20,7 +20,7 @@ import torch
 from posendf_plugin.rotations import nrdf_pose_distance, quat_canonical, quat_slerp
 from posendf_plugin.skeleton import NUM_BODY_JOINTS
 
-from ..common import BenchContext, nearest_geodesic, prior_rows, rms_deg, skipped
+from ..common import BenchContext, guarded, nearest_geodesic, prior_rows, rms_deg, skipped
 
 NAME = "interpolation"
 NOTES = ["energy_mean: the prior's energy along the path (lower = closer to its manifold); dnn: geodesic distance to the nearest training pose; "
@@ -61,13 +61,17 @@ def run(ctx: BenchContext) -> Dict:
         if prior is None:
             res["slerp"][name] = res["projected"][name] = skipped(why)
             continue
-        res["slerp"][name] = _path_metrics(prior, plain, train, ctx.device)
+        res["slerp"][name] = guarded(ctx, name, lambda prior=prior: _path_metrics(prior, plain, train, ctx.device))
         if not hasattr(prior, "interpolate"):
             res["projected"][name] = skipped(f"prior '{name}' has no projection onto a manifold")
             continue
-        paths = torch.stack([prior.interpolate(qa[i:i + 1].to(ctx.device), qb[i:i + 1].to(ctx.device), steps).float().cpu()
-                             for i in range(n_pairs)])
-        res["projected"][name] = _path_metrics(prior, paths, train, ctx.device)
+
+        def projected(prior=prior):
+            paths = torch.stack([prior.interpolate(qa[i:i + 1].to(ctx.device), qb[i:i + 1].to(ctx.device), steps).float().cpu()
+                                 for i in range(n_pairs)])
+            return _path_metrics(prior, paths, train, ctx.device)
+
+        res["projected"][name] = guarded(ctx, name, projected)
     res["_settings"] = {"pairs": n_pairs, "steps": steps, "data": ctx.data_name}
     return res
 

@@ -16,7 +16,7 @@ from typing import Dict, List
 
 import torch
 
-from ..common import BenchContext, is_metrics, mpl, prior_rows, save_figure, skipped, timed
+from ..common import BenchContext, guarded, is_metrics, mpl, prior_rows, save_figure, skipped, timed
 from . import image_fit
 
 NAME = "speed"
@@ -53,7 +53,8 @@ def run(ctx: BenchContext) -> Dict:
                 if prior is None:
                     res[setting][name] = skipped(why)
                     continue
-                res[setting][name] = {"poses_per_s": _throughput(prior, q, ctx.device, mode != "forward", min_seconds)}
+                res[setting][name] = guarded(ctx, name, lambda prior=prior, q=q, mode=mode: {
+                    "poses_per_s": _throughput(prior, q, ctx.device, mode != "forward", min_seconds)})
     # fitting time with vs without a prior, taking turns per image
     n_img = ctx.pick(1, 2, 10)
     images = image_fit.synthetic_images(ctx, n_img, offset=60)
@@ -61,17 +62,22 @@ def run(ctx: BenchContext) -> Dict:
     if "none" not in [n for n, _, _ in fit_rows]:
         fit_rows.insert(0, ("none", ctx.prior("none", ctx.fit_device), None))
     times = {n: 0.0 for n, p, _ in fit_rows if p is not None}
+    failed: Dict[str, Dict] = {}
     for img in images:
         for name, prior, _ in fit_rows:
-            if prior is not None:
-                times[name] += image_fit.fit_one(ctx, img, prior, image_fit.fit_config(ctx))[1]
+            if prior is not None and name not in failed:
+                r = guarded(ctx, name, lambda prior=prior, img=img: {"s": image_fit.fit_one(ctx, img, prior, image_fit.fit_config(ctx))[1]})
+                if "s" in r:
+                    times[name] += r["s"]
+                else:
+                    failed[name] = r
     setting = f"image fit time ({n_img} images)"
     res[setting] = {}
     for name, prior, why in fit_rows:
         if name not in ctx.priors:
             continue
-        if prior is None:
-            res[setting][name] = skipped(why)
+        if prior is None or name in failed or "none" in failed:
+            res[setting][name] = skipped(why) if prior is None else failed.get(name, failed.get("none"))
             continue
         res[setting][name] = {"seconds_per_image": times[name] / n_img, "ratio_vs_none": times[name] / times["none"]}
     res["_settings"] = {"device": str(ctx.device), "fit_device": str(ctx.fit_device), "torch_threads": torch.get_num_threads(),
