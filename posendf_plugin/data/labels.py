@@ -63,6 +63,8 @@ FEATURES: Tuple[str, ...] = ("poly", "canonical")
 #: ``auto`` uses an exact flat index up to this many reference poses, IVF above.
 AUTO_FLAT_MAX = 20_000
 _DIM = NUM_BODY_JOINTS * 4
+#: NRDF re-rank: candidates kept after the cheap acos pass for the exact (stable) evaluation
+_NRDF_SHORTLIST = 15
 
 
 def faiss_available() -> bool:
@@ -111,9 +113,9 @@ class SearchConfig:
 
     index: str = "auto"
     features: str = "poly"
-    candidates: int = 128
+    candidates: int = 64
     nlist: Optional[int] = None
-    nprobe: int = 16
+    nprobe: int = 32
     hnsw_m: int = 32
     ef_search: int = 256
     train_size: int = 100_000
@@ -373,8 +375,19 @@ def rerank(
     """
     _check_metric(metric)
     valid = cand >= 0
+    q = queries.to(ref.dtype).unsqueeze(1)
     gathered = ref[cand.clamp(min=0)]  # (M, C, J, 4)
-    d = pose_distance(queries.to(ref.dtype).unsqueeze(1), gathered, metric)
+    if metric == "nrdf" and cand.shape[1] > k + _NRDF_SHORTLIST:
+        # Cheap pass: |<q, q'>| per joint ranks by 2·acos|<q, q'>| exactly, but acos loses
+        # ~1e-3 rad near 0 in float32; keep a shortlist and evaluate the stable formula on it.
+        dots = (q * gathered).sum(-1).abs().clamp(max=1.0)
+        approx = (torch.acos(dots) ** 2).sum(-1)
+        approx = torch.where(valid, approx, torch.full_like(approx, math.inf))
+        order = torch.topk(approx, k + _NRDF_SHORTLIST, dim=1, largest=False).indices
+        cand = torch.gather(cand, 1, order)
+        valid = cand >= 0
+        gathered = torch.gather(gathered, 1, order[..., None, None].expand(-1, -1, *gathered.shape[2:]))
+    d = pose_distance(q, gathered, metric)
     d = torch.where(valid, d, torch.full_like(d, math.inf))
     k = min(k, cand.shape[1])
     dd, order = torch.topk(d, k, dim=1, largest=False)
