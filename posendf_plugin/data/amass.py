@@ -81,7 +81,7 @@ class AmassConfig:
     Attributes:
         fps: target frame rate; clips are downsampled by an integer step
             ``max(1, round(mocap_fps / fps))``. ``None`` keeps every frame.
-        dedup_deg: a pose is dropped when no body joint turned by more than this many degrees
+        dedup_deg: a pose is dropped when no body joint turned by at least this many degrees
             since the last kept pose of the same clip. ``0`` keeps everything.
         trim: fraction of frames dropped at each end of a clip (VPoser v1 drops 10 %; default
             0 keeps them).
@@ -222,7 +222,7 @@ def downsample_step(src_fps: float, fps: Optional[float]) -> int:
 def drop_near_duplicates(quat: torch.Tensor, min_deg: float) -> torch.Tensor:
     """Indices of the poses to keep from a sequence, dropping near-identical consecutive ones.
 
-    Walks the sequence once: a pose is kept when some body joint differs by more than
+    Walks the sequence once: a pose is kept when some body joint differs by at least
     ``min_deg`` degrees (geodesic angle) from the last *kept* pose, so slow drifts are still
     sampled every ``min_deg``. The first pose is always kept.
 
@@ -235,16 +235,17 @@ def drop_near_duplicates(quat: torch.Tensor, min_deg: float) -> torch.Tensor:
     n = quat.shape[0]
     if n == 0 or min_deg <= 0:
         return torch.arange(n)
-    # angle > thr  <=>  |<q, q_last>| < cos(thr / 2) for some joint (sign-invariant).
+    # angle >= thr  <=>  |<q, q_last>| <= cos(thr / 2) for some joint (sign-invariant); the same
+    # rule as posendf_plugin.data.default.dedup_consecutive.
     cos_half = math.cos(math.radians(min_deg) / 2.0)
     q = quat.detach().cpu().to(torch.float64).numpy()
     # Fast path: a pose that moved past the threshold since its predecessor, when that
     # predecessor was kept, is kept without another comparison.
-    moved = np.abs((q[1:] * q[:-1]).sum(-1)).min(-1) < cos_half
+    moved = np.abs((q[1:] * q[:-1]).sum(-1)).min(-1) <= cos_half
     keep = [0]
     last = 0
     for i in range(1, n):
-        if (moved[i - 1] and last == i - 1) or np.abs((q[i] * q[last]).sum(-1)).min() < cos_half:
+        if (moved[i - 1] and last == i - 1) or np.abs((q[i] * q[last]).sum(-1)).min() <= cos_half:
             keep.append(i)
             last = i
     return torch.tensor(keep, dtype=torch.int64)
