@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from posendf_plugin import keypoints as KP
 from posendf_plugin.body_model import get_body_model
 from posendf_plugin.cli import main as cli_main
 from posendf_plugin.fitting import image as I

@@ -349,6 +349,9 @@ def denoise_motion(
         name = name or path.stem
         motion = load_motion(path)
     name = name or "motion"
+    if abs(motion.fps - 30.0) > 0.5:
+        log.warning("the motion is at %g fps; HuMoR's protocol uses 30 fps windows of 60 frames "
+                    "(resample it, e.g. 'posendf data bvh --fps 30', to compare with published numbers)", motion.fps)
     n = len(motion)
     W = config.window
     if start < 0 or start >= n:
