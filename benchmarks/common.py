@@ -179,7 +179,16 @@ class BenchContext:
             if self.data is not None:
                 from posendf_plugin.data.posesets import load_pose_set
 
-                q = load_pose_set(self.data).quat
+                try:
+                    q = load_pose_set(self.data).quat
+                except KeyError as e:  # e.g. AMASS folders also hold shape.npz files without poses
+                    log.warning("%s; using the frames of the readable motions instead", e)
+                    from posendf_plugin.skeleton import to_body_quat
+
+                    ms = self.motions()
+                    if not ms:
+                        raise ValueError(f"{self.data}: no readable poses or motions") from e
+                    q = torch.cat([to_body_quat(torch.as_tensor(m.pose_body, dtype=torch.float32)) for _, m in ms])
             else:
                 from posendf_plugin.data.default import default_pose_set
 

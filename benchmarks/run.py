@@ -185,6 +185,8 @@ def run_benchmarks(ctx: BenchContext, tasks: Sequence[str], argv: Sequence[str] 
     results["meta"]["total_seconds"] = round(time.perf_counter() - t_all, 1)
     results["meta"]["errors"] = list(ctx.errors)
     results["meta"]["prior_errors"] = dict(ctx.prior_errors)
+    for p, why in ctx.prior_errors.items():  # say which priors did not load
+        results["meta"]["priors"][p] = f"unavailable ({why.split('. ')[0]})"
     results["targets"] = compute_targets(results)
     write_json(ctx.out / "results.json", results)
     m = results["meta"]

@@ -117,3 +117,30 @@ def test_guarded_records_failures_without_raising():
     assert ctx.errors == []
     out = guarded(ctx, "none", lambda: 1 / 0)
     assert out["error"].startswith("ZeroDivisionError") and ctx.errors == [f"demo/none: {out['error']}"]
+
+
+def test_data_folder_of_amass_motions(tmp_path):
+    """--data: a folder of AMASS-layout motions (plus a shape-only file, as AMASS has) replaces
+    the default test split for the pose tasks and gives the denoising windows."""
+    import numpy as np
+
+    from posendf_plugin.data.default import default_pose_set
+    from posendf_plugin.data.motion import Motion, save_motion
+    from posendf_plugin.skeleton import quat_to_pose
+
+    q = default_pose_set("test").quat[:60]
+    data = tmp_path / "amass" / "subject1"
+    for i in range(2):
+        body = quat_to_pose(q[30 * i:30 * i + 30], 63).numpy()
+        save_motion(data / f"clip{i}_poses.npz", Motion(pose_body=body, root_orient=np.zeros((30, 3), np.float32),
+                                                        trans=np.zeros((30, 3), np.float32), fps=30.0))
+    np.savez(data / "shape.npz", betas=np.zeros(16, np.float32), gender="neutral")
+    out = tmp_path / "out"
+    rc = bench_run.main(["--tiny", "--no-progress", "--task", "generation,denoise", "--priors", "none",
+                         "--data", str(tmp_path / "amass"), "--out", str(out)])
+    res = json.loads((out / "results.json").read_text())
+    assert rc == 0
+    assert res["meta"]["data"] == str(tmp_path / "amass")
+    assert res["denoise"]["_settings"]["clips"] == 2
+    assert res["denoise"]["noise=40mm"]["none"]["windows"] == 2
+    assert res["generation"]["n=20"]["_heldout"]["n"] == 20
