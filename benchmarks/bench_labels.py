@@ -22,6 +22,7 @@ import dataclasses
 import datetime
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -109,12 +110,12 @@ def main() -> int:
     noisy = queries[~clean]
 
     with faiss_threads(a.threads):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         index = CandidateIndex(ref, cfg.search, a.metric, seed=a.seed)
-        t_build = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_build, c_build = time.perf_counter() - t0, time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
         res = knn_labels(noisy, index, a.metric, k, progress=True)
-        t_label = time.perf_counter() - t0
+        t_label, c_label = time.perf_counter() - t0, time.process_time() - c0
         rq, _, _, _ = sample_noisy_chunk(ref, a.recall_queries, dataclasses.replace(cfg, clean_share=0.0),
                                          np.random.default_rng([a.seed, 2]))
         t0 = time.perf_counter()
@@ -129,6 +130,9 @@ def main() -> int:
         "index": index.kind, "features": a.features, "nlist": index.nlist, "nprobe": a.nprobe, "candidates": a.candidates,
         "build_s": round(t_build, 2), "label_s": round(t_label, 2),
         "total_s": round(t_build + t_label, 2),
+        # CPU seconds of this process (all threads): / threads = wall time on idle cores
+        "build_cpu_s": round(c_build, 2), "label_cpu_s": round(c_label, 2),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "samples_per_s": round(noisy.shape[0] / max(t_label, 1e-9)),
         "recall": round(rec.recall, 5), "exact_label_share": round(rec.exact_share, 5),
         "label_abs_err_mean": rec.label_abs_err_mean, "label_abs_err_max": rec.label_abs_err_max,

@@ -28,14 +28,14 @@ import math
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..io import save_json
-from ..skeleton import NUM_BODY_JOINTS, POSE_LAYOUTS, pose_to_quat
+from ..skeleton import POSE_LAYOUTS, pose_to_quat
 from .posesets import save_pose_set
 
 __all__ = [
