@@ -391,15 +391,16 @@ def markdown_task(task: str, res: Mapping[str, Any], notes: Sequence[str] = ()) 
         for entry in per_prior.values():
             if is_metrics(entry):
                 cols += [k for k in entry if k not in cols]
-        lines.append("| prior | " + " | ".join(cols) + " |")
-        lines.append("|---|" + "---|" * len(cols))
+        header = cols or ["status"]
+        lines.append("| prior | " + " | ".join(header) + " |")
+        lines.append("|---|" + "---|" * len(header))
         for prior, entry in per_prior.items():
             if is_metrics(entry):
                 lines.append(f"| {prior} | " + " | ".join(_fmt(entry.get(c, "")) for c in cols) + " |")
             else:
-                why = entry.get("skipped", entry.get("error", "")) if isinstance(entry, Mapping) else entry
-                lines.append(f"| {prior} | " + (f"{'skipped' if 'skipped' in entry else 'error'}: {why}" if cols else str(why))
-                             + " |" * max(len(cols) - 1, 0) + " |")
+                kind = "skipped" if isinstance(entry, Mapping) and "skipped" in entry else "error"
+                why = entry.get(kind, "") if isinstance(entry, Mapping) else entry
+                lines.append(f"| {prior} | {kind}: {why} |" + " |" * (len(header) - 1))
         lines.append("")
     settings = res.get("_settings")
     if settings:

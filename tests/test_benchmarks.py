@@ -51,6 +51,7 @@ def test_runner_writes_all_files(tiny_run):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     md = (out / "results.md").read_text()
     assert "## targets" in md and "## denoise" in md and "| posendf |" in md
+    assert "| none | skipped: prior 'none' has no projection" in (out / "interpolation.md").read_text()
 
 
 def test_results_schema(tiny_run):

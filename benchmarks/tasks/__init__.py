@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Dict, Tuple
+from typing import Tuple
 
 __all__ = ["TASK_NAMES", "load_task"]
 
