@@ -69,18 +69,30 @@ def save_torch(path: PathLike, obj: Any) -> Path:
 
 def load_npz(path: PathLike, required: tuple = ()) -> dict:
     """Load an ``.npz`` into a dict, with clear errors for a missing file, a corrupt file or
-    missing keys."""
+    missing keys.
+
+    Entries holding pickled Python objects (e.g. HuMoR's ``pose_hand=None``) are never
+    unpickled (that could run code); they are left out, and named if a required key is one.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    data, objects = {}, []
     try:
         with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+            for k in z.files:
+                try:
+                    data[k] = z[k]
+                except ValueError as e:
+                    if "allow_pickle" not in str(e):
+                        raise
+                    objects.append(k)
     except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError...
         raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
     missing = [k for k in required if k not in data]
     if missing:
-        raise KeyError(f"{path}: missing key(s) {missing}; found {sorted(data)}")
+        hint = f" ({sorted(set(missing) & set(objects))} hold pickled objects, which are not loaded)" if set(missing) & set(objects) else ""
+        raise KeyError(f"{path}: missing key(s) {missing}{hint}; found {sorted(data)}")
     return data
 
 

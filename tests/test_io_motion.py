@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from posendf_plugin.data.motion import Motion, load_motion, save_motion
+from posendf_plugin.io import load_npz, save_npz
+
+
+def test_humor_file_with_pickled_none_loads(tmp_path):
+    # HuMoR writes pose_hand=None, which numpy stores as a pickled object array
+    p = tmp_path / "humor.npz"
+    np.savez(p, pose_body=np.full((4, 63), 0.1, "f4"), root_orient=np.zeros((4, 3), "f4"),
+             trans=np.zeros((4, 3), "f4"), betas=np.zeros(16), pose_hand=np.array(None, dtype=object))
+    m = load_motion(p)
+    assert len(m) == 4 and m.pose_hand.shape == (4, 90)
+    np.testing.assert_allclose(m.pose_body, 0.1, atol=1e-6)
+    with pytest.raises(KeyError, match="hold pickled objects"):
+        load_npz(p, required=("pose_hand",))
+
+
+def test_motion_round_trip_and_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    m = Motion(rng.normal(0, 0.3, (6, 63)).astype("f4"), np.zeros((6, 3), "f4"), rng.normal(size=(6, 3)).astype("f4"), fps=60.0)
+    save_motion(tmp_path / "m.npz", m)
+    z = load_npz(tmp_path / "m.npz", required=("poses", "pose_body", "root_orient", "trans", "betas", "mocap_framerate"))
+    assert z["poses"].shape == (6, 156)
+    back = load_motion(tmp_path / "m.npz")
+    np.testing.assert_allclose(back.pose_body, m.pose_body, atol=1e-6)
+    assert back.fps == 60.0
+    with pytest.raises(ValueError, match=r"pose_body must have shape \(6, 63\)"):
+        Motion(np.zeros((6, 69), "f4"), np.zeros((6, 3), "f4"), np.zeros((6, 3), "f4"))
+    bad = np.zeros((3, 63), "f4"); bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN/Inf in frame\(s\) \[1\]"):
+        Motion(bad, np.zeros((3, 3), "f4"), np.zeros((3, 3), "f4"))
+    save_npz(tmp_path / "nokeys.npz", foo=np.zeros(3))
+    with pytest.raises(KeyError, match="no body pose found"):
+        load_motion(tmp_path / "nokeys.npz")
+    (tmp_path / "trunc.npz").write_bytes((tmp_path / "m.npz").read_bytes()[:100])
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        load_motion(tmp_path / "trunc.npz")
+    with pytest.raises(FileNotFoundError):
+        load_motion(tmp_path / "missing.npz")
