@@ -178,7 +178,7 @@ def to_body_quat(x, name: str = "poses") -> torch.Tensor:
                 f"{name} has zero-length quaternions in row(s) {rows.tolist()[:10]}: a quaternion "
                 "must be (w, x, y, z) with non-zero norm; use (1, 0, 0, 0) for 'no rotation'"
             )
-        dev = float((norm - 1).abs().max()) if norm.numel() else 0.0  # empty input: nothing to check
+        dev = float((norm.detach() - 1).abs().max()) if norm.numel() else 0.0  # empty input: nothing to check
         if dev > 1e-3:
             warnings.warn(
                 f"{name}: quaternions are not unit length (max |norm - 1| = {dev:.3g}); "
