@@ -23,7 +23,7 @@ from typing import Any, Dict, Mapping, Tuple, Union
 
 import yaml
 
-from .io import atomic_path
+from .io import atomic_path, load_yaml
 
 __all__ = [
     "ExperimentConfig",
@@ -325,13 +325,7 @@ def load_config(path: Union[str, Path]) -> Config:
         FileNotFoundError: no such file.
         ValueError: not valid YAML, an unknown section/key, or an invalid value.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file (see configs/*.yaml for examples)")
-    try:
-        d = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    d = load_yaml(path, "config file (see configs/*.yaml for examples)")
     return Config.from_dict(d, source=str(path))
 
 

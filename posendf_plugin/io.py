@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 
-__all__ = ["atomic_path", "save_npz", "save_json", "save_torch", "load_npz"]
+__all__ = ["atomic_path", "save_npz", "save_json", "save_torch", "load_npz", "load_yaml"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -106,3 +106,17 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def load_yaml(path: PathLike, what: str = "config file") -> Any:
+    """Read a YAML file with clear errors: ``FileNotFoundError`` naming ``what`` for a missing
+    file, ``ValueError`` for invalid YAML. An empty file gives ``None``."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from e

@@ -43,12 +43,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .._checks import check_shape
-from ..io import load_npz, save_json, save_npz
+from ..io import load_npz, load_yaml, save_json, save_npz
 from ..skeleton import NUM_BODY_JOINTS
 from .labels import METRICS, CandidateIndex, SearchConfig, faiss_threads, knn_labels, measure_recall
 from .noise import TAILS, draw_scales, gaussian_quat_noise, heavy_tailed_rotation_noise
@@ -203,12 +202,7 @@ def load_prepare_config(path: PathLike) -> PrepareConfig:
         ValueError: not valid YAML, not a mapping, or unknown keys / bad values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--config {path}: no such file")
-    try:
-        d = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"--config {path}: not valid YAML ({e})") from e
+    d = load_yaml(path, "--config file")
     if d is None:
         d = {}
     if isinstance(d, Mapping) and isinstance(d.get("data"), Mapping):

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-import yaml
 
+from ..io import load_yaml
 from ..skeleton import SMPL_JOINT_NAMES
 
 __all__ = [
@@ -124,7 +124,7 @@ class RigMapping:
         return sum(s is not None for s in self.source)
 
 
-def _side(prefix_l: str, prefix_r: str, table: Mapping[str, Sequence[str]]) -> Dict[str, Tuple[str, ...]]:
+def _expand_sides(prefix_l: str, prefix_r: str, table: Mapping[str, Sequence[str]]) -> Dict[str, Tuple[str, ...]]:
     """Expand ``{"hip": ["{S}UpLeg"]}`` into left/right SMPL joints with ``{S}`` = side token."""
     out: Dict[str, Tuple[str, ...]] = {}
     for joint, names in table.items():
@@ -136,7 +136,7 @@ def _side(prefix_l: str, prefix_r: str, table: Mapping[str, Sequence[str]]) -> D
 def _profile(name: str, centre: Mapping[str, Sequence[str]], sided: Mapping[str, Sequence[str]],
              side: Tuple[str, str], ends: Mapping[str, Sequence[str]] = None, **kw) -> RigProfile:
     joints = {k: tuple(v) for k, v in centre.items()}
-    joints.update(_side(side[0], side[1], sided))
+    joints.update(_expand_sides(side[0], side[1], sided))
     ends_full: Dict[str, Tuple[str, ...]] = {}
     for k, v in (ends or {}).items():
         if k == "foot":
@@ -468,12 +468,7 @@ def load_rig_yaml(path: Union[str, Path]) -> RigProfile:
         ValueError: not valid YAML, unknown keys, unknown SMPL joint names or bad values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such rig mapping file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    data = load_yaml(path, "rig mapping file")
     if not isinstance(data, dict) or not isinstance(data.get("joints"), dict):
         raise ValueError(f"{path}: a rig mapping needs a 'joints:' table mapping SMPL joint names to source joint names")
     unknown = sorted(set(data) - _YAML_KEYS)

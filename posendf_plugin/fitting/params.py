@@ -16,6 +16,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from ..io import load_yaml
 from ..priors.base import PosePrior, get_prior
 from ..skeleton import quat_to_pose
 
@@ -159,15 +160,8 @@ def load_yaml_config(cls, path, nested=None):
     Raises:
         FileNotFoundError: no such file. ValueError: not YAML / unknown keys / bad values.
     """
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    data = load_yaml(path, "config file")
     return config_from_dict(cls, data or {}, str(path), nested)
 
 

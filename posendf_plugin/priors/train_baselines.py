@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Union
 
 import torch
-from torch import nn
 
 from .._checks import check_shape
 from ..data.posesets import PoseSet, load_pose_set
