@@ -132,7 +132,7 @@ def pose_to_quat(pose: torch.Tensor) -> torch.Tensor:
                 "(..., 21, 4) quaternions or (..., 21, 3, 3) rotation matrices to to_body_quat"
             )
         _, first, _ = POSE_LAYOUTS[pose.shape[-1]]
-        aa = pose.reshape(pose.shape[:-1] + (-1, 3))[..., first:first + NUM_BODY_JOINTS, :]
+        aa = pose.reshape(pose.shape[:-1] + (pose.shape[-1] // 3, 3))[..., first:first + NUM_BODY_JOINTS, :]
     check_finite(aa.reshape(-1, NUM_BODY_JOINTS * 3) if aa.ndim > 2 else aa.reshape(1, -1), "pose")
     return R.quat_canonical(R.axis_angle_to_quat(aa))
 

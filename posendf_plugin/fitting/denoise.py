@@ -115,7 +115,7 @@ class DenoiseConfig:
     stages: Tuple[DenoiseStage, ...] = _POSENDF_STAGES
     squared_priors: Tuple[str, ...] = ("posendf", "nrdf")
     prior_scale: Mapping[str, float] = field(
-        default_factory=lambda: {"none": 0.0, "posendf": 0.01, "nrdf": 0.01, "vposer": 1e-8, "gmm": 1e-8})
+        default_factory=lambda: {"none": 0.0, "posendf": 3e-4, "nrdf": 1e-6, "vposer": 1e-8, "gmm": 1e-9})
     optimise_betas: bool = True
     pose_parameterisation: str = "auto"
     latent_lr_scale: float = 10.0
