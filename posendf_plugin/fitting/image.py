@@ -123,7 +123,7 @@ _DEFAULT_STAGES = (
 )
 #: multiplier of the prior term per prior, so one schedule serves every prior. Not calibrated
 #: on trained priors yet (see the README); override in the YAML.
-_DEFAULT_PRIOR_SCALE = {"none": 0.0, "posendf": 100.0, "nrdf": 100.0, "vposer": 1.0, "gmm": 0.5}
+_DEFAULT_PRIOR_SCALE = {"none": 0.0, "posendf": 100.0, "nrdf": 20.0, "vposer": 1.0, "gmm": 0.5}
 
 
 @dataclass(frozen=True)
