@@ -7,7 +7,9 @@ import sys
 
 import pytest
 import torch
-from mmengine.registry import Registry
+
+pytest.importorskip("mmengine", reason="the mmhuman3d adapter needs mmengine: pip install -e '.[mm]'")
+from mmengine.registry import Registry  # noqa: E402
 
 from test_integrations_common import TinyPrior, random_poses
 
