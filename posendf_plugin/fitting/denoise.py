@@ -44,7 +44,7 @@ from ..io import atomic_path, save_json, save_npz
 from ..priors.base import PosePrior
 from ..skeleton import SMPL_PARENTS, forward_kinematics
 from . import losses as L
-from .params import BodyPoseVariable, config_from_dict, config_to_dict, load_prior, load_yaml_config
+from .params import BodyPoseVariable, check_stage, config_from_dict, config_to_dict, load_prior, load_yaml_config
 
 __all__ = [
     "DenoiseStage",
@@ -78,13 +78,7 @@ class DenoiseStage:
     lr: float = 0.03
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.iterations, int) and self.iterations >= 0):
-            raise ValueError(f"stage iterations must be an integer >= 0, got {self.iterations!r}")
-        for k in ("data_weight", "temporal_weight", "prior_weight", "shape_weight"):
-            if not getattr(self, k) >= 0:
-                raise ValueError(f"stage {k} must be >= 0, got {getattr(self, k)}")
-        if not self.lr > 0:
-            raise ValueError(f"stage lr must be positive, got {self.lr}")
+        check_stage(self, ("data_weight", "temporal_weight", "prior_weight", "shape_weight"))
 
 
 _POSENDF_STAGES = tuple(

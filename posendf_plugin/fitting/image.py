@@ -48,7 +48,7 @@ from ..body_model import BodyModel, get_body_model
 from ..io import atomic_path, save_json, save_npz
 from ..priors.base import PosePrior
 from . import losses as L
-from .params import BodyPoseVariable, config_from_dict, config_to_dict, load_prior, load_yaml_config
+from .params import BodyPoseVariable, check_stage, config_from_dict, config_to_dict, load_prior, load_yaml_config
 
 __all__ = [
     "ImageStage",
@@ -107,13 +107,7 @@ class ImageStage:
     lr: float = 0.05
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.iterations, int) and self.iterations >= 0):
-            raise ValueError(f"stage iterations must be an integer >= 0, got {self.iterations!r}")
-        for k in ("prior_weight", "shape_weight", "bend_weight", "pose_l2_weight"):
-            if not getattr(self, k) >= 0:
-                raise ValueError(f"stage {k} must be >= 0, got {getattr(self, k)}")
-        if not self.lr > 0:
-            raise ValueError(f"stage lr must be positive, got {self.lr}")
+        check_stage(self, ("prior_weight", "shape_weight", "bend_weight", "pose_l2_weight"))
 
 
 _DEFAULT_STAGES = (

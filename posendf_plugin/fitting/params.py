@@ -179,3 +179,15 @@ def config_to_dict(cfg) -> dict:
         return v
 
     return conv(cfg)
+
+
+def check_stage(stage, weights: tuple) -> None:
+    """Validate an optimisation stage dataclass: integer ``iterations >= 0``, the named
+    ``weights`` >= 0 and ``lr > 0``; ``ValueError`` naming the field otherwise."""
+    if not (isinstance(stage.iterations, int) and stage.iterations >= 0):
+        raise ValueError(f"stage iterations must be an integer >= 0, got {stage.iterations!r}")
+    for k in weights:
+        if not getattr(stage, k) >= 0:
+            raise ValueError(f"stage {k} must be >= 0, got {getattr(stage, k)}")
+    if not stage.lr > 0:
+        raise ValueError(f"stage lr must be positive, got {stage.lr}")
