@@ -32,7 +32,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import ClassVar, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ from ..io import atomic_path, save_json, save_npz
 from ..priors.base import PosePrior
 from ..skeleton import SMPL_PARENTS, forward_kinematics
 from . import losses as L
-from .params import BodyPoseVariable, check_stage, config_from_dict, config_to_dict, load_prior, load_yaml_config
+from .params import BodyPoseVariable, StagedFitConfig, check_stage, load_prior
 
 __all__ = [
     "DenoiseStage",
@@ -88,7 +88,7 @@ _POSENDF_STAGES = tuple(
 
 
 @dataclass(frozen=True)
-class DenoiseConfig:
+class DenoiseConfig(StagedFitConfig):
     """Settings of :func:`denoise_motion` (YAML: ``configs/denoise.yaml``).
 
     Attributes:
@@ -114,6 +114,8 @@ class DenoiseConfig:
     pose_parameterisation: str = "auto"
     latent_lr_scale: float = 10.0
 
+    STAGE: ClassVar[type] = DenoiseStage
+
     def __post_init__(self) -> None:
         if not self.latent_lr_scale > 0:
             raise ValueError(f"latent_lr_scale must be positive, got {self.latent_lr_scale}")
@@ -121,25 +123,13 @@ class DenoiseConfig:
             raise ValueError(f"window must be an integer >= 3 frames, got {self.window!r}")
         if not self.noise_mm >= 0:
             raise ValueError(f"noise_mm must be >= 0, got {self.noise_mm}")
-        if not self.stages:
-            raise ValueError("stages must list at least one stage")
-        if self.pose_parameterisation not in ("auto", "axis_angle", "vposer_latent"):
-            raise ValueError(f"pose_parameterisation must be 'auto', 'axis_angle' or 'vposer_latent', got {self.pose_parameterisation!r}")
+        self.check_staging()
 
-    def scale_for(self, prior_name: str) -> float:
-        return float(dict(self.prior_scale).get(prior_name, 1.0))
-
-    @classmethod
-    def from_dict(cls, d: Mapping, source: str = "config") -> "DenoiseConfig":
-        return config_from_dict(cls, dict(d), source, nested={"stages": DenoiseStage})
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
 
 
 def load_denoise_config(path: Union[str, Path]) -> DenoiseConfig:
     """Read ``configs/denoise.yaml``-style YAML (unknown keys are an error)."""
-    return load_yaml_config(DenoiseConfig, path, nested={"stages": DenoiseStage})
+    return DenoiseConfig.load(path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ from ..body_model import BodyModel, get_body_model
 from ..io import atomic_path, save_json, save_npz
 from ..priors.base import PosePrior
 from . import losses as L
-from .params import BodyPoseVariable, check_stage, config_from_dict, config_to_dict, load_prior, load_yaml_config
+from .params import BodyPoseVariable, StagedFitConfig, check_stage, load_prior
 
 __all__ = [
     "ImageStage",
@@ -121,7 +121,7 @@ _DEFAULT_PRIOR_SCALE = {"none": 0.0, "posendf": 100.0, "nrdf": 20.0, "vposer": 1
 
 
 @dataclass(frozen=True)
-class ImageFitConfig:
+class ImageFitConfig(StagedFitConfig):
     """Settings of :func:`fit_people` (YAML: ``configs/fit_image.yaml``).
 
     Attributes:
@@ -155,6 +155,8 @@ class ImageFitConfig:
     num_betas: int = 10
     latent_lr_scale: float = 10.0
 
+    STAGE: ClassVar[type] = ImageStage
+
     def __post_init__(self) -> None:
         if self.focal_length is not None and not self.focal_length > 0:
             raise ValueError(f"focal_length must be positive or null (image diagonal), got {self.focal_length}")
@@ -162,8 +164,7 @@ class ImageFitConfig:
             raise ValueError(f"camera_iterations must be an integer >= 0, got {self.camera_iterations!r}")
         if not self.camera_lr > 0 or not self.gmof_sigma > 0 or not self.latent_lr_scale > 0:
             raise ValueError("camera_lr, gmof_sigma and latent_lr_scale must be positive")
-        if not self.stages:
-            raise ValueError("stages must list at least one stage")
+        self.check_staging()
         for k in ("approx_weight", "face_weight"):
             if not 0 <= getattr(self, k):
                 raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
@@ -171,25 +172,12 @@ class ImageFitConfig:
             raise ValueError(f"min_keypoints must be an integer >= 2, got {self.min_keypoints!r}")
         if not (isinstance(self.num_betas, int) and 0 <= self.num_betas <= 300):
             raise ValueError(f"num_betas must be an integer in [0, 300], got {self.num_betas!r}")
-        if self.pose_parameterisation not in ("auto", "axis_angle", "vposer_latent"):
-            raise ValueError(
-                f"pose_parameterisation must be 'auto', 'axis_angle' or 'vposer_latent', got {self.pose_parameterisation!r}"
-            )
 
-    def scale_for(self, prior_name: str) -> float:
-        return float(dict(self.prior_scale).get(prior_name, 1.0))
-
-    @classmethod
-    def from_dict(cls, d: Mapping, source: str = "config") -> "ImageFitConfig":
-        return config_from_dict(cls, dict(d), source, nested={"stages": ImageStage})
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
 
 
 def load_image_fit_config(path: Union[str, Path]) -> ImageFitConfig:
     """Read ``configs/fit_image.yaml``-style YAML (unknown keys are an error)."""
-    return load_yaml_config(ImageFitConfig, path, nested={"stages": ImageStage})
+    return ImageFitConfig.load(path)
 
 
 # ---------------------------------------------------------------------------------------------

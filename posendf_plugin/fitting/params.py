@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import ClassVar, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -191,3 +191,38 @@ def check_stage(stage, weights: tuple) -> None:
             raise ValueError(f"stage {k} must be >= 0, got {getattr(stage, k)}")
     if not stage.lr > 0:
         raise ValueError(f"stage lr must be positive, got {stage.lr}")
+
+
+POSE_PARAMETERISATIONS = ("auto", "axis_angle", "vposer_latent")
+
+
+class StagedFitConfig:
+    """Behaviour shared by the staged fitting configs (:class:`DenoiseConfig`,
+    :class:`ImageFitConfig`): the per-prior weight scale, the checks on ``stages`` and
+    ``pose_parameterisation``, and the dict / YAML round trip. Subclasses are frozen dataclasses
+    that set ``STAGE`` (a class attribute, not a field) to their stage dataclass."""
+
+    STAGE: ClassVar[type]
+
+    def check_staging(self) -> None:
+        if not self.stages:
+            raise ValueError("stages must list at least one stage")
+        if self.pose_parameterisation not in POSE_PARAMETERISATIONS:
+            raise ValueError(
+                f"pose_parameterisation must be 'auto', 'axis_angle' or 'vposer_latent', got {self.pose_parameterisation!r}"
+            )
+
+    def scale_for(self, prior_name: str) -> float:
+        return float(dict(self.prior_scale).get(prior_name, 1.0))
+
+    @classmethod
+    def from_dict(cls, d: Mapping, source: str = "config"):
+        return config_from_dict(cls, dict(d), source, nested={"stages": cls.STAGE})
+
+    @classmethod
+    def load(cls, path: Union[str, Path]):
+        """Read YAML (unknown keys are an error)."""
+        return load_yaml_config(cls, path, nested={"stages": cls.STAGE})
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)

@@ -27,7 +27,7 @@ import torch
 
 from .._checks import check_shape
 from ..data.posesets import PoseSet, load_pose_set
-from ..io import save_torch
+from ..io import load_yaml, save_torch
 from ..rotations import quat_to_matrix
 from ..skeleton import NUM_BODY_JOINTS, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics, quat_to_pose
 from .gmm import GaussianMixturePrior, GMMFitConfig, fit_gmm
@@ -129,15 +129,8 @@ class VPoserTrainConfig:
 def load_yaml_config(path: Union[str, Path], cls):
     """Read a YAML file of overrides for the dataclass ``cls`` (``from_dict``); an unknown key
     is an error. Returns an instance of ``cls``."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML ({e})") from e
+    data = load_yaml(path, "config file") or {}
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     try:
