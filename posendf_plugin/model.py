@@ -24,7 +24,7 @@ checkpoints evaluate as they were trained.
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -119,6 +119,7 @@ class PoseNDFNet(nn.Module):
             par = [pos[self.parents[j]] for j in lv] if i > 0 else []
             self.register_buffer(f"_parent_pos{i}", torch.tensor(par, dtype=torch.long), persistent=False)
         # features are produced level by level; this permutation restores joint order
+        self.register_buffer("_level_order", torch.tensor(order), persistent=False)
         self.register_buffer("_to_joint_order", torch.tensor(order).argsort(), persistent=False)
         self.reset_parameters(seed)
 
@@ -144,29 +145,56 @@ class PoseNDFNet(nn.Module):
             lin.weight.copy_((torch.rand(lin.weight.shape, generator=g) * 2 - 1) * bound)
             lin.bias.copy_((torch.rand(lin.bias.shape, generator=g) * 2 - 1) * bound)
 
-    def encode(self, q: torch.Tensor) -> torch.Tensor:
-        """Structure encoder: ``(B, 21, 4) -> (B, 21·F)`` joint features in joint order."""
-        act, beta = self.config.enc_activation, self.config.beta
-        feats: List[torch.Tensor] = []
-        prev = None
+    def _encoder_weights(self) -> Tuple[torch.Tensor, torch.Tensor, List[Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]]]:
+        """The encoder's weights arranged for few, large matrix products.
+
+        Returns ``(Wq, b1, levels)``: ``Wq (21·4, 21·H)`` maps every joint's quaternion to its
+        first hidden layer at once (block-diagonal, joints in tree-level order), ``b1 (21·H,)``
+        its bias; per tree level ``(Wp, W2, b2)``: the parent-feature part of the first layer
+        (``None`` for the roots) and the second layer, block-diagonal over the level's joints.
+        Frozen weights (``requires_grad=False``, e.g. a prior used for fitting) are arranged once
+        and cached until a weight changes; trainable ones every call, so gradients reach them.
+        """
+        params = (self.enc_w1, self.enc_b1, self.enc_w2, self.enc_b2)
+        frozen = not any(t.requires_grad for t in params) and not torch.is_inference_mode_enabled()
+        key = tuple(t._version for t in params) + (self.enc_w1.data_ptr(), self.enc_w1.device, self.enc_w1.dtype)
+        cache = self.__dict__.get("_enc_cache")
+        if frozen and cache is not None and cache[0] == key:
+            return cache[1]
+        order = self._level_order
+        wq = torch.block_diag(*self.enc_w1[order, :QUAT_DIM].unbind(0))
+        b1 = self.enc_b1[order].reshape(-1)
+        levels = []
         for i in range(self._n_levels):
             joints = getattr(self, f"_joints{i}")
-            if i == 0:
-                x = q[:, joints]  # roots: zero parent feature == drop those input rows
-                w1 = self.enc_w1[joints, :QUAT_DIM]
-            else:
-                x = torch.cat((q[:, joints], prev[:, getattr(self, f"_parent_pos{i}")]), dim=-1)
-                w1 = self.enc_w1[joints]
-            n, B = len(joints), x.shape[0]
-            # one GEMM per level: the level's per-joint weights as a block-diagonal matrix
-            # (on CPU far faster than a bmm of n tiny matrices, especially with >1 thread)
-            h = x.reshape(B, -1) @ torch.block_diag(*w1.unbind(0)) + self.enc_b1[joints].reshape(-1)
-            h = activation(act, h, beta)
-            w2 = torch.block_diag(*self.enc_w2[joints].unbind(0))
-            prev = activation(act, h @ w2 + self.enc_b2[joints].reshape(-1), beta).reshape(B, n, -1)
+            wp = None if i == 0 else torch.block_diag(*self.enc_w1[joints, QUAT_DIM:].unbind(0))
+            levels.append((wp, torch.block_diag(*self.enc_w2[joints].unbind(0)), self.enc_b2[joints].reshape(-1)))
+        out = (wq, b1, levels)
+        self.__dict__["_enc_cache"] = (key, out) if frozen else None
+        return out
+
+    def encode(self, q: torch.Tensor) -> torch.Tensor:
+        """Structure encoder: ``(B, 21, 4) -> (B, 21·F)`` joint features in joint order.
+
+        Joint ``j`` gets ``f_j = MLP_j([q_j, f_parent(j)])`` (roots: ``MLP_j(q_j)``); computed
+        level by level down the tree, one matrix product per level and layer."""
+        act, beta = self.config.enc_activation, self.config.beta
+        wq, b1, levels = self._encoder_weights()
+        B, H = q.shape[0], self.config.enc_hidden
+        hq = torch.addmm(b1, q[:, self._level_order].reshape(B, -1), wq)  # (B, 21·H), level order
+        feats: List[torch.Tensor] = []
+        prev = None
+        start = 0
+        for i, (wp, w2, b2) in enumerate(levels):
+            n = w2.shape[0] // H
+            h = hq[:, start * H:(start + n) * H]
+            if wp is not None:
+                h = torch.addmm(h, prev[:, getattr(self, f"_parent_pos{i}")].reshape(B, -1), wp)
+            prev = activation(act, torch.addmm(b2, activation(act, h, beta), w2), beta).reshape(B, n, -1)
             feats.append(prev)
+            start += n
         out = torch.cat(feats, dim=1)[:, self._to_joint_order]
-        return out.reshape(out.shape[0], -1)
+        return out.reshape(B, -1)
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """Distances ``(...)`` of poses ``q (..., 21, 4)`` (``(w, x, y, z)``), all ``>= 0``."""

@@ -31,6 +31,7 @@ __all__ = [
     "quat_identity",
     "quat_random",
     "quat_slerp",
+    "quat_mean",
     "quat_xyzw_to_wxyz",
     "quat_wxyz_to_xyzw",
     "axis_angle_to_quat",
@@ -156,6 +157,30 @@ def quat_slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> tor
     wa = torch.where(near, 1.0 - t, torch.sin((1.0 - t) * theta) / sin_theta.clamp(min=_EPS))
     wb = torch.where(near, t, torch.sin(t * theta) / sin_theta.clamp(min=_EPS))
     return quat_normalize(wa * a + wb * b)
+
+
+def quat_mean(q: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Chordal L2 mean of unit quaternions along ``dim`` (sign-invariant, Markley et al. 2007).
+
+    The mean is the principal eigenvector of ``Σ q qᵀ``: the rotation minimising the sum of
+    squared chordal distances ``‖R - R_i‖²_F``, so ``q`` and ``-q`` count as the same rotation.
+
+    Args:
+        q: ``(..., 4)`` unit quaternions ``(w, x, y, z)``.
+        dim: the dimension averaged over (not the last one).
+    Returns:
+        ``q`` without ``dim``: unit quaternions with ``w >= 0``.
+    """
+    check_shape(q, ("*", 4), "q")
+    dim = dim % q.ndim
+    if dim == q.ndim - 1:
+        raise ValueError("dim must not be the quaternion dimension (the last one)")
+    if q.shape[dim] == 0:
+        raise ValueError("cannot average an empty set of quaternions")
+    qm = q.movedim(dim, -2).to(torch.float64)  # (..., N, 4)
+    m = qm.transpose(-1, -2) @ qm  # (..., 4, 4)
+    _, vecs = torch.linalg.eigh(m)
+    return quat_canonical(vecs[..., -1]).to(q.dtype)
 
 
 def quat_xyzw_to_wxyz(q: torch.Tensor) -> torch.Tensor:

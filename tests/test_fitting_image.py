@@ -249,3 +249,28 @@ def test_real_coco_photos_fit(tmp_path, bm):
     cfg = replace(I.ImageFitConfig(), camera_iterations=20, stages=(I.ImageStage(30, lr=0.05),))
     res = I.fit_people(pk, (640, 425), bm, load_prior("none"), cfg)
     assert res.reprojection_error_px[0] < 12.0  # person ~350 px tall
+
+
+def test_start_pose_mean_zero_and_given(bm):
+    """init_pose: 'mean' starts from the embedded mean pose (arms down), 'zero' from the T-pose,
+    and fit_people(init_body_pose=...) from the given poses; zero iterations keep the start."""
+    from posendf_plugin.data.default import default_mean_pose
+    from posendf_plugin.skeleton import quat_to_pose
+
+    kp = synthetic_people(bm, n=2)
+    people = I.PersonKeypoints(kp, "openpose25", ["0", "1"])
+    still = replace(FAST, camera_iterations=0, stages=(I.ImageStage(0),))
+    mean = I.fit_people(people, (W, H), bm, load_prior("none"), still)
+    torch.testing.assert_close(mean.body_pose, quat_to_pose(default_mean_pose()[None], 63).expand(2, 63), atol=1e-5, rtol=0)
+    zero = I.fit_people(people, (W, H), bm, load_prior("none"), replace(still, init_pose="zero"))
+    assert zero.body_pose.abs().max() == 0
+    given = torch.randn(2, 63) * 0.2
+    res = I.fit_people(people, (W, H), bm, load_prior("none"), still, init_body_pose=given)
+    torch.testing.assert_close(res.body_pose, given, atol=1e-5, rtol=0)
+    # the mean pose has its arms lowered: wrists below the shoulders (the T-pose: level)
+    j = bm(body_pose=mean.body_pose[:1]).joints[0]
+    assert (j[20:22, 1] < j[16:18, 1] - 0.1).all()
+    with pytest.raises(ValueError, match="one pose per person"):
+        I.fit_people(people, (W, H), bm, load_prior("none"), still, init_body_pose=given[:1])
+    with pytest.raises(ValueError, match="init_pose"):
+        replace(FAST, init_pose="tpose")

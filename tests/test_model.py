@@ -145,3 +145,33 @@ def test_invalid_values(section, values, match):
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().model.beta = 3.0
+
+
+def test_frozen_encoder_cache_follows_weight_changes():
+    """Frozen weights reuse the block-diagonal level matrices; any change of the weights
+    (in-place update, load_state_dict, unfreezing) gives the same output as a fresh network."""
+    net = PoseNDFNet(SMALL, seed=3).requires_grad_(False)
+    q = _q(4, seed=1)
+    first = net(q)
+    assert net(q).equal(first)  # cached path, same numbers
+    with torch.no_grad():
+        net.enc_w1.mul_(1.5)
+    fresh = PoseNDFNet(SMALL, seed=3).requires_grad_(False)
+    with torch.no_grad():
+        fresh.enc_w1.mul_(1.5)
+    torch.testing.assert_close(net(q), fresh(q))
+    net.load_state_dict(PoseNDFNet(SMALL, seed=5).state_dict())
+    torch.testing.assert_close(net(q), PoseNDFNet(SMALL, seed=5)(q))
+    # gradients still reach the input through cached weights, and the weights when trainable
+    x = q.clone().requires_grad_(True)
+    net(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    net.requires_grad_(True)
+    net(q).sum().backward()
+    assert net.enc_w1.grad is not None and net.enc_w1.grad.abs().sum() > 0
+    with torch.inference_mode():
+        net.requires_grad_(False)
+        net(q)
+    y = q.clone().requires_grad_(True)
+    net(y).sum().backward()  # nothing built in inference mode was cached
+    assert y.grad is not None

@@ -139,3 +139,23 @@ def test_property_mul_matches_matrix_product(v1, v2):
     assert float(aa.norm()) <= math.pi + 1e-9
     assert float(R.posendf_joint_distance(R.axis_angle_to_quat(aa), a)) < 1e-10
     assert float(R.quat_geodesic_angle(a, b)) <= math.pi + 1e-9
+
+
+def test_quat_mean_is_sign_invariant_and_matches_scipy():
+    g = torch.Generator().manual_seed(0)
+    base = R.quat_random(3, generator=g, dtype=torch.float64)  # 3 joints
+    noise = R.axis_angle_to_quat(torch.randn(50, 3, 3, generator=g, dtype=torch.float64) * 0.2)
+    q = R.quat_mul(base, noise)  # (50, 3, 4)
+    flipped = torch.where(torch.rand(50, 3, 1, generator=g) < 0.5, -q, q)
+    m = R.quat_mean(flipped, dim=0)
+    assert m.shape == (3, 4) and (m[:, 0] >= 0).all()
+    torch.testing.assert_close(m, R.quat_mean(q, dim=0))
+    for j in range(3):
+        ref = Rotation.from_quat(R.quat_wxyz_to_xyzw(q[:, j]).numpy()).mean().as_quat()  # chordal L2 mean
+        ref = R.quat_canonical(R.quat_xyzw_to_wxyz(torch.as_tensor(ref)))
+        torch.testing.assert_close(m[j], ref, atol=1e-6, rtol=0)
+    assert R.quat_geodesic_angle(m, base).max() < 0.15  # near the centre of the noise
+    with pytest.raises(ValueError, match="quaternion dimension"):
+        R.quat_mean(q, dim=-1)
+    with pytest.raises(ValueError, match="empty"):
+        R.quat_mean(q[:0], dim=0)

@@ -152,7 +152,7 @@ def _qualitative(ctx: BenchContext) -> Optional[Dict]:
 
 
 def run(ctx: BenchContext) -> Dict:
-    n = ctx.pick(1, 6, 100)
+    n = ctx.pick(1, 12, 100)
     config = fit_config(ctx)
     images = synthetic_images(ctx, n)
     setting = f"synthetic ({n} images)"

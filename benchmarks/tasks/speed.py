@@ -56,7 +56,7 @@ def run(ctx: BenchContext) -> Dict:
                 res[setting][name] = guarded(ctx, name, lambda prior=prior, q=q, mode=mode: {
                     "poses_per_s": _throughput(prior, q, ctx.device, mode != "forward", min_seconds)})
     # fitting time with vs without a prior, taking turns per image
-    n_img = ctx.pick(1, 2, 10)
+    n_img = ctx.pick(1, 4, 10)
     images = image_fit.synthetic_images(ctx, n_img, offset=60)
     fit_rows = [(n, p, w) for n, p, w in prior_rows(ctx, ctx.fit_device)]
     if "none" not in [n for n, _, _ in fit_rows]:

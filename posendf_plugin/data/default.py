@@ -48,6 +48,7 @@ __all__ = [
     "DefaultConfig",
     "assets_dir",
     "default_pose_set",
+    "default_mean_pose",
     "find_shared_data",
     "dedup_consecutive",
     "cmu_split_of",
@@ -117,6 +118,19 @@ def default_pose_set(split: str = "train") -> PoseSet:
             "'posendf data default --write-assets' from ../shared/data"
         )
     return load_pose_set(path)
+
+
+def default_mean_pose() -> torch.Tensor:
+    """Mean body pose ``(21, 4)`` of the shipped CMU training split (per-joint chordal quaternion
+    mean, :func:`posendf_plugin.rotations.quat_mean`): a relaxed standing pose, arms lowered.
+
+    Fitting starts from it (``init_pose: mean``), as SMPLify starts from its prior's mean pose;
+    starting from the T-pose (all zeros) leaves the optimiser in the wrong depth branch of
+    arms and legs far more often (benchmarks/RESULTS.md, image_fit).
+    """
+    from ..rotations import quat_mean
+
+    return quat_mean(default_pose_set("train").quat.float(), dim=0)
 
 
 def find_shared_data(explicit: Optional[Union[str, Path]] = None) -> Optional[Path]:

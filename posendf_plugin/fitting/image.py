@@ -15,9 +15,11 @@ Fitting, for all people of an image at once (:func:`fit_people`):
 2. **Orientation.** Two hypotheses per person (facing the camera, facing away); a camera stage
    fits root orientation and translation to the torso keypoints for both, and the better one is
    kept (SMPLify does the same).
-3. **Staged fitting** of body pose, shape, root orientation and translation with Adam:
-   robust (Geman-McClure) reprojection error + ``w_prior * prior`` + ``w_shape * ‖β‖²`` +
-   ``w_bend *`` SMPLify's elbow/knee angle term; the weights decrease stage by stage
+3. **Staged fitting** of body pose, shape, root orientation and translation with Adam, starting
+   from the mean pose of the embedded training poses (``init_pose``; SMPLify also starts from
+   its prior's mean — from the T-pose, arms and legs land in the wrong depth branch far more
+   often): robust (Geman-McClure) reprojection error + ``w_prior * prior`` + ``w_shape * ‖β‖²``
+   (+ optional SMPLify elbow/knee angle and L2 pose terms); the weights decrease stage by stage
    (:class:`ImageFitConfig`, ``configs/fit_image.yaml``). Residuals are measured in percent of
    the person's keypoint bounding-box size, so the weights do not depend on image resolution.
 
@@ -47,6 +49,7 @@ from .. import rotations as R
 from ..body_model import BodyModel, get_body_model
 from ..io import atomic_path, save_json, save_npz
 from ..priors.base import PosePrior
+from ..skeleton import quat_to_pose, to_body_quat
 from . import losses as L
 from .params import BodyPoseVariable, StagedFitConfig, check_stage, load_prior
 
@@ -75,6 +78,8 @@ NPZ_KEYS: Tuple[str, ...] = (
     "camera_rotation", "keypoints_2d", "projected_2d", "reprojection_error_px", "person_index",
     "keypoint_format", "model_kind", "prior", "image_size", "config",
 )
+#: values of ``ImageFitConfig.init_pose``
+INIT_POSES: Tuple[str, ...] = ("mean", "zero")
 _FACE = {"openpose25": (0, 15, 16, 17, 18), "coco17": (0, 1, 2, 3, 4)}
 #: (left shoulder, left hip), (right shoulder, right hip) per format
 _TORSO_PAIRS = {"openpose25": ((5, 12), (2, 9)), "coco17": ((5, 11), (6, 12))}
@@ -111,13 +116,13 @@ class ImageStage:
 
 
 _DEFAULT_STAGES = (
-    ImageStage(40, prior_weight=4.0, shape_weight=20.0, bend_weight=20.0, pose_l2_weight=2.0, lr=0.05),
-    ImageStage(40, prior_weight=1.0, shape_weight=5.0, bend_weight=5.0, pose_l2_weight=0.5, lr=0.05),
-    ImageStage(40, prior_weight=0.25, shape_weight=2.0, bend_weight=2.0, pose_l2_weight=0.1, lr=0.03),
+    ImageStage(40, prior_weight=4.0, shape_weight=20.0, bend_weight=0.0, pose_l2_weight=0.0, lr=0.05),
+    ImageStage(40, prior_weight=1.0, shape_weight=5.0, bend_weight=0.0, pose_l2_weight=0.0, lr=0.05),
+    ImageStage(40, prior_weight=0.25, shape_weight=2.0, bend_weight=0.0, pose_l2_weight=0.0, lr=0.03),
 )
-#: multiplier of the prior term per prior, so one schedule serves every prior. Not calibrated
-#: on trained priors yet (see the README); override in the YAML.
-_DEFAULT_PRIOR_SCALE = {"none": 0.0, "posendf": 100.0, "nrdf": 20.0, "vposer": 1.0, "gmm": 0.5}
+#: multiplier of the prior term per prior, so one schedule serves every prior; chosen on the
+#: validation subject of the synthetic image benchmark (benchmarks/README.md, "Calibration").
+_DEFAULT_PRIOR_SCALE = {"none": 0.0, "posendf": 3000.0, "nrdf": 100.0, "vposer": 1.0, "gmm": 5.0}
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,10 @@ class ImageFitConfig(StagedFitConfig):
         prior_scale: per-prior multiplier of ``prior_weight``; unknown priors use 1.
         num_betas: shape coefficients fitted.
         latent_lr_scale: the VPoser latent code's learning rate is the stage's times this.
+        init_pose: the body pose the pose stages start from: ``"mean"`` (the mean pose of the
+            embedded training poses, :func:`posendf_plugin.data.default.default_mean_pose`, as
+            SMPLify starts from its prior's mean) or ``"zero"`` (the T-pose, SMPLify-X's start
+            without VPoser). ``fit_people(init_body_pose=...)`` overrides it per person.
     """
 
     focal_length: Optional[float] = 5000.0
@@ -153,7 +162,8 @@ class ImageFitConfig(StagedFitConfig):
     pose_parameterisation: str = "auto"
     prior_scale: Mapping[str, float] = field(default_factory=lambda: dict(_DEFAULT_PRIOR_SCALE))
     num_betas: int = 10
-    latent_lr_scale: float = 10.0
+    latent_lr_scale: float = 3.0
+    init_pose: str = "mean"
 
     STAGE: ClassVar[type] = ImageStage
 
@@ -172,6 +182,8 @@ class ImageFitConfig(StagedFitConfig):
             raise ValueError(f"min_keypoints must be an integer >= 2, got {self.min_keypoints!r}")
         if not (isinstance(self.num_betas, int) and 0 <= self.num_betas <= 300):
             raise ValueError(f"num_betas must be an integer in [0, 300], got {self.num_betas!r}")
+        if self.init_pose not in INIT_POSES:
+            raise ValueError(f"init_pose must be one of {INIT_POSES}, got {self.init_pose!r}")
 
 
 
@@ -414,6 +426,23 @@ def _torso_depth(kp: torch.Tensor, rest_kp: torch.Tensor, fmt: str, focal: float
     return torch.tensor(out)
 
 
+def _initial_pose(init_body_pose, mode: str, n_people: int) -> torch.Tensor:
+    """``(n_people, 63)`` axis-angle start pose: ``init_body_pose`` (any layout) or ``mode``."""
+    if init_body_pose is not None:
+        q = to_body_quat(init_body_pose, "init_body_pose")
+        if q.ndim != 3 or q.shape[0] != n_people:
+            raise ValueError(
+                f"init_body_pose must hold one pose per person ({n_people}), got shape "
+                f"{tuple(torch.as_tensor(init_body_pose).shape)}"
+            )
+        return quat_to_pose(q.float(), 63)
+    if mode == "zero":
+        return torch.zeros(n_people, 63)
+    from ..data.default import default_mean_pose
+
+    return quat_to_pose(default_mean_pose()[None], 63).expand(n_people, 63).clone()
+
+
 def fit_people(
     people: PersonKeypoints,
     image_size: Tuple[int, int],
@@ -421,6 +450,7 @@ def fit_people(
     prior: PosePrior,
     config: ImageFitConfig = ImageFitConfig(),
     progress: bool = False,
+    init_body_pose=None,
 ) -> ImageFitResult:
     """Fit one body per person of one image (see the module docstring).
 
@@ -429,8 +459,12 @@ def fit_people(
         image_size: ``(width, height)`` in pixels.
         body_model: e.g. :func:`posendf_plugin.body_model.get_body_model`.
         prior: a built prior (:func:`posendf_plugin.fitting.params.load_prior`).
+        init_body_pose: optional start pose per input person, any supported layout with a
+            leading dimension of the number of people (e.g. a regressor's output, as SPIN
+            starts SMPLify); default: ``config.init_pose``.
     Raises:
-        ValueError: no person has at least ``config.min_keypoints`` keypoints.
+        ValueError: no person has at least ``config.min_keypoints`` keypoints, or
+            ``init_body_pose`` does not have one pose per person.
     """
     fmt = people.fmt
     W, H = int(image_size[0]), int(image_size[1])
@@ -462,8 +496,10 @@ def fit_people(
     kw = _keypoint_weights(fmt, config)
     nb = config.num_betas
 
+    init = _initial_pose(init_body_pose, config.init_pose, kp_all.shape[0])[keep]  # (P, 63)
     with torch.no_grad():
         rest_kp = body_model(keypoints=fmt).keypoints.reshape(-1, 3).to(torch.float32)
+        init_kp = body_model(body_pose=init.to(dtype), keypoints=fmt).keypoints.to(torch.float32)  # (P, K, 3)
     z0 = _torso_depth(kp, rest_kp, fmt, focal_val, size2d)
     torso = list(_TORSO[fmt])
     tvis = vis[:, torso]
@@ -477,7 +513,7 @@ def fit_people(
     nh = len(hyps)
     go0 = torch.stack([_facing_root(f) for f in hyps for _ in range(P)])  # (nh*P, 3)
     with torch.no_grad():
-        kp3 = body_model(global_orient=go0.to(dtype), keypoints=fmt).keypoints.to(torch.float32)
+        kp3 = body_model(global_orient=go0.to(dtype), body_pose=init.repeat(nh, 1).to(dtype), keypoints=fmt).keypoints.to(torch.float32)
     tw = torch.zeros_like(conf)
     tw[:, torso] = 1.0
     use_torso = (tvis.sum(-1) >= 3)[:, None]
@@ -492,10 +528,10 @@ def fit_people(
     opt = torch.optim.Adam([go, *trans.parameters()], lr=config.camera_lr)
     kpH, confH, scaleH, wH = rep(kp), rep(conf), rep(scale), rep(cam_w)
 
-    # with the rest pose the body is rigid: the model rotates it about the pelvis (joint 0)
+    # with the start pose fixed the body is rigid: the model rotates it about the pelvis (joint 0)
     with torch.no_grad():
         pelvis = body_model.rest_joints().reshape(-1, 3)[0].to(torch.float32)
-    rest_rel = rest_kp - pelvis
+    rest_rel = rep(init_kp - pelvis)  # (nh*P, K, 3)
 
     def cam_loss():
         pts = rest_rel @ R.axis_angle_to_matrix(go).transpose(-1, -2) + pelvis + trans().unsqueeze(-2)
@@ -520,7 +556,7 @@ def fit_people(
         trans.logz.copy_(t_state["logz"])
     go = torch.nn.Parameter(go_init.clone())
     betas = torch.nn.Parameter(torch.zeros(P, nb))
-    pose_var = BodyPoseVariable(torch.zeros(P, 63), prior, config.pose_parameterisation)
+    pose_var = BodyPoseVariable(init, prior, config.pose_parameterisation)
     pscale = config.scale_for(getattr(prior, "name", ""))
     terms: Dict[str, torch.Tensor] = {}
 
