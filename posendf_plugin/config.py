@@ -72,6 +72,9 @@ class ExperimentConfig:
         device: ``cpu`` or ``cuda`` (``posendf train --device`` overrides it).
         prior: ``posendf`` (Euclidean gradient projection) or ``nrdf`` (Riemannian projection,
             per-joint tangent space); the projection a loaded model uses by default.
+        init_from: optional model file (``model.pt`` or a training checkpoint of this package)
+            whose weights start a fresh run (fine-tuning); its ``model`` section must equal
+            this config's. Ignored when resuming (the run's own checkpoint is used).
     """
 
     name: str = "posendf"
@@ -79,6 +82,7 @@ class ExperimentConfig:
     seed: int = 0
     device: str = "cpu"
     prior: str = "posendf"
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -154,6 +158,12 @@ class TrainingConfig:
             labelled on the fly by brute force against the clean poses (``data.label_metric``,
             ``data.k``). They teach the field away from the data, where the noisy-data samples
             never reach, for projecting random poses (``posendf sample``). 0 = off.
+        projected_batch_size: hard negatives added to every batch: uniformly random poses
+            moved ``projected_steps`` projection steps by the *current* network (where it
+            believes the manifold is), labelled on the fly like ``uniform_batch_size``. They
+            remove spurious zeros of the field far from the data, where projected samples
+            would otherwise end. 0 = off.
+        projected_steps: projection steps for those poses.
         grad_clip: clip the parameter-gradient norm (0 = off).
         val_fraction: share of the labelled data held out for validation every epoch.
         num_threads: torch CPU threads while training (0 = leave torch's default).
@@ -175,6 +185,8 @@ class TrainingConfig:
     eikonal_norm: str = "joint"
     eikonal_tangent: bool = False
     uniform_batch_size: int = 0
+    projected_batch_size: int = 0
+    projected_steps: int = 5
     grad_clip: float = 0.0
     val_fraction: float = 0.05
     num_threads: int = 0
@@ -184,7 +196,7 @@ class TrainingConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"config training.{key} must be a positive integer, got {v!r}")
-        for key in ("manifold_batch_size", "num_threads", "uniform_batch_size"):
+        for key in ("manifold_batch_size", "num_threads", "uniform_batch_size", "projected_batch_size", "projected_steps"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"config training.{key} must be an integer >= 0, got {v!r}")

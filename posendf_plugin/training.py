@@ -255,6 +255,33 @@ def _between_samples(reference: torch.Tensor, n: int, gen: torch.Generator) -> t
     return quat_canonical(quat_slerp(base, u, tt))
 
 
+def _projected_samples(model: PoseNDFNet, n: int, steps: int, method: str, gen: torch.Generator,
+                       device: torch.device) -> torch.Tensor:
+    """``n`` uniformly random poses after ``steps`` projection steps on the current network
+    (``(n, 21, 4)``, detached): where the field currently puts its zero level set."""
+    from .projection import project
+
+    u = quat_random(n, NUM_BODY_JOINTS, generator=gen).to(device)
+    return project(model, u, method="riemannian" if method == "nrdf" else "posendf", max_iter=steps, tol=0.0).poses.detach()
+
+
+def _init_weights(path: Path, config: Config) -> Dict[str, torch.Tensor]:
+    """Weights of a ``model.pt`` / training checkpoint for ``experiment.init_from``; its model
+    section must equal ``config.model``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"experiment.init_from: {path} does not exist")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"experiment.init_from: cannot read {path} ({type(e).__name__}: {e})") from e
+    if not isinstance(ck, dict) or "model_state_dict" not in ck or "config" not in ck:
+        raise ValueError(f"experiment.init_from: {path} is not a model file of this package (needs 'config' and 'model_state_dict')")
+    diffs = _config_differences({"model": ck["config"].get("model", {})}, {"model": config.to_dict()["model"]})
+    if diffs:
+        raise ValueError(f"experiment.init_from: {path} has another network shape; differing keys: {'; '.join(diffs)}")
+    return ck["model_state_dict"]
+
+
 @torch.no_grad()
 def _validate(model: PoseNDFNet, q: torch.Tensor, d: torch.Tensor, config: Config, device: torch.device) -> Tuple[float, float]:
     model.eval()
@@ -358,7 +385,7 @@ def train(
     clean = _clean_poses(config, quat[train_idx], dist[train_idx])
     clean = clean.to(dev) if clean is not None else None
     reference = None
-    if config.training.uniform_batch_size:
+    if config.training.uniform_batch_size or config.training.projected_batch_size:
         reference = _clean_poses(config.replace(training={"w_manifold": 1.0}), quat[train_idx], dist[train_idx])
         reference = torch.unique(reference.float(), dim=0).to(dev)
 
@@ -371,6 +398,9 @@ def train(
     start_epoch, best_val = 0, math.inf
     cfg_dict = config.to_dict()
 
+    if exp.init_from and not (resume and last.exists()):
+        model.load_state_dict(_init_weights(Path(exp.init_from), config))
+        log.info("starting from the weights of %s", exp.init_from)
     if resume and last.exists():
         ck = _load_resume(last)
         diffs = _config_differences(ck["config"], cfg_dict)
@@ -413,8 +443,13 @@ def train(
             if clean is not None:
                 q_clean = clean[torch.randint(len(clean), (mbs,), generator=gen).to(dev)]
             qb, db = q_train[idx], d_train[idx]
-            if reference is not None:
-                qu = _between_samples(reference, t.uniform_batch_size, gen)
+            extra = []
+            if t.uniform_batch_size:
+                extra.append(_between_samples(reference, t.uniform_batch_size, gen))
+            if t.projected_batch_size:
+                extra.append(_projected_samples(model, t.projected_batch_size, t.projected_steps, exp.prior, gen, dev))
+            if extra:
+                qu = torch.cat(extra)
                 qb = torch.cat((qb, qu))
                 db = torch.cat((db, online_labels(qu, reference, config.data.label_metric, config.data.k)))
             terms = training_losses(model, qb, db, q_clean, config)

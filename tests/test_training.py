@@ -168,3 +168,35 @@ def test_uniform_samples_are_learned_and_resumable(data, tmp_path, one_thread):
     err_u = (PoseNDF.from_checkpoint(full.model_path).distance(q) - truth).abs().mean()
     err_p = (PoseNDF.from_checkpoint(plain.model_path).distance(q) - truth).abs().mean()
     assert float(err_u) < 0.5 * float(err_p), (float(err_u), float(err_p))
+
+
+def test_projected_hard_negatives_and_fine_tuning(data, tmp_path, one_thread):
+    """Projected hard negatives remove spurious zeros: random poses the field projects end far
+    nearer the data; the run resumes bit-identically; init_from starts from given weights
+    (same network shape only)."""
+    from posendf_plugin.prior import PoseNDF
+    from posendf_plugin.rotations import quat_random
+    from posendf_plugin.training import online_labels
+
+    plain = train(_cfg(epochs=8), out_dir=tmp_path / "plain", data_dir=data, progress=False, tensorboard=False)
+    cfg = _cfg(epochs=8, projected_batch_size=64, projected_steps=3)
+    mined = train(cfg, out_dir=tmp_path / "mined", data_dir=data, progress=False, tensorboard=False)
+    start = quat_random(300, 21, generator=torch.Generator().manual_seed(4))
+    ref = clean_poses()
+    d_plain = online_labels(PoseNDF.from_checkpoint(plain.model_path).project(start).poses, ref, "posendf", 5).mean()
+    d_mined = online_labels(PoseNDF.from_checkpoint(mined.model_path).project(start).poses, ref, "posendf", 5).mean()
+    assert float(d_mined) < 0.5 * float(d_plain), (float(d_mined), float(d_plain))
+    part = train(cfg, out_dir=tmp_path / "p", data_dir=data, progress=False, tensorboard=False, stop_after=4)
+    rest = train(cfg, out_dir=tmp_path / "p", data_dir=data, progress=False, tensorboard=False, resume=True)
+    assert part.epochs_run == rest.epochs_run == 4
+    _same(mined.history, rest.history)
+    # fine-tuning: the first epoch starts from the trained weights, a fresh network does not
+    tune = _cfg(epochs=1, lr=1e-4).replace(experiment={"init_from": str(plain.model_path)})
+    tuned = train(tune, out_dir=tmp_path / "tuned", data_dir=data, progress=False, tensorboard=False)
+    fresh = train(_cfg(epochs=1, lr=1e-4), out_dir=tmp_path / "fresh", data_dir=data, progress=False, tensorboard=False)
+    assert tuned.history["val_mae"][0] < 1.5 * plain.history["val_mae"][-1] < fresh.history["val_mae"][0]
+    with pytest.raises(ValueError, match="another network shape.*model.hidden"):
+        train(tune.replace(model={"hidden": [8]}), out_dir=tmp_path / "bad", data_dir=data, progress=False, tensorboard=False)
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        train(tune.replace(experiment={"init_from": str(tmp_path / "none.pt")}), out_dir=tmp_path / "bad2", data_dir=data,
+              progress=False, tensorboard=False)
