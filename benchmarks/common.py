@@ -98,6 +98,8 @@ class BenchContext:
         body_model_dir: real SMPL files; None = the embedded procedural stand-in (not SMPL).
         checkpoints: prior name -> checkpoint path overriding the shipped weights.
         shared_images: folder of images + keypoints for the qualitative image run, or None.
+        split: the shipped CMU split used without ``data``: ``test`` (the reported tables) or
+            ``val`` (choosing weights, so the test subject stays unseen).
         progress: show tqdm bars.
     """
 
@@ -112,6 +114,7 @@ class BenchContext:
     body_model_dir: Optional[Path] = None
     checkpoints: Dict[str, Path] = field(default_factory=dict)
     shared_images: Optional[Path] = None
+    split: str = "test"
     progress: bool = True
     current_task: str = ""
     errors: List[str] = field(default_factory=list)
@@ -171,7 +174,9 @@ class BenchContext:
     # -- data -------------------------------------------------------------------------------
     @property
     def data_name(self) -> str:
-        return str(self.data) if self.data is not None else "default CMU test split (posendf_plugin/assets/cmu_test.npz)"
+        if self.data is not None:
+            return str(self.data)
+        return f"default CMU {self.split} split (posendf_plugin/assets/cmu_{self.split}.npz)"
 
     def test_poses(self) -> torch.Tensor:
         """Held-out poses ``(N, 21, 4)`` (CPU float32): ``--data`` or the shipped test split."""
@@ -192,7 +197,7 @@ class BenchContext:
             else:
                 from posendf_plugin.data.default import default_pose_set
 
-                q = default_pose_set("test").quat
+                q = default_pose_set(self.split).quat
             if len(q) == 0:
                 raise ValueError(f"{self.data_name}: no poses")
             self._cache["test"] = q.float()
@@ -231,7 +236,7 @@ class BenchContext:
             else:
                 from posendf_plugin.data.default import default_pose_set
 
-                ps = default_pose_set("test")
+                ps = default_pose_set(self.split)
                 for c, name in enumerate(ps.clip_names):
                     q = ps.quat[ps.clip_id == c].float()
                     if len(q) == 0:

@@ -236,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--priors", default=",".join(PRIOR_NAMES), help=f"comma-separated prior names (default {','.join(PRIOR_NAMES)})")
     p.add_argument("--data", default=None, metavar="PATH",
                    help="folder (or file) of AMASS-layout .npz motions / a pose set replacing the held-out default test split")
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="shipped CMU split used without --data: test (default; the reported tables) or val (for choosing weights)")
     p.add_argument("--body-model", default=None, metavar="DIR", help="real SMPL model files (default: embedded procedural stand-in)")
     p.add_argument("--device", default="cpu", help="device of the prior-only tasks: cpu or cuda (default cpu)")
     p.add_argument("--fit-device", default="cpu",
@@ -293,7 +295,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ctx = BenchContext(priors=priors, device=_device(args.device, "--device"), fit_device=_device(args.fit_device, "--fit-device"),
                            seed=args.seed, quick=args.quick, tiny=args.tiny, out=Path(args.out), data=data, body_model_dir=bm,
                            checkpoints=_parse_checkpoints(args.checkpoint, priors), shared_images=_shared_images(args.images),
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, split=args.split)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

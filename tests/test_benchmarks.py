@@ -145,3 +145,25 @@ def test_data_folder_of_amass_motions(tmp_path):
     assert res["denoise"]["_settings"]["clips"] == 2
     assert res["denoise"]["noise=40mm"]["none"]["windows"] == 2
     assert res["generation"]["n=20"]["_heldout"]["n"] == 20
+
+
+def test_val_split_and_calibration_script(tmp_path, capsys):
+    """--split val swaps the held-out poses and clips for the validation subject; the
+    calibration script runs a grid on it and writes one row per (prior, scale)."""
+    from benchmarks import calibrate
+    from benchmarks.common import BenchContext
+    from posendf_plugin.data.default import default_pose_set
+
+    ctx = BenchContext(split="val", progress=False)
+    assert torch.equal(ctx.test_poses(), default_pose_set("val").quat.float())
+    assert "val" in ctx.data_name and ctx.motions() and all(n.startswith("cmu/006_") for n, _ in ctx.motions())
+    out = tmp_path / "grid.json"
+    assert calibrate.main(["--priors", "none,gmm", "--scales", "gmm=0.5,5", "--images", "1", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["prior"], r["prior_scale"]) for r in rows] == [("none", 0.0), ("gmm", 0.5), ("gmm", 5.0)]
+    assert all(math.isfinite(r["pa_mpjpe_mm"]) and r["pa_mpjpe_mm"] > 0 for r in rows)
+    assert "| gmm | 5 |" in capsys.readouterr().out
+    den = tmp_path / "den.json"
+    assert calibrate.main(["--task", "denoise", "--priors", "none", "--windows", "1", "--out", str(den)]) == 0
+    d = json.loads(den.read_text())
+    assert d["windows"] == 1 and d["rows"][0]["mpjpe_mm"] > 0

@@ -1,18 +1,22 @@
-"""Calibration of the image-fitting prior weights on the **validation** subject (CMU 6), so the
-test subject of ``benchmarks/run.py --task image_fit`` stays unseen by every choice.
+"""Calibration of the fitting prior weights (``prior_scale``) on the **validation** subject
+(CMU 6), so the test subject that ``benchmarks/run.py`` reports stays unseen by every choice.
 
-Same synthetic protocol as the ``image_fit`` task (:mod:`benchmarks.tasks.image_fit`): poses of
-the val split with random shapes, known camera, 4 px noise, 20 % of keypoints dropped. For each
-prior and each value of its ``prior_scale`` the library's default schedule
-(``ImageFitConfig()`` = ``configs/fit_image.yaml``) is run and the mean errors are printed as
-a Markdown table (one row per setting); ``--out FILE`` also writes them as JSON.
+* ``--task image_fit`` (default): the ``image_fit`` protocol (:mod:`benchmarks.tasks.image_fit`)
+  on val poses — random shapes, known camera, 4 px noise, 20 % of keypoints dropped — with the
+  library's default schedule (``ImageFitConfig()`` = ``configs/fit_image.yaml``).
+* ``--task denoise``: the ``denoise`` protocol (:mod:`benchmarks.tasks.denoise`) on windows of
+  the val clips at ``--noise-mm`` (default 40), ``DenoiseConfig()`` = ``configs/denoise.yaml``.
+
+For each prior and each value of its ``prior_scale`` the mean errors are printed as a Markdown
+table (one row per setting); ``--out FILE`` also writes them as JSON.
 
 Examples::
 
-    python benchmarks/calibrate_image_fit.py                                   # the shipped grid
-    python benchmarks/calibrate_image_fit.py --scales posendf=1000,3000,10000 --images 32
-    python benchmarks/calibrate_image_fit.py --priors none --init zero --bend 20,5,2
-    python benchmarks/calibrate_image_fit.py --checkpoint posendf=runs/cmu/model.pt
+    python benchmarks/calibrate.py                                   # the shipped image-fit grid
+    python benchmarks/calibrate.py --task denoise                    # the shipped denoise grid
+    python benchmarks/calibrate.py --scales posendf=1000,3000,10000 --images 32
+    python benchmarks/calibrate.py --priors none --init zero --bend 20,5,2
+    python benchmarks/calibrate.py --checkpoint posendf=runs/cmu/model.pt
 """
 from __future__ import annotations
 
@@ -30,9 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import BenchContext, write_json  # noqa: E402
 from benchmarks.tasks import image_fit as T  # noqa: E402
-from posendf_plugin.data.default import default_pose_set  # noqa: E402
 from posendf_plugin.fitting.image import ImageFitConfig  # noqa: E402
 
+#: the grids behind the shipped ``prior_scale`` values (configs/denoise.yaml)
+DENOISE_SCALES = {
+    "none": [0.0],
+    "gmm": [1e-10, 1e-9, 1e-8],
+    "vposer": [1e-10, 1e-9, 1e-8],
+    "posendf": [1e-4, 3e-4, 1e-3],
+    "nrdf": [3e-7, 1e-6, 3e-6],
+}
 #: the grid behind the shipped ``prior_scale`` values (configs/fit_image.yaml)
 DEFAULT_SCALES = {
     "none": [0.0],
@@ -52,7 +63,10 @@ def _floats(text: str, n: int, what: str) -> List[float]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=["image_fit", "denoise"], default="image_fit")
     ap.add_argument("--priors", default="none,gmm,vposer,posendf,nrdf")
+    ap.add_argument("--windows", type=int, default=6, help="denoise: windows of 60 frames")
+    ap.add_argument("--noise-mm", type=float, default=40.0, help="denoise: joint noise")
     ap.add_argument("--scales", action="append", default=[], metavar="PRIOR=V1,V2,...",
                     help="prior_scale values to try for PRIOR (default: DEFAULT_SCALES)")
     ap.add_argument("--checkpoint", action="append", default=[], metavar="PRIOR=PATH", help="weights replacing the shipped ones")
@@ -68,13 +82,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    scales: Dict[str, List[float]] = dict(DEFAULT_SCALES)
+    scales: Dict[str, List[float]] = dict(DEFAULT_SCALES if args.task == "image_fit" else DENOISE_SCALES)
     for item in args.scales:
         name, _, vals = item.partition("=")
         scales[name] = [float(v) for v in vals.split(",")]
     ckpts = {k: Path(v) for k, _, v in (c.partition("=") for c in args.checkpoint)}
-    ctx = BenchContext(seed=args.seed, progress=False, checkpoints=ckpts)
-    ctx._cache["test"] = default_pose_set(args.split).quat.float()  # the images' poses
+    ctx = BenchContext(seed=args.seed, progress=False, checkpoints=ckpts, split=args.split)
+    if args.task == "denoise":
+        return _denoise(args, ctx, scales)
     images = T.synthetic_images(ctx, args.images)
 
     base = T.fit_config(ctx)
@@ -112,6 +127,38 @@ def main(argv=None) -> int:
     if args.out:
         write_json(Path(args.out), {"split": args.split, "images": args.images, "seed": args.seed,
                                     "config": ImageFitConfig.to_dict(base), "rows": rows})
+    return 0
+
+
+def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
+    from benchmarks.tasks import denoise as D
+    from posendf_plugin.fitting.denoise import DenoiseConfig, denoise_window
+
+    base = DenoiseConfig(noise_mm=args.noise_mm)
+    wins = D._windows(ctx, base.window, args.windows)
+    if not wins:
+        raise SystemExit(f"no motion of at least {base.window} frames in {ctx.data_name}")
+    bm = ctx.body_model()
+    rows = []
+    print(f"split {args.split}, {len(wins)} windows of {base.window} frames from {len({w[0] for w in wins})} clips, "
+          f"{args.noise_mm:g} mm noise, seed {args.seed}\n")
+    print("| prior | prior_scale | MPJPE mm | V2V mm | accel mm/frame² | s / window |")
+    print("|---|---|---|---|---|---|")
+    for name in args.priors.split(","):
+        prior = ctx.prior(name, torch.device("cpu"))
+        for s in scales.get(name, [1.0]):
+            cfg = dataclasses.replace(base, prior_scale={**dict(base.prior_scale), name: s})
+            per, t0 = [], time.perf_counter()
+            for wi, (_, _, win) in enumerate(wins):
+                per.append(denoise_window(win, bm, prior, cfg, ctx.generator(1000 + wi))[1])  # same noise for every row
+            row = {"prior": name, "prior_scale": s, **{k: float(np.mean([m[k] for m in per])) for k in ("mpjpe_mm", "v2v_mm", "accel_mm")},
+                   "seconds_per_window": (time.perf_counter() - t0) / len(per)}
+            rows.append(row)
+            print(f"| {name} | {s:g} | {row['mpjpe_mm']:.2f} | {row['v2v_mm']:.2f} | {row['accel_mm']:.2f} | {row['seconds_per_window']:.2f} |",
+                  flush=True)
+    if args.out:
+        write_json(Path(args.out), {"task": "denoise", "split": args.split, "windows": len(wins), "seed": args.seed,
+                                    "config": base.to_dict(), "rows": rows})
     return 0
 
 
