@@ -105,13 +105,16 @@ def test_config_yaml_and_dict_round_trip(tmp_path):
     assert isinstance(cfg.model.hidden, tuple)
 
 
-@pytest.mark.parametrize("name", ["amass", "cmu", "nrdf", "tiny"])
+@pytest.mark.parametrize("name", ["amass", "cmu", "cmu_mined", "nrdf", "tiny"])
 def test_shipped_configs_load(name):
     cfg = load_config(REPO / "configs" / f"{name}.yaml")
     PoseNDFNet(cfg.model)
     if name == "amass":
         assert cfg.model.hidden == (256, 512, 1024, 512, 256, 64) and cfg.model.enc_feature == 6
         assert cfg.model.beta == 100
+    if name == "cmu_mined":  # stage 2 fine-tunes stage 1: same network, hard negatives on
+        assert cfg.model == load_config(REPO / "configs" / "cmu.yaml").model
+        assert cfg.experiment.init_from and cfg.training.projected_batch_size > 0
     if name == "nrdf":
         assert cfg.training.w_eikonal == 0 and cfg.data.label_metric == "nrdf"
         assert cfg.data.noise == "nrdf" and cfg.experiment.prior == "nrdf"

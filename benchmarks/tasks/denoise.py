@@ -60,7 +60,7 @@ def run(ctx: BenchContext) -> Dict:
     from posendf_plugin.fitting.denoise import DenoiseConfig, DenoiseStage, denoise_window
 
     window = ctx.pick(12, 60, 60)
-    max_windows = ctx.pick(2, 2, 10**6 if ctx.data is not None else 40)
+    max_windows = ctx.pick(2, 4, 10**6 if ctx.data is not None else 40)
     wins = _windows(ctx, window, max_windows)
     if not wins:
         return {"skipped": f"no motion of at least {window} frames in {ctx.data_name}"}
