@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import BenchContext, write_json  # noqa: E402
 from benchmarks.tasks import image_fit as T  # noqa: E402
-from posendf_plugin.fitting.image import ImageFitConfig  # noqa: E402
 
 #: the grids behind the shipped ``prior_scale`` values (configs/denoise.yaml)
 DENOISE_SCALES = {
@@ -105,29 +104,40 @@ def main(argv=None) -> int:
         over["latent_lr_scale"] = args.latent_lr_scale
     base = dataclasses.replace(base, **over)
 
-    rows = []
     print(f"split {args.split}, {args.images} images, seed {args.seed}, init {base.init_pose}\n")
-    print("| prior | prior_scale | PA-MPJPE mm | MPJPE mm | reprojection px | s / image |")
-    print("|---|---|---|---|---|---|")
-    for name in args.priors.split(","):
+
+    def evaluate(prior, cfg) -> Dict[str, float]:
+        per, secs = [], []
+        for im in images:
+            t0 = time.perf_counter()
+            fit, _ = T.fit_one(ctx, im, prior, cfg)
+            secs.append(time.perf_counter() - t0)
+            per.append(T._errors(ctx, fit, im.gt_joints))
+        return {**{k: float(np.mean([p[k] for p in per])) for k in per[0]}, "seconds_per_image": float(np.mean(secs))}
+
+    columns = [("pa_mpjpe_mm", "PA-MPJPE mm", ".1f"), ("mpjpe_mm", "MPJPE mm", ".1f"),
+               ("reprojection_px", "reprojection px", ".1f"), ("seconds_per_image", "s / image", ".2f")]
+    rows = _grid(ctx, args.priors.split(","), scales, base, evaluate, columns)
+    if args.out:
+        write_json(Path(args.out), {"task": "image_fit", "split": args.split, "images": args.images, "seed": args.seed,
+                                    "config": base.to_dict(), "rows": rows})
+    return 0
+
+
+def _grid(ctx: BenchContext, priors: List[str], scales: Dict[str, List[float]], base, evaluate, columns) -> List[Dict]:
+    """Run ``evaluate(prior, config)`` for every prior and each of its ``prior_scale`` values,
+    printing a Markdown row per setting; returns the rows."""
+    print("| prior | prior_scale | " + " | ".join(label for _, label, _ in columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    rows = []
+    for name in priors:
         prior = ctx.prior(name, torch.device("cpu"))
         for s in scales.get(name, [1.0]):
             cfg = dataclasses.replace(base, prior_scale={**dict(base.prior_scale), name: s})
-            per, secs = [], []
-            for im in images:
-                t0 = time.perf_counter()
-                fit, _ = T.fit_one(ctx, im, prior, cfg)
-                secs.append(time.perf_counter() - t0)
-                per.append(T._errors(ctx, fit, im.gt_joints))
-            row = {"prior": name, "prior_scale": s, **{k: float(np.mean([p[k] for p in per])) for k in per[0]},
-                   "seconds_per_image": float(np.mean(secs))}
+            row = {"prior": name, "prior_scale": s, **evaluate(prior, cfg)}
             rows.append(row)
-            print(f"| {name} | {s:g} | {row['pa_mpjpe_mm']:.1f} | {row['mpjpe_mm']:.1f} | {row['reprojection_px']:.1f} | "
-                  f"{row['seconds_per_image']:.2f} |", flush=True)
-    if args.out:
-        write_json(Path(args.out), {"split": args.split, "images": args.images, "seed": args.seed,
-                                    "config": ImageFitConfig.to_dict(base), "rows": rows})
-    return 0
+            print(f"| {name} | {s:g} | " + " | ".join(format(row[k], f) for k, _, f in columns) + " |", flush=True)
+    return rows
 
 
 def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
@@ -139,23 +149,19 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     if not wins:
         raise SystemExit(f"no motion of at least {base.window} frames in {ctx.data_name}")
     bm = ctx.body_model()
-    rows = []
     print(f"split {args.split}, {len(wins)} windows of {base.window} frames from {len({w[0] for w in wins})} clips, "
           f"{args.noise_mm:g} mm noise, seed {args.seed}\n")
-    print("| prior | prior_scale | MPJPE mm | V2V mm | accel mm/frame² | s / window |")
-    print("|---|---|---|---|---|---|")
-    for name in args.priors.split(","):
-        prior = ctx.prior(name, torch.device("cpu"))
-        for s in scales.get(name, [1.0]):
-            cfg = dataclasses.replace(base, prior_scale={**dict(base.prior_scale), name: s})
-            per, t0 = [], time.perf_counter()
-            for wi, (_, _, win) in enumerate(wins):
-                per.append(denoise_window(win, bm, prior, cfg, ctx.generator(1000 + wi))[1])  # same noise for every row
-            row = {"prior": name, "prior_scale": s, **{k: float(np.mean([m[k] for m in per])) for k in ("mpjpe_mm", "v2v_mm", "accel_mm")},
-                   "seconds_per_window": (time.perf_counter() - t0) / len(per)}
-            rows.append(row)
-            print(f"| {name} | {s:g} | {row['mpjpe_mm']:.2f} | {row['v2v_mm']:.2f} | {row['accel_mm']:.2f} | {row['seconds_per_window']:.2f} |",
-                  flush=True)
+
+    def evaluate(prior, cfg) -> Dict[str, float]:
+        per, t0 = [], time.perf_counter()
+        for wi, (_, _, win) in enumerate(wins):
+            per.append(denoise_window(win, bm, prior, cfg, ctx.generator(1000 + wi))[1])  # same noise for every row
+        return {**{k: float(np.mean([m[k] for m in per])) for k in ("mpjpe_mm", "v2v_mm", "accel_mm")},
+                "seconds_per_window": (time.perf_counter() - t0) / len(per)}
+
+    columns = [("mpjpe_mm", "MPJPE mm", ".2f"), ("v2v_mm", "V2V mm", ".2f"), ("accel_mm", "accel mm/frame²", ".2f"),
+               ("seconds_per_window", "s / window", ".2f")]
+    rows = _grid(ctx, args.priors.split(","), scales, base, evaluate, columns)
     if args.out:
         write_json(Path(args.out), {"task": "denoise", "split": args.split, "windows": len(wins), "seed": args.seed,
                                     "config": base.to_dict(), "rows": rows})
