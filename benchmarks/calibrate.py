@@ -72,7 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="val", choices=["val", "test", "train"], help="pose split the images are made from")
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--init", choices=["mean", "zero"], default=None, help="override init_pose")
+    ap.add_argument("--init", choices=["mean", "zero", "truth"], default=None,
+                    help="override init_pose; truth = start from the true pose (an oracle bound, image_fit only)")
     ap.add_argument("--bend", default=None, help="override the stages' bend_weight, e.g. 20,5,2")
     ap.add_argument("--pose-l2", default=None, help="override the stages' pose_l2_weight")
     ap.add_argument("--latent-lr-scale", type=float, default=None)
@@ -98,19 +99,19 @@ def main(argv=None) -> int:
     if args.pose_l2 is not None:
         stages = [dataclasses.replace(s, pose_l2_weight=w) for s, w in zip(stages, _floats(args.pose_l2, len(stages), "pose-l2"))]
     over = {"stages": tuple(stages)}
-    if args.init is not None:
+    if args.init in ("mean", "zero"):
         over["init_pose"] = args.init
     if args.latent_lr_scale is not None:
         over["latent_lr_scale"] = args.latent_lr_scale
     base = dataclasses.replace(base, **over)
 
-    print(f"split {args.split}, {args.images} images, seed {args.seed}, init {base.init_pose}\n")
+    print(f"split {args.split}, {args.images} images, seed {args.seed}, init {'truth' if args.init == 'truth' else base.init_pose}\n")
 
     def evaluate(prior, cfg) -> Dict[str, float]:
         per, secs = [], []
         for im in images:
             t0 = time.perf_counter()
-            fit, _ = T.fit_one(ctx, im, prior, cfg)
+            fit, _ = T.fit_one(ctx, im, prior, cfg, from_truth=args.init == "truth")
             secs.append(time.perf_counter() - t0)
             per.append(T._errors(ctx, fit, im.gt_joints))
         return {**{k: float(np.mean([p[k] for p in per])) for k in per[0]}, "seconds_per_image": float(np.mean(secs))}

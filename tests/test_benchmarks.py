@@ -163,6 +163,9 @@ def test_val_split_and_calibration_script(tmp_path, capsys):
     assert [(r["prior"], r["prior_scale"]) for r in rows] == [("none", 0.0), ("gmm", 0.5), ("gmm", 5.0)]
     assert all(math.isfinite(r["pa_mpjpe_mm"]) and r["pa_mpjpe_mm"] > 0 for r in rows)
     assert "| gmm | 5 |" in capsys.readouterr().out
+    oracle = tmp_path / "oracle.json"  # an oracle start (the true pose) ends nearer the truth
+    assert calibrate.main(["--priors", "none", "--images", "1", "--init", "truth", "--out", str(oracle)]) == 0
+    assert json.loads(oracle.read_text())["rows"][0]["pa_mpjpe_mm"] < rows[0]["pa_mpjpe_mm"]
     den = tmp_path / "den.json"
     assert calibrate.main(["--task", "denoise", "--priors", "none", "--windows", "1", "--out", str(den)]) == 0
     d = json.loads(den.read_text())

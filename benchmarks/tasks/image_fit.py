@@ -42,11 +42,12 @@ N_EVAL_JOINTS = 22
 
 @dataclass
 class SyntheticImage:
-    """One synthetic image: keypoints ``(1, 25, 3)`` (x, y, confidence) and the ground-truth
-    joints ``(22, 3)`` (camera frame, metres)."""
+    """One synthetic image: keypoints ``(1, 25, 3)`` (x, y, confidence), the ground-truth
+    joints ``(22, 3)`` (camera frame, metres) and body pose ``(21, 4)``."""
 
     keypoints: np.ndarray
     gt_joints: torch.Tensor
+    gt_pose: torch.Tensor
 
 
 def synthetic_images(ctx: BenchContext, n: int, offset: int = 50) -> List[SyntheticImage]:
@@ -81,7 +82,7 @@ def synthetic_images(ctx: BenchContext, n: int, offset: int = 50) -> List[Synthe
         conf = np.ones(K, np.float32)
         conf[rng.choice(K, n_drop, replace=False)] = 0.0
         kp = np.concatenate((uv[i].numpy(), conf[:, None]), -1)[None].astype(np.float32)
-        images.append(SyntheticImage(kp, out.joints[i, :N_EVAL_JOINTS].float().cpu()))
+        images.append(SyntheticImage(kp, out.joints[i, :N_EVAL_JOINTS].float().cpu(), q[i]))
     return images
 
 
@@ -95,13 +96,15 @@ def fit_config(ctx: BenchContext):
     return ImageFitConfig(focal_length=FOCAL)
 
 
-def fit_one(ctx: BenchContext, image: SyntheticImage, prior, config=None):
-    """Fit one synthetic image with ``prior``; returns ``(ImageFitResult, seconds)``."""
+def fit_one(ctx: BenchContext, image: SyntheticImage, prior, config=None, from_truth: bool = False):
+    """Fit one synthetic image with ``prior``; returns ``(ImageFitResult, seconds)``.
+    ``from_truth`` starts from the true body pose (an oracle start, for diagnosis only)."""
     from posendf_plugin.fitting.image import PersonKeypoints, fit_people
 
     people = PersonKeypoints(image.keypoints, FMT, ["0"])
     t0 = time.perf_counter()
-    res = fit_people(people, IMAGE_SIZE, ctx.body_model(), prior, config or fit_config(ctx))
+    res = fit_people(people, IMAGE_SIZE, ctx.body_model(), prior, config or fit_config(ctx),
+                     init_body_pose=image.gt_pose[None] if from_truth else None)
     return res, time.perf_counter() - t0
 
 
