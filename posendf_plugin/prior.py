@@ -31,7 +31,7 @@ import torch
 from .config import Config, ModelConfig
 from .model import PoseNDFNet
 from .priors.base import PosePrior, ProjectionResult, register_prior
-from .projection import PROJECTION_METHODS, project as _project
+from .projection import PROJECTION_METHODS, method_for_prior, project as _project
 from .rotations import axis_angle_to_quat, quat_canonical, quat_mul, quat_random, quat_slerp
 from .skeleton import NUM_BODY_JOINTS, to_body_quat
 
@@ -105,7 +105,7 @@ class PoseNDF(PosePrior):
             raise TypeError(f"net must be a PoseNDFNet, got {type(net).__name__}")
         self.config = config if config is not None else Config(model=net.config)
         if method is None:
-            method = "riemannian" if self.config.experiment.prior == "nrdf" else "posendf"
+            method = method_for_prior(self.config.experiment.prior)
         if method not in PROJECTION_METHODS:
             raise ValueError(f"method must be one of {PROJECTION_METHODS}, got {method!r}")
         self.method, self.step_size, self.max_iter, self.tol = method, step_size, max_iter, tol

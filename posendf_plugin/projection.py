@@ -38,10 +38,17 @@ __all__ = [
     "tangent_gradient",
     "projection_step",
     "project",
+    "method_for_prior",
     "PROJECTION_METHODS",
 ]
 
 PROJECTION_METHODS = ("posendf", "riemannian")
+
+
+def method_for_prior(prior: str) -> str:
+    """The projection a field trained as ``experiment.prior`` uses by default: ``nrdf`` →
+    ``"riemannian"`` (its labels are geodesic), otherwise ``"posendf"``."""
+    return "riemannian" if prior == "nrdf" else "posendf"
 _EPS = 1e-12
 
 DistanceFn = Callable[[torch.Tensor], torch.Tensor]

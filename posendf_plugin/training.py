@@ -255,14 +255,14 @@ def _between_samples(reference: torch.Tensor, n: int, gen: torch.Generator) -> t
     return quat_canonical(quat_slerp(base, u, tt))
 
 
-def _projected_samples(model: PoseNDFNet, n: int, steps: int, method: str, gen: torch.Generator,
+def _projected_samples(model: PoseNDFNet, n: int, steps: int, prior: str, gen: torch.Generator,
                        device: torch.device) -> torch.Tensor:
     """``n`` uniformly random poses after ``steps`` projection steps on the current network
     (``(n, 21, 4)``, detached): where the field currently puts its zero level set."""
-    from .projection import project
+    from .projection import method_for_prior, project
 
     u = quat_random(n, NUM_BODY_JOINTS, generator=gen).to(device)
-    return project(model, u, method="riemannian" if method == "nrdf" else "posendf", max_iter=steps, tol=0.0).poses.detach()
+    return project(model, u, method=method_for_prior(prior), max_iter=steps, tol=0.0).poses.detach()
 
 
 def _init_weights(path: Path, config: Config) -> Dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ mocap.cs.cmu.edu. The database was created with funding from NSF EIA-0196217."
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import zlib
@@ -128,6 +129,11 @@ def default_mean_pose() -> torch.Tensor:
     starting from the T-pose (all zeros) leaves the optimiser in the wrong depth branch of
     arms and legs far more often (benchmarks/RESULTS.md, image_fit).
     """
+    return _mean_pose_cached().clone()
+
+
+@functools.lru_cache(maxsize=1)
+def _mean_pose_cached() -> torch.Tensor:
     from ..rotations import quat_mean
 
     return quat_mean(default_pose_set("train").quat.float(), dim=0)

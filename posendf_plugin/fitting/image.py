@@ -512,8 +512,16 @@ def fit_people(
     hyps = [False, True] if config.try_flipped else [False]
     nh = len(hyps)
     go0 = torch.stack([_facing_root(f) for f in hyps for _ in range(P)])  # (nh*P, 3)
+    rep = lambda t: t.repeat((nh,) + (1,) * (t.ndim - 1))  # noqa: E731
+    # with the start pose fixed the body is rigid: the model rotates it about the pelvis (joint 0)
     with torch.no_grad():
-        kp3 = body_model(global_orient=go0.to(dtype), body_pose=init.repeat(nh, 1).to(dtype), keypoints=fmt).keypoints.to(torch.float32)
+        pelvis = body_model.rest_joints().reshape(-1, 3)[0].to(torch.float32)
+    rest_rel = rep(init_kp - pelvis)  # (nh*P, K, 3)
+
+    def posed(orient: torch.Tensor) -> torch.Tensor:
+        return rest_rel @ R.axis_angle_to_matrix(orient).transpose(-1, -2) + pelvis
+
+    kp3 = posed(go0)
     tw = torch.zeros_like(conf)
     tw[:, torso] = 1.0
     use_torso = (tvis.sum(-1) >= 3)[:, None]
@@ -522,19 +530,13 @@ def fit_people(
         kp3[h * P + p, torso][tvis[p]].mean(0) if bool(tvis[p].any()) else kp3[h * P + p][vis[p]].mean(0)
         for h in range(nh) for p in range(P)
     ])
-    rep = lambda t: t.repeat((nh,) + (1,) * (t.ndim - 1))  # noqa: E731
     trans = _Translation(rep(c2d), rep(size2d), rep(z0), m, focal, center)
     go = torch.nn.Parameter(go0.clone())
     opt = torch.optim.Adam([go, *trans.parameters()], lr=config.camera_lr)
     kpH, confH, scaleH, wH = rep(kp), rep(conf), rep(scale), rep(cam_w)
 
-    # with the start pose fixed the body is rigid: the model rotates it about the pelvis (joint 0)
-    with torch.no_grad():
-        pelvis = body_model.rest_joints().reshape(-1, 3)[0].to(torch.float32)
-    rest_rel = rep(init_kp - pelvis)  # (nh*P, K, 3)
-
     def cam_loss():
-        pts = rest_rel @ R.axis_angle_to_matrix(go).transpose(-1, -2) + pelvis + trans().unsqueeze(-2)
+        pts = posed(go) + trans().unsqueeze(-2)
         proj = L.perspective_projection(pts, focal, center)
         return L.reprojection_loss(proj, kpH[..., :2], confH, config.gmof_sigma, wH, scaleH)
 
