@@ -14,7 +14,10 @@ Speed: the 21 per-joint MLPs are not 21 sequential small ``Linear`` calls. Their
 stacked (``enc_w1 (21, 4+F, H)`` ...) and the joints are processed one tree depth at a time
 (7 levels for SMPL), each layer of a level as one matmul with the level's weights arranged as a
 block-diagonal matrix (measured on CPU: ~2x faster than ``torch.bmm`` over the joints with one
-thread, ~40x with two busy threads, where bmm of tiny matrices stalls).
+thread, ~40x with two busy threads, where bmm of tiny matrices stalls). The joint reordering and
+the parent lookups are folded into those matrices (and into the distance MLP's first weight), so
+a forward pass is matmuls and activations only — at batch 1, inside a fitting loop, the number
+of operations is what costs.
 
 The parent table is :data:`posendf_plugin.skeleton.BODY_PARENTS` (``model.parents = "smpl"``).
 The authors' code used an off-by-one table (e.g. the left knee reads the *right* hip's
@@ -116,8 +119,11 @@ class PoseNDFNet(nn.Module):
         order = [j for lv in levels for j in lv]
         for i, lv in enumerate(levels):
             self.register_buffer(f"_joints{i}", torch.tensor(lv, dtype=torch.long), persistent=False)
-            par = [pos[self.parents[j]] for j in lv] if i > 0 else []
-            self.register_buffer(f"_parent_pos{i}", torch.tensor(par, dtype=torch.long), persistent=False)
+            if i > 0:  # picks each joint's parent feature (F values) out of the previous level's
+                sel = torch.zeros(len(levels[i - 1]), len(lv))
+                for k, j in enumerate(lv):
+                    sel[pos[self.parents[j]], k] = 1.0
+                self.register_buffer(f"_parent_select{i}", torch.kron(sel, torch.eye(config.enc_feature)), persistent=False)
         # features are produced level by level; this permutation restores joint order
         self.register_buffer("_level_order", torch.tensor(order), persistent=False)
         self.register_buffer("_to_joint_order", torch.tensor(order).argsort(), persistent=False)
@@ -145,64 +151,80 @@ class PoseNDFNet(nn.Module):
             lin.weight.copy_((torch.rand(lin.weight.shape, generator=g) * 2 - 1) * bound)
             lin.bias.copy_((torch.rand(lin.bias.shape, generator=g) * 2 - 1) * bound)
 
-    def _encoder_weights(self) -> Tuple[torch.Tensor, torch.Tensor, List[Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]]]:
-        """The encoder's weights arranged for few, large matrix products.
+    def _encoder_weights(self) -> Tuple[torch.Tensor, torch.Tensor, List[Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """The weights arranged for few, large matrix products (no gathers or permutations left
+        for the forward pass to do).
 
-        Returns ``(Wq, b1, levels)``: ``Wq (21·4, 21·H)`` maps every joint's quaternion to its
-        first hidden layer at once (block-diagonal, joints in tree-level order), ``b1 (21·H,)``
-        its bias; per tree level ``(Wp, W2, b2)``: the parent-feature part of the first layer
-        (``None`` for the roots) and the second layer, block-diagonal over the level's joints.
-        Frozen weights (``requires_grad=False``, e.g. a prior used for fitting) are arranged once
-        and cached until a weight changes; trainable ones every call, so gradients reach them.
+        Returns ``(Wq, b1, levels, W0)``: ``Wq (21·4, 21·H)`` maps every joint's quaternion (joint
+        order) to its first hidden layer at once (joints in tree-level order), ``b1 (21·H,)`` its
+        bias; per tree level ``(Wp, W2, b2)``: the parent-feature part of the first layer as a map
+        from the previous level's features (``(n_prev·F, n·H)``, it also picks each joint's
+        parent; ``None`` for the roots) and the second layer, block-diagonal over the level's
+        joints; ``W0 (hidden[0], 21·F)``: the distance MLP's first weight with its columns in
+        tree-level order. Frozen weights (``requires_grad=False``, e.g. a prior used for fitting)
+        are arranged once and cached until a weight changes; trainable ones every call, so
+        gradients reach them.
         """
-        params = (self.enc_w1, self.enc_b1, self.enc_w2, self.enc_b2)
+        params = (self.enc_w1, self.enc_b1, self.enc_w2, self.enc_b2, self.layers[0].weight)
         frozen = not any(t.requires_grad for t in params) and not torch.is_inference_mode_enabled()
-        key = tuple(t._version for t in params) + (self.enc_w1.data_ptr(), self.enc_w1.device, self.enc_w1.dtype)
+        key = tuple(t._version for t in params) + tuple(t.data_ptr() for t in params) + (self.enc_w1.device, self.enc_w1.dtype)
         cache = self.__dict__.get("_enc_cache")
         if frozen and cache is not None and cache[0] == key:
             return cache[1]
+        J, Fe, H = NUM_BODY_JOINTS, self.config.enc_feature, self.config.enc_hidden
         order = self._level_order
-        wq = torch.block_diag(*self.enc_w1[order, :QUAT_DIM].unbind(0))
+        wq = torch.block_diag(*self.enc_w1[order, :QUAT_DIM].unbind(0))  # rows in level order
+        wq = wq.reshape(J, QUAT_DIM, J * H)[self._to_joint_order].reshape(J * QUAT_DIM, J * H)
         b1 = self.enc_b1[order].reshape(-1)
         levels = []
         for i in range(self._n_levels):
             joints = getattr(self, f"_joints{i}")
-            wp = None if i == 0 else torch.block_diag(*self.enc_w1[joints, QUAT_DIM:].unbind(0))
+            wp = None
+            if i > 0:  # (n_prev·F, n·F) parent selection times the block-diagonal parent weights
+                wp = getattr(self, f"_parent_select{i}") @ torch.block_diag(*self.enc_w1[joints, QUAT_DIM:].unbind(0))
             levels.append((wp, torch.block_diag(*self.enc_w2[joints].unbind(0)), self.enc_b2[joints].reshape(-1)))
-        out = (wq, b1, levels)
+        w0 = self.layers[0].weight
+        w0 = w0.reshape(w0.shape[0], J, Fe)[:, order].reshape(w0.shape[0], J * Fe)
+        out = (wq, b1, levels, w0)
         self.__dict__["_enc_cache"] = (key, out) if frozen else None
         return out
+
+    def _encode_levels(self, q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 21, 4) -> (B, 21·F)`` joint features in tree-level order, and ``W0``."""
+        act, beta = self.config.enc_activation, self.config.beta
+        wq, b1, levels, w0 = self._encoder_weights()
+        B, H = q.shape[0], self.config.enc_hidden
+        hq = torch.addmm(b1, q.reshape(B, -1), wq)  # (B, 21·H), level order
+        feats: List[torch.Tensor] = []
+        prev = None
+        start = 0
+        for wp, w2, b2 in levels:
+            n = w2.shape[0] // H
+            h = hq[:, start * H:(start + n) * H]
+            if wp is not None:
+                h = torch.addmm(h, prev, wp)
+            prev = activation(act, torch.addmm(b2, activation(act, h, beta), w2), beta)  # (B, n·F)
+            feats.append(prev)
+            start += n
+        return torch.cat(feats, dim=1), w0
 
     def encode(self, q: torch.Tensor) -> torch.Tensor:
         """Structure encoder: ``(B, 21, 4) -> (B, 21·F)`` joint features in joint order.
 
         Joint ``j`` gets ``f_j = MLP_j([q_j, f_parent(j)])`` (roots: ``MLP_j(q_j)``); computed
         level by level down the tree, one matrix product per level and layer."""
-        act, beta = self.config.enc_activation, self.config.beta
-        wq, b1, levels = self._encoder_weights()
-        B, H = q.shape[0], self.config.enc_hidden
-        hq = torch.addmm(b1, q[:, self._level_order].reshape(B, -1), wq)  # (B, 21·H), level order
-        feats: List[torch.Tensor] = []
-        prev = None
-        start = 0
-        for i, (wp, w2, b2) in enumerate(levels):
-            n = w2.shape[0] // H
-            h = hq[:, start * H:(start + n) * H]
-            if wp is not None:
-                h = torch.addmm(h, prev[:, getattr(self, f"_parent_pos{i}")].reshape(B, -1), wp)
-            prev = activation(act, torch.addmm(b2, activation(act, h, beta), w2), beta).reshape(B, n, -1)
-            feats.append(prev)
-            start += n
-        out = torch.cat(feats, dim=1)[:, self._to_joint_order]
-        return out.reshape(B, -1)
+        B, Fe = q.shape[0], self.config.enc_feature
+        x, _ = self._encode_levels(q)
+        return x.reshape(B, NUM_BODY_JOINTS, Fe)[:, self._to_joint_order].reshape(B, -1)
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """Distances ``(...)`` of poses ``q (..., 21, 4)`` (``(w, x, y, z)``), all ``>= 0``."""
         check_shape(q, ("*", NUM_BODY_JOINTS, QUAT_DIM), "q")
         batch = q.shape[:-2]
-        x = self.encode(q.reshape(-1, NUM_BODY_JOINTS, QUAT_DIM))
+        x, w0 = self._encode_levels(q.reshape(-1, NUM_BODY_JOINTS, QUAT_DIM))
         act, beta = self.config.activation, self.config.beta
-        for lin in self.layers[:-1]:
+        x = activation(act, F.linear(x, w0, self.layers[0].bias), beta)  # W0's columns follow the level order
+        for lin in self.layers[1:-1]:
             x = activation(act, lin(x), beta)
         x = self.layers[-1](x).squeeze(-1)
         out = self.config.output

@@ -2,6 +2,7 @@
 their official layouts (tiny random fixtures), and the embedded procedural stand-in."""
 from __future__ import annotations
 
+import math
 import pickle
 import sys
 import types
@@ -376,6 +377,10 @@ def test_body_pose_layouts_agree(standin64):
     for x in (R.quat_to_matrix(q), R.quat_to_axis_angle(q), S.quat_to_pose(q, 63), S.quat_to_pose(q, 69),
               S.quat_to_pose(q, 72), S.quat_to_pose(q, 156), S.quat_to_pose(q, 165)):
         torch.testing.assert_close(standin64(x).vertices, ref, atol=1e-9, rtol=0)
+    # axis-angle goes to the model as given: an angle above pi is the same rotation
+    aa = R.quat_to_axis_angle(q)
+    long_way = aa - 2 * math.pi * aa / aa.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(standin64(long_way).vertices, ref, atol=1e-6, rtol=0)  # smplx adds 1e-8 to angles
     # leading dims and broadcast betas / transl
     out = standin64(q.reshape(1, 2, 21, 4), betas=torch.zeros(3, dtype=torch.float64),
                     transl=torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
@@ -395,6 +400,8 @@ def test_body_model_input_errors(standin64):
         standin64(betas=torch.zeros(1, 11))
     with pytest.raises(ValueError, match="layout"):
         standin64(torch.zeros(1, 50))
+    with pytest.raises(ValueError, match=r"body_pose contains NaN.*\[1\]"):
+        standin64(torch.tensor([[0.0] * 63, [float("nan")] * 63], dtype=torch.float64))
     with pytest.raises(ValueError, match="keypoint format"):
         standin64(keypoints="h36m")
     with pytest.raises(ValueError, match="stand-in"):
