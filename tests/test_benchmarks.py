@@ -145,6 +145,7 @@ def test_data_folder_of_amass_motions(tmp_path):
     assert res["denoise"]["_settings"]["clips"] == 2
     assert res["denoise"]["noise=40mm"]["none"]["windows"] == 2
     assert res["generation"]["n=20"]["_heldout"]["n"] == 20
+    assert res["generation"]["n=20"]["_train"]["dnn_rad"] < 0.01  # training poses are their own nearest neighbours
 
 
 def test_val_split_and_calibration_script(tmp_path, capsys):
