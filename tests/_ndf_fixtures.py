@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from posendf_plugin import rotations as R
@@ -78,11 +77,3 @@ def trained_tiny(epochs: int = 12) -> Path:
     return res.model_path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run the NDF tests on one torch thread (restored afterwards): tiny matmuls are faster on
-    one thread and do not stall when other processes share the CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from posendf_plugin import rotations as R
-from posendf_plugin.body_model import get_body_model
 from posendf_plugin.cli import main as cli_main
 from posendf_plugin.data.motion import Motion, save_motion
 from posendf_plugin.data.posesets import save_pose_set
@@ -26,17 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = D.DenoiseConfig(window=12, stages=(D.DenoiseStage(40, data_weight=100.0, temporal_weight=10.0, lr=0.05),))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def bm():
-    return get_body_model()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def walking_motion(n=24, seed=0) -> Motion:

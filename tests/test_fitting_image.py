@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from posendf_plugin.body_model import get_body_model
 from posendf_plugin.cli import main as cli_main
 from posendf_plugin.fitting import image as I
 from posendf_plugin.fitting.losses import perspective_projection
@@ -27,17 +26,7 @@ FAST = I.ImageFitConfig(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def bm():
-    return get_body_model()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def synthetic_people(bm, fmt="openpose25", n=2, seed=0):

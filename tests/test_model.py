@@ -9,7 +9,9 @@ from posendf_plugin import skeleton as S
 from posendf_plugin.config import Config, ModelConfig, load_config, save_config
 from posendf_plugin.model import POSENDF_ORIGINAL_PARENTS, PoseNDFNet, parent_table, tree_levels
 
-from _ndf_fixtures import REPO, TINY, one_torch_thread  # noqa: F401 (autouse fixture)
+from _ndf_fixtures import REPO, TINY
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 SMALL = ModelConfig(enc_feature=4, enc_hidden=8, hidden=(16, 16))
 

@@ -8,7 +8,9 @@ from posendf_plugin import skeleton as S
 from posendf_plugin.model import POSENDF_ORIGINAL_PARENTS
 from posendf_plugin.priors import get_prior
 
-from _ndf_fixtures import clean_poses, labelled, trained_tiny, one_torch_thread  # noqa: F401 (autouse fixture)
+from _ndf_fixtures import clean_poses, labelled, trained_tiny
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ from posendf_plugin import rotations as R
 from posendf_plugin.priors.base import ProjectionResult
 from posendf_plugin.projection import project, projection_step, tangent_gradient
 
-from _ndf_fixtures import clean_poses, labelled, trained_tiny, one_torch_thread  # noqa: F401 (autouse fixture)
+from _ndf_fixtures import clean_poses, labelled, trained_tiny
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _sphere_field(target):

@@ -12,7 +12,9 @@ from posendf_plugin.config import load_config
 from posendf_plugin.model import PoseNDFNet
 from posendf_plugin.training import CHECKPOINT_FORMAT, train, training_losses
 
-from _ndf_fixtures import REPO, clean_poses, labelled, one_torch_thread, tiny_config, write_training_dir  # noqa: F401
+from _ndf_fixtures import REPO, clean_poses, labelled, tiny_config, write_training_dir
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 CURVES = ("epoch", "lr", "train_loss", "train_dist", "train_manifold", "train_eikonal", "val_dist", "val_mae")
 

@@ -17,8 +17,10 @@ to ``OUT/image_fit_qualitative/<prior>/``.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -154,6 +156,15 @@ def _qualitative(ctx: BenchContext) -> Optional[Dict]:
     return rows
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when that is shorter (no machine paths in tables)."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+    return rel if len(rel) < len(str(path)) else str(path)
+
+
 def run(ctx: BenchContext) -> Dict:
     n = ctx.pick(1, 12, 100)
     config = fit_config(ctx)
@@ -179,7 +190,7 @@ def run(ctx: BenchContext) -> Dict:
     if ctx.shared_images is not None and not ctx.quick:
         q = _qualitative(ctx)
         if q is not None:
-            res[f"qualitative ({ctx.shared_images})"] = q
+            res[f"qualitative ({_shown_path(ctx.shared_images)})"] = q
     res["_settings"] = {"images": n, "image_size": list(IMAGE_SIZE), "focal_px": FOCAL, "noise_px": NOISE_PX, "dropped_keypoints": DROP,
                         "keypoints": FMT, "body_model": ctx.body_model_name(), "data": ctx.data_name,
                         "schedule": "configs/fit_image.yaml defaults (ImageFitConfig())"}
