@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from . import keypoints as _kp
-from ._checks import as_tensor, check_finite, check_shape
-from .skeleton import NUM_BODY_JOINTS, NUM_SMPL_JOINTS, POSE_LAYOUTS, quat_to_pose, to_body_quat
+from ._checks import as_tensor, check_shape
+from .skeleton import NUM_SMPL_JOINTS, POSE_LAYOUTS, body_axis_angle, is_axis_angle, quat_to_pose, to_body_quat
 
 __all__ = [
     "MODEL_TYPES",
@@ -515,13 +515,11 @@ class BodyModel(nn.Module):
         if x.ndim >= 1 and x.shape[-1] == 69 and self.model_type != "smpl":
             warnings.warn("body_pose has SMPL's 69 values; its 2 hand joints are dropped for "
                           f"{self.model_type}", stacklevel=3)
-        if x.ndim >= 1 and x.shape[-1] in POSE_LAYOUTS or x.ndim >= 2 and x.shape[-2:] == (NUM_BODY_JOINTS, 3):
+        if is_axis_angle(x):
             # axis-angle already: keep the 21 body joints as they are (no round trip through
             # quaternions — a fitting loop calls this every step)
-            batch = x.shape[:-1] if x.shape[-1] in POSE_LAYOUTS else x.shape[:-2]
-            first = POSE_LAYOUTS[x.shape[-1]][1] if x.shape[-1] in POSE_LAYOUTS else 0
-            aa = x.reshape(batch + (-1, 3))[..., first:first + NUM_BODY_JOINTS, :].reshape(batch + (3 * NUM_BODY_JOINTS,))
-            check_finite(aa.reshape(-1, 3 * NUM_BODY_JOINTS), "body_pose")
+            aa = body_axis_angle(x, "body_pose").flatten(-2)
+            batch = aa.shape[:-1]
         else:
             q = to_body_quat(x, "body_pose")
             aa, batch = quat_to_pose(q, 63), q.shape[:-2]

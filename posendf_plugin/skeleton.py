@@ -39,6 +39,8 @@ __all__ = [
     "BODY_JOINT_TO_SMPL",
     "POSE_LAYOUTS",
     "SMPL_REST_JOINTS",
+    "is_axis_angle",
+    "body_axis_angle",
     "pose_to_quat",
     "quat_to_pose",
     "to_body_quat",
@@ -110,6 +112,35 @@ def _layouts_text() -> str:
     return ", ".join(f"{w} = {name}" for w, (name, _, _) in POSE_LAYOUTS.items())
 
 
+def is_axis_angle(x: torch.Tensor) -> bool:
+    """Whether ``x`` has an axis-angle body-pose layout: ``(..., W)`` with W in
+    :data:`POSE_LAYOUTS` or ``(..., 21, 3)`` (what :func:`body_axis_angle` takes)."""
+    return (x.ndim >= 1 and x.shape[-1] in POSE_LAYOUTS) or (x.ndim >= 2 and x.shape[-2:] == (NUM_BODY_JOINTS, 3))
+
+
+def body_axis_angle(pose, name: str = "pose") -> torch.Tensor:
+    """The 21 body joints of an axis-angle pose of any supported layout, as given (no
+    conversion). ``(..., W)`` with W in :data:`POSE_LAYOUTS`, or ``(..., 21, 3)`` -> ``(..., 21, 3)``.
+
+    Raises:
+        ValueError: unsupported width (the message lists the accepted layouts) or NaN/Inf.
+    """
+    pose = as_tensor(pose, name)
+    if pose.ndim >= 2 and pose.shape[-2:] == (NUM_BODY_JOINTS, 3):
+        aa = pose
+    else:
+        if pose.ndim == 0 or pose.shape[-1] not in POSE_LAYOUTS:
+            raise ValueError(
+                f"{name} has shape {tuple(pose.shape)}: the last dimension must be one of the "
+                f"axis-angle layouts {_layouts_text()}; or pass (..., 21, 3) axis-angle, "
+                "(..., 21, 4) quaternions or (..., 21, 3, 3) rotation matrices to to_body_quat"
+            )
+        _, first, _ = POSE_LAYOUTS[pose.shape[-1]]
+        aa = pose.reshape(pose.shape[:-1] + (pose.shape[-1] // 3, 3))[..., first:first + NUM_BODY_JOINTS, :]
+    check_finite(aa.reshape(-1, NUM_BODY_JOINTS * 3) if aa.ndim > 2 else aa.reshape(1, -1), name)
+    return aa
+
+
 def pose_to_quat(pose: torch.Tensor) -> torch.Tensor:
     """Axis-angle pose of any supported layout to body-joint quaternions.
 
@@ -121,20 +152,7 @@ def pose_to_quat(pose: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: unsupported width (the message lists the accepted layouts) or NaN/Inf.
     """
-    pose = as_tensor(pose, "pose")
-    if pose.ndim >= 2 and pose.shape[-2:] == (NUM_BODY_JOINTS, 3):
-        aa = pose
-    else:
-        if pose.ndim == 0 or pose.shape[-1] not in POSE_LAYOUTS:
-            raise ValueError(
-                f"pose has shape {tuple(pose.shape)}: the last dimension must be one of the "
-                f"axis-angle layouts {_layouts_text()}; or pass (..., 21, 3) axis-angle, "
-                "(..., 21, 4) quaternions or (..., 21, 3, 3) rotation matrices to to_body_quat"
-            )
-        _, first, _ = POSE_LAYOUTS[pose.shape[-1]]
-        aa = pose.reshape(pose.shape[:-1] + (pose.shape[-1] // 3, 3))[..., first:first + NUM_BODY_JOINTS, :]
-    check_finite(aa.reshape(-1, NUM_BODY_JOINTS * 3) if aa.ndim > 2 else aa.reshape(1, -1), "pose")
-    return R.quat_canonical(R.axis_angle_to_quat(aa))
+    return R.quat_canonical(R.axis_angle_to_quat(body_axis_angle(pose)))
 
 
 def quat_to_pose(q: torch.Tensor, layout: int = 63) -> torch.Tensor:
@@ -186,7 +204,7 @@ def to_body_quat(x, name: str = "poses") -> torch.Tensor:
                 stacklevel=2,
             )
         return R.quat_canonical(x / norm.unsqueeze(-1))
-    if x.ndim >= 1 and (x.shape[-1] in POSE_LAYOUTS or x.shape[-2:] == (NUM_BODY_JOINTS, 3)):
+    if is_axis_angle(x):
         return pose_to_quat(x)
     raise ValueError(
         f"{name} has shape {tuple(x.shape)}, which is not a supported body-pose layout. Accepted: "
