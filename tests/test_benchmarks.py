@@ -99,10 +99,15 @@ def test_same_seed_same_numbers(tiny_run, tmp_path):
     assert again["discrimination"]["sigma=0.1"]["none"] == res["discrimination"]["sigma=0.1"]["none"]
 
 
-def test_bad_arguments():
+def test_bad_arguments(capsys):
     assert bench_run.main(["--priors", "none,foo"]) == 2
     assert bench_run.main(["--task", "nope"]) == 2
     assert bench_run.main(["--checkpoint", "posendf=/no/such/file.pt"]) == 2
+    assert bench_run.main(["--fit-device", "xpu"]) == 2
+    assert "--fit-device xpu: use cpu or cuda" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert bench_run.main(["--device", "cuda"]) == 2
+        assert "CUDA is not available on this machine" in capsys.readouterr().err
 
 
 def test_guarded_records_failures_without_raising():
