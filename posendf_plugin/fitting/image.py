@@ -443,6 +443,11 @@ def _initial_pose(init_body_pose, mode: str, n_people: int) -> torch.Tensor:
     return quat_to_pose(default_mean_pose()[None], 63).expand(n_people, 63).clone()
 
 
+def _pose_l2(pose: torch.Tensor) -> torch.Tensor:
+    """``(P, 63) -> (P,)`` squared norm of the axis-angle body pose."""
+    return (pose ** 2).sum(-1)
+
+
 def fit_people(
     people: PersonKeypoints,
     image_size: Tuple[int, int],
@@ -570,10 +575,14 @@ def fit_people(
         terms["data"] = L.reprojection_loss(proj, kp[..., :2], conf, config.gmof_sigma, kw, scale)
         terms["prior"] = pose_var.prior_energy(pose) if stage.prior_weight * pscale > 0 else pose.new_zeros(P)
         terms["shape"] = L.shape_prior(betas) if nb else pose.new_zeros(P)
-        terms["bend"] = L.bend_penalty(pose)
-        terms["pose_l2"] = (pose ** 2).sum(-1)
-        total = (terms["data"] + stage.prior_weight * pscale * terms["prior"] + stage.shape_weight * terms["shape"]
-                 + stage.bend_weight * terms["bend"] + stage.pose_l2_weight * terms["pose_l2"])
+        total = terms["data"] + stage.prior_weight * pscale * terms["prior"] + stage.shape_weight * terms["shape"]
+        # optional pose terms only when weighted (off by default); otherwise measured once at the end
+        for key, weight, term in (("bend", stage.bend_weight, L.bend_penalty), ("pose_l2", stage.pose_l2_weight, _pose_l2)):
+            if weight > 0:
+                terms[key] = term(pose)
+                total = total + weight * terms[key]
+            else:
+                terms.pop(key, None)
         return total.sum()
 
     params = [go, betas, *trans.parameters()]
@@ -603,6 +612,8 @@ def fit_people(
                          transl=trans().to(dtype), keypoints=fmt)
         proj = L.perspective_projection(out.keypoints.to(torch.float32), focal, center)
         err = ((proj - kp[..., :2]).norm(dim=-1) * vis).sum(-1) / vis.sum(-1).clamp(min=1)
+        terms.setdefault("bend", L.bend_penalty(pose))
+        terms.setdefault("pose_l2", _pose_l2(pose))
         final_terms = {k: float(v.sum()) for k, v in terms.items()}
         res = ImageFitResult(
             body_pose=pose.detach().float(), global_orient=go.detach().float(), betas=betas.detach().float(),
