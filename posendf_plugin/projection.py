@@ -43,15 +43,15 @@ __all__ = [
 ]
 
 PROJECTION_METHODS = ("posendf", "riemannian")
+_EPS = 1e-12
+
+DistanceFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def method_for_prior(prior: str) -> str:
     """The projection a field trained as ``experiment.prior`` uses by default: ``nrdf`` →
     ``"riemannian"`` (its labels are geodesic), otherwise ``"posendf"``."""
     return "riemannian" if prior == "nrdf" else "posendf"
-_EPS = 1e-12
-
-DistanceFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def distance_and_gradient(fn: DistanceFn, q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
