@@ -39,6 +39,7 @@ import torch
 from .. import rotations as R
 from ..io import atomic_path, save_json
 from ..skeleton import NUM_BODY_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics
+from .anatomy import MIN_STANDING_FRAMES, calibrate_axes, calibrate_offset, calibration_weights, rotation_power, standing_weights, swing, unit
 from .bvh import BvhClip, bvh_clip_name, read_bvh
 from .motion import Motion, save_motion
 from .rigs import RigMapping, RigProfile, detect_rig, load_rig_yaml, resolve_rig
@@ -59,6 +60,8 @@ __all__ = [
     "BatchSummary",
     "register_cli",
     "Y_UP_TO_Z_UP",
+    "LANDMARK_BONES",
+    "standing_frames",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,13 +71,10 @@ Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 _Z_UP_TO_Y_UP = Y_UP_TO_Z_UP.T
 
 _J = len(SMPL_JOINT_NAMES)
-_CHILDREN: List[List[int]] = [[c for c, p in enumerate(SMPL_PARENTS) if p == j] for j in range(_J)]
 _IDX = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
 #: the child that continues a chain (used to place SMPL joints a rig lacks)
 _MAIN_CHILD = {0: 3, 3: 6, 6: 9, 9: 12, 12: 15, 1: 4, 2: 5, 4: 7, 5: 8, 7: 10, 8: 11,
                13: 16, 14: 17, 16: 18, 17: 19, 18: 20, 19: 21, 20: 22, 21: 23}
-#: rest direction of the end point of a leaf joint: head top is up, toe tip is forward
-_END_REST_DIR = {_IDX["head"]: (0.0, 1.0, 0.0), _IDX["left_foot"]: (0.0, 0.0, 1.0), _IDX["right_foot"]: (0.0, 0.0, 1.0)}
 #: (upper joint, middle joint, lower joint, rest flexion direction of the lower bone)
 _HINGES = (
     ("left_hip", "left_knee", "left_ankle", (0.0, 0.0, -1.0)),
@@ -82,13 +82,16 @@ _HINGES = (
     ("left_shoulder", "left_elbow", "left_wrist", (0.0, 0.0, 1.0)),
     ("right_shoulder", "right_elbow", "right_wrist", (0.0, 0.0, 1.0)),
 )
-#: rigid sideways offsets inside the pelvis and chest segments (SMPL pelvis->hips, spine3->
-#: collars). Their direction is body shape (where a rig puts its pelvis / chest joint), not
-#: pose: they get a low weight in the fits, and the quality report lists them separately.
-_LATERAL = frozenset(_IDX[n] for n in ("left_hip", "right_hip", "left_collar", "right_collar"))
-_LATERAL_WEIGHT = 0.25
+#: bones between anatomical landmarks that every rig places alike: the quality report's bones.
+#: (Foot, hand and head directions are not among them: where a rig puts its toe, finger and head
+#: joints is its own; those joints are read as neutral when standing, see anatomy.)
+LANDMARK_BONES: Tuple[Tuple[str, str], ...] = tuple(
+    (f"{s}_{a}", f"{s}_{b}") for s in ("left", "right") for a, b in (
+        ("hip", "knee"), ("knee", "ankle"), ("shoulder", "elbow"), ("elbow", "wrist"))
+) + (("mid_hip", "neck"),)
+#: joints whose child direction (toe, hand) is followed exactly after the standing calibration
+_END_SWING = frozenset(_IDX[n] for n in ("left_ankle", "right_ankle", "left_wrist", "right_wrist"))
 _MIN_BONE_M = 0.01  # bones shorter than this (in the source) give no direction
-_PRIOR_WEIGHT = 0.3  # weight of the source-orientation axes in per-frame Kabsch fits
 _FALLBACK_WEIGHT = 0.05  # weight of "follow the parent" pairs in the calibration
 
 
@@ -97,40 +100,7 @@ _FALLBACK_WEIGHT = 0.05  # weight of "follow the parent" pairs in the calibratio
 # ---------------------------------------------------------------------------------------------
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.maximum(n, 1e-12)
-
-
-def _kabsch(H: np.ndarray) -> np.ndarray:
-    """Rotation ``C`` maximising ``trace(C^T H)`` for ``H = Σ w b a^T``. ``(..., 3, 3)``."""
-    U, _, Vt = np.linalg.svd(H)
-    d = np.sign(np.linalg.det(U @ Vt))
-    d = np.where(d == 0, 1.0, d)
-    D = np.zeros(H.shape)
-    D[..., 0, 0] = 1.0
-    D[..., 1, 1] = 1.0
-    D[..., 2, 2] = d
-    return U @ D @ Vt
-
-
-def _swing(v: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Smallest rotations taking unit vectors ``v`` to ``w``. ``(..., 3) -> (..., 3, 3)``."""
-    axis = np.cross(v, w)
-    s = np.linalg.norm(axis, axis=-1)
-    c = np.sum(v * w, axis=-1)
-    # antiparallel: rotate by pi about any axis perpendicular to v
-    perp = np.cross(v, np.array([1.0, 0.0, 0.0]))
-    perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(v, np.array([0.0, 1.0, 0.0])), perp)
-    axis = np.where((s < 1e-9)[..., None], perp, axis)
-    axis = _unit(axis)
-    angle = np.arctan2(s, c)
-    K = np.zeros(v.shape[:-1] + (3, 3))
-    K[..., 0, 1], K[..., 0, 2] = -axis[..., 2], axis[..., 1]
-    K[..., 1, 0], K[..., 1, 2] = axis[..., 2], -axis[..., 0]
-    K[..., 2, 0], K[..., 2, 1] = -axis[..., 1], axis[..., 0]
-    sa, ca = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
-    return np.eye(3) + sa * K + (1 - ca) * (K @ K)
+_unit = unit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,8 +212,51 @@ def _valid_dir(b: np.ndarray) -> bool:
     return bool(np.isfinite(n).any() and np.nanmedian(n) > _MIN_BONE_M)
 
 
+def _limb_rotation(j: int, tg: Targets, G: np.ndarray, rest: np.ndarray,
+                   hinge: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Global rotation of a limb joint (hip, knee, shoulder, elbow): the bone to its child is
+    exact; the twist follows the rig's segment orientation through a constant offset fitted to
+    the hinge plane of the limb (and, weakly, to the parent's axes). ``-> (F, 3, 3)``."""
+    T, O = tg.positions, tg.orient
+    p = SMPL_PARENTS[j]
+    c = _MAIN_CHILD[j]
+    a = _unit(rest[c] - rest[j])
+    b = T[:, c] - T[:, j]
+    pairs = [(a, b, 1.0)]
+    if j in hinge:
+        pairs.append(hinge[j])
+    pairs += [(np.eye(3)[k], G[:, p, :, k], _FALLBACK_WEIGHT) for k in range(3)]
+    ok = np.isfinite(O[:, j]).all(axis=(1, 2))
+    C = calibrate_axes(O[:, j], pairs)
+    G0 = np.where(ok[:, None, None], O[:, j] @ C, G[:, p])
+    cur = np.einsum("fij,j->fi", G0, a)
+    bu = _unit(b)
+    good = np.isfinite(bu).all(-1) & (np.linalg.norm(b, axis=-1) > _MIN_BONE_M)
+    return swing(cur, np.where(good[:, None], bu, cur)) @ G0
+
+
+def _follow_direction(G: np.ndarray, b: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Swing the rotations ``G`` (F, 3, 3) so that the direction ``b`` (F, 3), whose weighted
+    mean in the frame of ``G`` is taken as neutral, is met exactly in every frame."""
+    bu = _unit(b)
+    bl = np.einsum("fji,fj->fi", G, bu)  # b in the frame of G
+    wts = weights * np.isfinite(bl).all(-1)
+    neutral = _unit(np.einsum("f,fi->i", wts, np.nan_to_num(bl)))
+    cur = np.einsum("fij,j->fi", G, neutral)
+    good = np.isfinite(bu).all(-1) & (np.linalg.norm(b, axis=-1) > _MIN_BONE_M)
+    return swing(cur, np.where(good[:, None], bu, cur)) @ G
+
+
+def standing_frames(tg: Targets) -> Dict[str, np.ndarray]:
+    """:func:`~posendf_plugin.data.anatomy.standing_weights` of the targets (``(F,)`` each)."""
+    names = [f"{s}_{k}" for s in ("left", "right") for k in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")]
+    return standing_weights({n: tg.positions[:, _IDX[n]] for n in names + ["neck"]})
+
+
 def solve_smpl(tg: Targets) -> Tuple[np.ndarray, np.ndarray]:
-    """SMPL global and local rotations reproducing the targets.
+    """SMPL global and local rotations of the targets, by the anatomical definitions of
+    :mod:`posendf_plugin.data.anatomy` (rig-independent: landmarks and segment orientation
+    changes, never the rig's rest pose or where it puts its spine/collar/neck joints).
 
     Args:
         tg: see :func:`source_targets`.
@@ -254,8 +267,60 @@ def solve_smpl(tg: Targets) -> Tuple[np.ndarray, np.ndarray]:
     rest = SMPL_REST_JOINTS.double().numpy()
     T, O = tg.positions, tg.orient
     F = T.shape[0]
-    eye = np.broadcast_to(np.eye(3), (F, 3, 3))
     G = np.zeros((F, _J, 3, 3))
+    neutral = standing_frames(tg)
+    cal = calibration_weights(neutral["trunk"])
+    lh, rh, ls, rs, nk = (_IDX[n] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder", "neck"))
+    mid_hip = 0.5 * (T[:, lh] + T[:, rh])
+    rest_mid_hip = 0.5 * (rest[lh] + rest[rh])
+    trunk, rest_trunk = T[:, nk] - mid_hip, _unit(rest[nk] - rest_mid_hip)
+    legs = {s: calibration_weights(neutral[f"{s}_leg"]) for s in ("left", "right")}
+    standing = bool(min(neutral["left_leg"].sum(), neutral["right_leg"].sum()) >= MIN_STANDING_FRAMES)
+
+    # pelvis: hip line = left axis; thighs at their rest direction when standing (or, in a clip
+    # without upright frames, the trunk at its rest direction on average)
+    pairs = [(_unit(rest[lh] - rest[rh]), T[:, lh] - T[:, rh], 1.0)]
+    if standing:
+        for side, h, k in (("left", lh, _IDX["left_knee"]), ("right", rh, _IDX["right_knee"])):
+            pairs.append((_unit(rest[k] - rest[h]), T[:, k] - T[:, h], legs[side]))
+    else:
+        pairs.append((rest_trunk, trunk, 1.0))
+    G[:, 0] = O[:, 0] @ calibrate_axes(O[:, 0], pairs)
+
+    # thorax (spine3): shoulder line = left axis; trunk at its rest direction when standing
+    th = _IDX["spine3"]
+    pairs = [(_unit(rest[ls] - rest[rs]), T[:, ls] - T[:, rs], 1.0), (rest_trunk, trunk, cal)]
+    G9 = O[:, th] @ calibrate_axes(O[:, th], pairs)
+    S = np.swapaxes(G[:, 0], -1, -2) @ G9
+    third = rotation_power(S, 1.0 / 3.0)
+    for j in (_IDX["spine1"], _IDX["spine2"], th):
+        G[:, j] = G[:, SMPL_PARENTS[j]] @ third
+
+    # neck + head: head segment relative to the thorax, neutral when standing, split in halves
+    hd = _IDX["head"]
+    Gh = O[:, hd] @ calibrate_offset(O[:, hd], G[:, th], cal)
+    half = rotation_power(np.swapaxes(G[:, th], -1, -2) @ Gh, 0.5)
+    G[:, nk] = G[:, th] @ half
+    G[:, hd] = G[:, nk] @ half
+
+    # collars: swing from the thorax aiming the collar bone at the shoulder landmark. The collar
+    # base is a thorax-fixed point (relative to the rig's chest joint), placed so that the collar
+    # is at its rest direction when standing: shrugs and protraction move it, rig placement not.
+    width = np.nanmedian(np.linalg.norm(T[:, ls] - T[:, rs], axis=-1)) / np.linalg.norm(rest[ls] - rest[rs])
+    G9t = np.swapaxes(G[:, th], -1, -2)
+    for c, s in ((_IDX["left_collar"], ls), (_IDX["right_collar"], rs)):
+        a = _unit(rest[s] - rest[c])
+        local_sh = np.einsum("fij,fj->fi", G9t, T[:, s] - T[:, th])  # shoulder in the thorax frame
+        ok = np.isfinite(local_sh).all(-1)
+        wts = cal * ok
+        mean_sh = np.einsum("f,fi->i", wts, np.nan_to_num(local_sh)) / max(wts.sum(), 1e-9)
+        base = mean_sh - a * np.linalg.norm(rest[s] - rest[c]) * width
+        d = _unit(T[:, s] - T[:, th] - np.einsum("fij,j->fi", G[:, th], base))
+        cur = np.einsum("fij,j->fi", G[:, th], a)
+        good = np.isfinite(d).all(-1)
+        G[:, c] = swing(cur, np.where(good[:, None], d, cur)) @ G[:, th]
+
+    # limbs: bone directions exact, twist from the hinge planes
     hinge: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for up, mid, low, flex in _HINGES:
         iu, im, il = _IDX[up], _IDX[mid], _IDX[low]
@@ -266,85 +331,24 @@ def solve_smpl(tg: Targets) -> Tuple[np.ndarray, np.ndarray]:
         a = _unit(np.cross(_unit(rest[im] - rest[iu]), np.asarray(flex)))
         for j in (iu, im):
             hinge[j] = (a, _unit(np.nan_to_num(n)), w)
-    sides = {
-        0: [("left_hip", "right_hip", 1.0)],
-        3: [("left_hip", "right_hip", 0.5), ("left_shoulder", "right_shoulder", 0.5)],
-        6: [("left_shoulder", "right_shoulder", 1.0)],
-        9: [("left_shoulder", "right_shoulder", 1.0)],
-    }
-    for j in range(_J):
-        p = SMPL_PARENTS[j]
-        if j in (22, 23):
-            G[:, j] = G[:, p]
-            continue
-        # structural direction pairs: (rest dir (3,), target dir (F,3), weight (F,))
-        child_pairs = []
-        for c in _CHILDREN[j]:
-            w = _LATERAL_WEIGHT if c in _LATERAL else 1.0
-            b = T[:, c] - T[:, j]
-            if _valid_dir(b):
-                child_pairs.append((_unit(rest[c] - rest[j]), b, w))
-                continue
-            # the source joint coincides with its parent (e.g. CMU's LowerBack at the hips, its
-            # LeftShoulder at Spine1): aim at the next joint down the chain instead
-            c2 = _MAIN_CHILD.get(c)
-            if c2 is not None and _valid_dir(T[:, c2] - T[:, j]):
-                child_pairs.append((_unit(rest[c2] - rest[j]), T[:, c2] - T[:, j], w))
-        if j in tg.ends:
-            b = tg.ends[j] - T[:, j]
-            if _valid_dir(b):
-                child_pairs.append((np.asarray(_END_REST_DIR[j]), b, 1.0))
-        side_pairs = []
-        for l, r, w in sides.get(j, ()):
-            b = T[:, _IDX[l]] - T[:, _IDX[r]]
-            if _valid_dir(b):
-                side_pairs.append((_unit(rest[_IDX[l]] - rest[_IDX[r]]), b, w))
-        # --- calibration: constant offset C between the source orientation and the SMPL bone
-        Oj = O[:, j]
-        ok = np.isfinite(Oj).all(axis=(1, 2))
-        H = np.zeros((3, 3))
+    for j in ("left_hip", "right_hip", "left_knee", "right_knee", "left_shoulder", "right_shoulder",
+              "left_elbow", "right_elbow"):
+        G[:, _IDX[j]] = _limb_rotation(_IDX[j], tg, G, rest, hinge)
 
-        def add(a: np.ndarray, b: np.ndarray, w) -> None:
-            nonlocal H
-            bl = np.einsum("fba,fb->fa", Oj, _unit(b))  # O^T b: direction in the source frame
-            wt = np.broadcast_to(np.asarray(w, float), (F,)) * ok * np.isfinite(bl).all(-1)
-            H += np.einsum("f,fi,j->ij", wt, np.nan_to_num(bl), a)
-
-        for a, b, w in child_pairs:
-            add(a, b, w)
-        for a, b, w in side_pairs:
-            add(a, b, w)
-        if j in hinge:
-            a, n, w = hinge[j]
-            add(a, n, w)
-        if p >= 0:
-            for k in range(3):
-                add(np.eye(3)[k], G[:, p, :, k], _FALLBACK_WEIGHT)
-        C = _kabsch(H) if np.abs(H).sum() > 0 else np.eye(3)
-        G0 = np.where(ok[:, None, None], Oj @ C, G[:, p] if p >= 0 else eye)
-        # --- per frame
-        if len(child_pairs) >= 2 or (side_pairs and len(child_pairs) == 0):
-            Hf = np.zeros((F, 3, 3))
-            for a, b, w in child_pairs:
-                Hf += w * np.einsum("fi,j->fij", np.nan_to_num(_unit(b)), a)
-            for a, b, w in side_pairs:
-                Hf += w * np.einsum("fi,j->fij", np.nan_to_num(_unit(b)), a)
-            Hf += _PRIOR_WEIGHT * G0  # sum_k G0 e_k e_k^T
-            G[:, j] = _kabsch(Hf)
-        elif len(child_pairs) == 1:
-            a, b, _ = child_pairs[0]
-            bu = _unit(b)
-            if side_pairs:  # fit the twist to the side vectors first, then make the bone exact
-                Hf = _PRIOR_WEIGHT * G0 + np.einsum("fi,j->fij", np.nan_to_num(bu), a)
-                for a2, b2, w in side_pairs:
-                    Hf += w * np.einsum("fi,j->fij", np.nan_to_num(_unit(b2)), a2)
-                G0 = _kabsch(Hf)
-            cur = np.einsum("fij,j->fi", G0, a)
-            good = np.isfinite(bu).all(-1)
-            S = _swing(cur, np.where(good[:, None], bu, cur))
-            G[:, j] = S @ G0
-        else:
-            G[:, j] = G0
+    # ankles, feet (toes), wrists: the rig's segment relative to its parent, neutral when
+    # standing; ankles and wrists then swing so that the foot / hand direction (to the toe / hand
+    # landmark) moves exactly as the source's, its standing direction being neutral
+    for name, part in (("left_ankle", "left_foot"), ("right_ankle", "right_foot"), ("left_foot", "left_foot"),
+                       ("right_foot", "right_foot"), ("left_wrist", "left_arm"), ("right_wrist", "right_arm")):
+        j, p = _IDX[name], SMPL_PARENTS[_IDX[name]]
+        w = calibration_weights(neutral[part])
+        ok = np.isfinite(O[:, j]).all(axis=(1, 2))
+        G[:, j] = np.where(ok[:, None, None], O[:, j] @ calibrate_offset(O[:, j], G[:, p], w), G[:, p])
+        c = _MAIN_CHILD.get(j)
+        if j in _END_SWING and tg.mapped[c] and _valid_dir(T[:, c] - T[:, j]):
+            G[:, j] = _follow_direction(G[:, j], T[:, c] - T[:, j], w)
+    for j in (22, 23):
+        G[:, j] = G[:, SMPL_PARENTS[j]]
     L = np.zeros_like(G)
     L[:, 0] = G[:, 0]
     for j in range(1, _J):
@@ -362,12 +366,14 @@ class QualityReport:
     """Bone-direction agreement between the converted SMPL pose and the source skeleton.
 
     Attributes:
-        mean_deg / p95_deg / max_deg: over all mapped *articulated* bones and frames: every SMPL
-            bone whose two ends have their own source joint, except the rigid sideways offsets
-            pelvis->hips and spine3->collars, whose direction is body shape, not pose (a rig whose
-            pelvis joint sits level with its hip joints differs there by up to 40° from SMPL in
-            every frame, whatever the pose).
-        all_mean_deg / all_p95_deg: the same including those offsets.
+        mean_deg / p95_deg / max_deg: over the **landmark bones** (:data:`LANDMARK_BONES`:
+            thighs, shins, upper arms, forearms and the trunk from the hips' midpoint to the neck
+            base) whose ends the rig has, all frames. These are
+            the directions every rig agrees on; the rig's own spine, collar and pelvis joints
+            sit wherever that rig puts them and are not what SMPL's joints mean
+            (:mod:`posendf_plugin.data.anatomy`).
+        all_mean_deg / all_p95_deg: every SMPL bone whose two ends have their own source joint
+            (rig-specific placements included), for information.
         hinge_offaxis_deg: mean rotation of the knees and elbows away from their hinge axis
             (twist and sideways bend; a check on twist transfer that bone directions alone
             cannot see: a wrong upper-arm twist shows up here as a twisted elbow).
@@ -455,34 +461,55 @@ def smpl_joint_positions(motion: Motion) -> np.ndarray:
     return pos.numpy()
 
 
+def _bone(points: np.ndarray, a: str, b: str) -> np.ndarray:
+    """Vector from landmark ``a`` to ``b`` of ``points (F, 24, 3)`` (``mid_hip`` = hips' midpoint)."""
+    def at(n: str) -> np.ndarray:
+        if n == "mid_hip":
+            return 0.5 * (points[:, _IDX["left_hip"]] + points[:, _IDX["right_hip"]])
+        return points[:, _IDX[n]]
+    return at(b) - at(a)
+
+
 def quality_report(result: ConversionResult) -> QualityReport:
     """Compare SMPL bone directions (FK of the saved pose) with the source's, in degrees.
 
     Bones count when both ends have their own source joint and the source bone is longer than
-    1 cm.
+    1 cm (see :class:`QualityReport`).
     """
     smpl = smpl_joint_positions(result.motion)
     src = result.targets.positions @ Y_UP_TO_Z_UP.T
     mapped = result.targets.mapped
-    angles, lateral, per_bone = [], [], {}
-    for j in range(1, _J):
-        p = SMPL_PARENTS[j]
-        if not (mapped[j] and mapped[p]):
-            continue
-        b_src = src[:, j] - src[:, p]
+
+    def has(n: str) -> bool:
+        return bool(mapped[_IDX["left_hip"]] and mapped[_IDX["right_hip"]]) if n == "mid_hip" else bool(mapped[_IDX[n]])
+
+    def angle(a: str, b: str) -> Optional[np.ndarray]:
+        if not (has(a) and has(b)):
+            return None
+        b_src = _bone(src, a, b)
         if not _valid_dir(b_src):
-            continue
-        b_smpl = smpl[:, j] - smpl[:, p]
-        cos = np.sum(_unit(b_src) * _unit(b_smpl), axis=-1)
-        ang = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-        (lateral if j in _LATERAL else angles).append(ang)
-        per_bone[f"{SMPL_JOINT_NAMES[p]}->{SMPL_JOINT_NAMES[j]}"] = float(np.mean(ang))
+            return None
+        cos = np.sum(_unit(b_src) * _unit(_bone(smpl, a, b)), axis=-1)
+        return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+    angles, per_bone = [], {}
+    for a, b in LANDMARK_BONES:
+        ang = angle(a, b)
+        if ang is not None:
+            angles.append(ang)
+            per_bone[f"{a}->{b}"] = float(np.mean(ang))
     if not angles:
         raise ValueError(f"{result.path}: no mapped bones to compare")
+    every = []
+    for j in range(1, _J):
+        ang = angle(SMPL_JOINT_NAMES[SMPL_PARENTS[j]], SMPL_JOINT_NAMES[j])
+        if ang is not None:
+            every.append(ang)
+            per_bone.setdefault(f"{SMPL_JOINT_NAMES[SMPL_PARENTS[j]]}->{SMPL_JOINT_NAMES[j]}", float(np.mean(ang)))
     art = np.concatenate(angles)
-    every = np.concatenate(angles + lateral)
+    every_a = np.concatenate(every) if every else art
     return QualityReport(float(art.mean()), float(np.percentile(art, 95)), float(art.max()),
-                         per_bone, len(angles), len(smpl), float(every.mean()), float(np.percentile(every, 95)),
+                         per_bone, len(angles), len(smpl), float(every_a.mean()), float(np.percentile(every_a, 95)),
                          _hinge_offaxis(result.motion))
 
 

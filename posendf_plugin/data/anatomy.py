@@ -1,0 +1,208 @@
+"""What an SMPL body pose *means*, joint by joint, read from rig-independent quantities.
+
+A mocap rig's joint frames and joint placements are its own (where it puts the pelvis joint,
+how many spine bones it has, how its bones are rolled, what its rest pose is), so a converter
+that copies rig rotations, or matches rig-specific bone directions, gives every rig its own
+constant offsets. This module defines the 21 SMPL body rotations from **anatomical landmarks**
+(the positions of the hip, knee, ankle, toe, shoulder, elbow, wrist, neck-base and head joints,
+which every humanoid rig places at the same body points) plus the *changes* of segment
+orientations, never from a rig's rest pose:
+
+=================  ============================================================================
+pelvis (root)      the rig's pelvis-segment orientation, offset by a constant calibrated so that
+                   the hip line (left hip - right hip) is the pelvis's left axis in every frame,
+                   and, in **upright standing frames** (knees straight, thighs and trunk
+                   vertical), the thighs hang along the SMPL rest thigh direction (zero hip
+                   flexion when standing).
+spine1..3          the thorax frame (the rig's chest-segment orientation, offset so that the
+                   shoulder line is its left axis and, when standing, the trunk hips->neck-base
+                   is at its SMPL rest direction) relative to the pelvis; the bend is **shared
+                   equally** among spine1, spine2 and spine3 (each takes a third of the
+                   axis-angle).
+neck, head         the head-segment orientation relative to the thorax, offset so that the
+                   head is neutral when standing; shared equally between neck and head.
+collars            swing from the thorax frame that points the SMPL collar bone from its
+                   thorax-fixed base (SMPL rest position relative to the neck base, scaled to
+                   the subject) to the shoulder landmark: shrugs and protraction, no twist.
+hips, shoulders    bone direction (hip->knee, shoulder->elbow) exact; twist from the knee /
+                   elbow hinge plane (flexion axis = SMPL's), calibrated over the clip
+                   (:func:`posendf_plugin.data.convert.solve_smpl`).
+knees, elbows      same: bone direction exact, hinge plane for twist.
+ankles, wrists,    the rig's segment orientation relative to the parent (shin / forearm / foot),
+feet (toes)        offset so that the joint is neutral when standing.
+hands              identity (SMPL's hand joints are not part of the body pose).
+=================  ============================================================================
+
+"Neutral when standing" is the one convention that fixes what landmarks cannot (the pelvis tilt
+about the hip line, the head's nod, foot and wrist flexion): SMPL's zero pose is an upright
+stance, and mocap clips contain upright frames. A clip without any (sitting, crawling) falls
+back to the clip average for these offsets; :func:`standing_weights` says which frames count.
+
+All functions are pure numpy, float64, Y-up, metres.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+
+__all__ = [
+    "standing_weights",
+    "calibrate_offset",
+    "calibrate_axes",
+    "calibration_weights",
+    "frame_from_axes",
+    "rotation_power",
+    "swing",
+    "kabsch",
+    "unit",
+    "MIN_STANDING_FRAMES",
+]
+
+#: below this many (weighted) neutral frames, an offset falls back to the clip average.
+MIN_STANDING_FRAMES = 5.0
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """``v / |v|`` along the last axis (0 stays 0). ``(..., 3) -> (..., 3)``."""
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(n, 1e-12)
+
+
+def kabsch(H: np.ndarray) -> np.ndarray:
+    """Rotation ``C`` maximising ``trace(C^T H)`` for ``H = Σ w b a^T`` (so ``C a ≈ b``).
+    ``(..., 3, 3) -> (..., 3, 3)``."""
+    U, _, Vt = np.linalg.svd(H)
+    d = np.sign(np.linalg.det(U @ Vt))
+    d = np.where(d == 0, 1.0, d)
+    D = np.zeros(H.shape)
+    D[..., 0, 0] = 1.0
+    D[..., 1, 1] = 1.0
+    D[..., 2, 2] = d
+    return U @ D @ Vt
+
+
+def swing(v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Smallest rotations taking unit vectors ``v`` to ``w``. ``(..., 3) -> (..., 3, 3)``."""
+    v, w = np.broadcast_arrays(v, w)
+    axis = np.cross(v, w)
+    s = np.linalg.norm(axis, axis=-1)
+    c = np.sum(v * w, axis=-1)
+    perp = np.cross(v, np.array([1.0, 0.0, 0.0]))
+    perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(v, np.array([0.0, 1.0, 0.0])), perp)
+    axis = unit(np.where((s < 1e-9)[..., None], perp, axis))
+    angle = np.arctan2(s, c)
+    K = np.zeros(v.shape[:-1] + (3, 3))
+    K[..., 0, 1], K[..., 0, 2] = -axis[..., 2], axis[..., 1]
+    K[..., 1, 0], K[..., 1, 2] = axis[..., 2], -axis[..., 0]
+    K[..., 2, 0], K[..., 2, 1] = -axis[..., 1], axis[..., 0]
+    sa, ca = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
+    return np.eye(3) + sa * K + (1 - ca) * (K @ K)
+
+
+def rotation_power(Rm: np.ndarray, t: float) -> np.ndarray:
+    """``R^t``: the rotation about the same axis by ``t`` times the angle (angle in [0, π]).
+    ``(..., 3, 3) -> (..., 3, 3)``."""
+    cos = np.clip((np.trace(Rm, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
+    ang = np.arccos(cos)
+    v = np.stack([Rm[..., 2, 1] - Rm[..., 1, 2], Rm[..., 0, 2] - Rm[..., 2, 0], Rm[..., 1, 0] - Rm[..., 0, 1]], -1)
+    sin = np.sin(ang)
+    axis = unit(v)
+    # near π the antisymmetric part vanishes: take the axis from the symmetric part instead
+    near_pi = sin < 1e-6
+    if np.any(near_pi & (ang > 1.0)):
+        S = (Rm + np.swapaxes(Rm, -1, -2)) / 2.0 - cos[..., None, None] * np.eye(3)
+        k = np.argmax(np.diagonal(S, axis1=-2, axis2=-1), axis=-1)
+        col = np.take_along_axis(S, k[..., None, None].repeat(3, -2), -1)[..., 0]
+        axis = np.where((near_pi & (ang > 1.0))[..., None], unit(col), axis)
+    a = ang * t
+    K = np.zeros(Rm.shape)
+    K[..., 0, 1], K[..., 0, 2] = -axis[..., 2], axis[..., 1]
+    K[..., 1, 0], K[..., 1, 2] = axis[..., 2], -axis[..., 0]
+    K[..., 2, 0], K[..., 2, 1] = -axis[..., 1], axis[..., 0]
+    return np.eye(3) + np.sin(a)[..., None, None] * K + (1 - np.cos(a))[..., None, None] * (K @ K)
+
+
+def frame_from_axes(lateral: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Right-handed frame with x along ``lateral`` and y along ``up`` made orthogonal to it.
+    ``(..., 3), (..., 3) -> (..., 3, 3)`` (columns x, y, z)."""
+    x = unit(lateral)
+    y = unit(up - np.sum(up * x, -1, keepdims=True) * x)
+    z = np.cross(x, y)
+    return np.stack([x, y, z], -1)
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arccos(np.clip(np.sum(unit(a) * unit(b), -1), -1.0, 1.0)))
+
+
+def _ramp(x: np.ndarray, full: float, zero: float) -> np.ndarray:
+    """1 at ``x <= full``, 0 at ``x >= zero``, linear between (NaN -> 0)."""
+    return np.nan_to_num(np.clip((zero - x) / (zero - full), 0.0, 1.0))
+
+
+def standing_weights(pos: Dict[str, np.ndarray], up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> Dict[str, np.ndarray]:
+    """How much each frame shows each body part in its neutral upright posture, in [0, 1].
+
+    Args:
+        pos: landmark name -> ``(F, 3)`` positions: ``{left,right}_{hip,knee,ankle,shoulder,
+            elbow,wrist}`` and ``neck`` (neck base).
+        up: the world's up direction.
+    Returns:
+        ``"trunk"``: the trunk (hips midpoint -> neck base) within 10° of vertical (falling to 0
+        at 25°); ``"left_leg"`` / ``"right_leg"``: trunk upright and that knee within 25° of
+        straight (0 at 50°) — walking frames count, the two thighs swing about neutral;
+        ``"left_foot"`` / ``"right_foot"``: trunk upright, knee within 15°, shin within 10° of
+        vertical (stance); ``"left_arm"`` / ``"right_arm"``: trunk upright, upper arm within
+        20° of hanging down, elbow within 20° of straight. Each ``(F,)``.
+    """
+    trunk = pos["neck"] - 0.5 * (pos["left_hip"] + pos["right_hip"])
+    w_up = _ramp(_angle_deg(trunk, up), 10.0, 25.0)
+    out = {"trunk": w_up}
+    for s in ("left", "right"):
+        thigh = pos[f"{s}_knee"] - pos[f"{s}_hip"]
+        shin = pos[f"{s}_ankle"] - pos[f"{s}_knee"]
+        knee = _angle_deg(thigh, shin)
+        out[f"{s}_leg"] = w_up * _ramp(knee, 25.0, 50.0)
+        out[f"{s}_foot"] = w_up * _ramp(knee, 15.0, 30.0) * _ramp(_angle_deg(shin, -up), 10.0, 25.0)
+        upper = pos[f"{s}_elbow"] - pos[f"{s}_shoulder"]
+        fore = pos[f"{s}_wrist"] - pos[f"{s}_elbow"]
+        out[f"{s}_arm"] = w_up * _ramp(_angle_deg(upper, -up), 20.0, 40.0) * _ramp(_angle_deg(upper, fore), 20.0, 40.0)
+    return out
+
+
+def calibrate_offset(orient: np.ndarray, target: np.ndarray, weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """Constant rotation ``C`` with ``orient[t] @ C ≈ target[t]`` in the weighted least-squares
+    sense over frames. ``(F, 3, 3), (F, 3, 3), (F,) -> (3, 3)`` (identity without data)."""
+    ok = np.isfinite(orient).all(axis=(1, 2)) & np.isfinite(target).all(axis=(1, 2))
+    w = np.ones(len(orient)) if weights is None else np.nan_to_num(np.asarray(weights, float))
+    w = w * ok
+    if w.sum() == 0:
+        return np.eye(3)
+    H = np.einsum("f,fba,fbc->ac", w, np.nan_to_num(orient), np.nan_to_num(target))
+    return kabsch(H)
+
+
+def calibrate_axes(orient: np.ndarray, pairs) -> np.ndarray:
+    """Constant rotation ``C`` with ``orient[t] @ C @ a ≈ b[t]`` for weighted direction pairs.
+
+    Args:
+        orient: ``(F, 3, 3)`` segment orientations.
+        pairs: iterable of ``(a (3,), b (F, 3), w (F,) or float)``: a direction in the SMPL rest
+            frame of the segment and the landmark direction it must follow in frame ``t``.
+    Returns:
+        ``(3, 3)`` (identity when no pair has weight).
+    """
+    F = len(orient)
+    ok = np.isfinite(orient).all(axis=(1, 2))
+    H = np.zeros((3, 3))
+    for a, b, w in pairs:
+        bl = np.einsum("fba,fb->fa", np.nan_to_num(orient), np.nan_to_num(unit(b)))
+        wt = np.broadcast_to(np.asarray(w, float), (F,)) * ok * np.isfinite(b).all(-1)
+        H += np.einsum("f,fi,j->ij", np.nan_to_num(wt), bl, np.asarray(a, float))
+    return kabsch(H) if np.abs(H).sum() > 0 else np.eye(3)
+
+
+def calibration_weights(standing: np.ndarray) -> np.ndarray:
+    """``standing`` when it sums to at least :data:`MIN_STANDING_FRAMES`, else uniform. ``(F,)``."""
+    return standing if float(standing.sum()) >= MIN_STANDING_FRAMES else np.ones_like(standing)
