@@ -252,8 +252,11 @@ def write_bvh(
     return path
 
 
-def read_bvh(path: Union[str, Path]) -> BvhClip:
+def read_bvh(path: Union[str, Path], max_frames: Optional[int] = None) -> BvhClip:
     """Read a ``.bvh`` or ``.bvh.gz`` file (gzip is detected from the content).
+
+    Args:
+        max_frames: read only the first frames (``None``: all).
 
     Raises:
         FileNotFoundError: no such file.
@@ -272,7 +275,11 @@ def read_bvh(path: Union[str, Path]) -> BvhClip:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return read_bvh_text(text, str(path))
+    return read_bvh_text(text, str(path), max_frames=max_frames)
+
+
+#: deepest joint nesting accepted (a humanoid with fingers is ~15 deep)
+MAX_DEPTH = 256
 
 
 class _Tokens:
@@ -310,7 +317,7 @@ class _Tokens:
         return self.toks[self.i][0] if self.i < len(self.toks) else None
 
 
-def read_bvh_text(text: str, src: str = "<bvh>") -> BvhClip:
+def read_bvh_text(text: str, src: str = "<bvh>", max_frames: Optional[int] = None) -> BvhClip:
     """Parse BVH text (see :func:`read_bvh`); ``src`` names the source in error messages."""
     upper = text.upper()
     h = upper.find("HIERARCHY")
@@ -326,7 +333,12 @@ def read_bvh_text(text: str, src: str = "<bvh>") -> BvhClip:
     channels: List[List[str]] = []
     is_end: List[bool] = []
 
-    def joint(parent: int, end: bool) -> None:
+    def joint(parent: int, end: bool, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise ValueError(
+                f"{src}: the hierarchy nests joints more than {MAX_DEPTH} deep; not a humanoid skeleton "
+                "(corrupt file?)"
+            )
         if end:
             tk.expect("Site")
             name = f"{names[parent]}_End"
@@ -362,9 +374,9 @@ def read_bvh_text(text: str, src: str = "<bvh>") -> BvhClip:
                     )
                 channels[idx] = chans
             elif key == "JOINT":
-                joint(idx, False)
+                joint(idx, False, depth + 1)
             elif key == "END":
-                joint(idx, True)
+                joint(idx, True, depth + 1)
             elif t.lower() in _ROT_CHANNELS + _POS_CHANNELS:
                 raise ValueError(
                     f"{src}: line {ln}: joint {name!r} lists more channel names than its CHANNELS count "
@@ -414,6 +426,8 @@ def read_bvh_text(text: str, src: str = "<bvh>") -> BvhClip:
     rows = [ln for ln in lines[k:] if ln.strip()]
     if len(rows) < n_frames:
         raise ValueError(f"{src}: declares {n_frames} frames but holds only {len(rows)} (truncated file?)")
+    if max_frames is not None:
+        n_frames = min(n_frames, max(int(max_frames), 1))
     rows = rows[:n_frames]
     try:
         data = np.array(" ".join(rows).split(), dtype=np.float64)

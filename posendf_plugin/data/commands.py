@@ -6,7 +6,7 @@ import importlib
 
 #: data subcommand modules, in help order: bvh, amass, prepare, default
 SUBCOMMAND_MODULES = (
-    "posendf_plugin.data.convert",
+    "posendf_plugin.data.mocap_batch",
     "posendf_plugin.data.amass",
     "posendf_plugin.data.prepare",
     "posendf_plugin.data.default",

@@ -27,9 +27,8 @@ pose, compared with the BVH joint positions as bone directions in degrees.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -37,12 +36,12 @@ import numpy as np
 import torch
 
 from .. import rotations as R
-from ..io import atomic_path, save_json
+from ..io import atomic_path
 from ..skeleton import NUM_BODY_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics
 from .anatomy import MIN_STANDING_FRAMES, calibrate_axes, calibrate_offset, calibration_weights, rotation_power, standing_weights, swing, unit
 from .bvh import BvhClip, bvh_clip_name, read_bvh
-from .motion import Motion, save_motion
-from .rigs import RigMapping, RigProfile, detect_rig, load_rig_yaml, resolve_rig
+from .motion import Motion
+from .rigs import RigMapping, RigProfile, detect_rig, resolve_rig
 
 __all__ = [
     "Targets",
@@ -55,10 +54,6 @@ __all__ = [
     "quality_report",
     "smpl_joint_positions",
     "plot_frames",
-    "find_bvh_files",
-    "run_bvh",
-    "BatchSummary",
-    "register_cli",
     "Y_UP_TO_Z_UP",
     "LANDMARK_BONES",
     "standing_frames",
@@ -588,151 +583,14 @@ def plot_frames(result: ConversionResult, path: Union[str, Path], frames: Option
     return path
 
 
-# ---------------------------------------------------------------------------------------------
-# Batch + CLI
-# ---------------------------------------------------------------------------------------------
+# The batch conversion and the ``posendf data bvh|mocap`` command moved to
+# :mod:`posendf_plugin.data.mocap_batch`; their old names stay importable from here.
+_MOVED = frozenset({"find_bvh_files", "run_bvh", "BatchSummary", "register_cli"})
 
 
-def _is_bvh(p: Path) -> bool:
-    n = p.name.lower()
-    return n.endswith(".bvh") or n.endswith(".bvh.gz")
+def __getattr__(name: str):
+    if name in _MOVED:
+        from . import mocap_batch
 
-
-def find_bvh_files(inputs: Sequence[Union[str, Path]]) -> List[Tuple[Path, Path]]:
-    """Expand files and folders into ``(file, relative output stem)`` pairs.
-
-    Raises:
-        FileNotFoundError: an input does not exist, or a folder holds no ``.bvh``/``.bvh.gz``.
-    """
-    out: List[Tuple[Path, Path]] = []
-    for inp in inputs:
-        inp = Path(inp)
-        if inp.is_dir():
-            files = sorted(p for p in inp.rglob("*") if p.is_file() and _is_bvh(p))
-            if not files:
-                raise FileNotFoundError(f"{inp}: folder contains no .bvh or .bvh.gz files")
-            out += [(f, f.parent.relative_to(inp) / bvh_clip_name(f)) for f in files]
-        elif inp.is_file():
-            out.append((inp, Path(bvh_clip_name(inp))))
-        else:
-            raise FileNotFoundError(f"{inp}: no such file or folder")
-    return out
-
-
-@dataclass
-class BatchSummary:
-    """What a batch conversion did."""
-
-    converted: List[Dict] = field(default_factory=list)
-    failed: List[Dict] = field(default_factory=list)
-
-
-def run_bvh(inputs: Sequence[Union[str, Path]], out: Union[str, Path], fps: Optional[float] = None,
-            report: bool = False, rig: Optional[RigProfile] = None, plot_dir: Optional[Union[str, Path]] = None,
-            progress: bool = True) -> BatchSummary:
-    """Convert BVH files/folders to AMASS-layout ``.npz`` files under ``out``.
-
-    Bad files are logged and listed in the summary (and in ``bvh_report.json`` with
-    ``report=True``); the good ones are still written.
-    """
-    from tqdm import tqdm
-
-    files = find_bvh_files(inputs)
-    out = Path(out)
-    summary = BatchSummary()
-    for f, rel in tqdm(files, desc="bvh -> smpl", unit="clip", disable=not progress):
-        try:
-            res = convert_bvh(f, rig=rig, fps=fps)
-            dest = out / rel.parent / f"{rel.name}.npz"
-            save_motion(dest, res.motion)
-            entry = {"file": str(f), "out": str(dest), "rig": res.mapping.profile.name,
-                     "frames": len(res.motion), "fps": res.motion.fps}
-            if report:
-                q = quality_report(res)
-                entry.update(mean_deg=q.mean_deg, p95_deg=q.p95_deg, max_deg=q.max_deg, bones=q.num_bones,
-                             all_bones_mean_deg=q.all_mean_deg, all_bones_p95_deg=q.all_p95_deg,
-                             hinge_offaxis_deg=q.hinge_offaxis_deg,
-                             per_bone_mean_deg=q.per_bone_mean_deg)
-            if plot_dir is not None:
-                entry["plot"] = str(plot_frames(res, Path(plot_dir) / rel.parent / f"{rel.name}.png"))
-            summary.converted.append(entry)
-        except (ValueError, KeyError, FileNotFoundError, OSError, np.linalg.LinAlgError) as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-            if str(f) not in msg:
-                msg = f"{f}: {msg}"
-            log.warning("skipping %s: %s", f, msg)
-            summary.failed.append({"file": str(f), "error": msg})
-    if report:
-        rows = summary.converted
-        worst = max(rows, key=lambda r: r["p95_deg"]) if rows else None
-        save_json(out / "bvh_report.json", {
-            "metric": "angle between SMPL bone directions (FK of SMPL_REST_JOINTS with the converted pose) and the "
-                      "BVH bone directions over all frames, degrees. mean/p95: all mapped articulated bones "
-                      "(excluding the rigid sideways offsets pelvis->hips and spine3->collars, which are body shape); "
-                      "all_bones_*: including them",
-            "clips": rows, "failed": summary.failed,
-            "overall": {
-                "clips": len(rows),
-                "mean_of_means_deg": float(np.mean([r["mean_deg"] for r in rows])) if rows else None,
-                "worst_mean_deg": float(max(r["mean_deg"] for r in rows)) if rows else None,
-                "worst_p95_deg": worst["p95_deg"] if worst else None,
-                "worst_p95_clip": worst["file"] if worst else None,
-            },
-        })
-    return summary
-
-
-def _print_table(summary: BatchSummary, report: bool) -> None:
-    if report and summary.converted:
-        w = max(len(Path(r["file"]).name) for r in summary.converted)
-        print(f"{'clip':<{w}}  {'rig':<8} {'frames':>7} {'mean°':>7} {'p95°':>7} {'all mean°':>10} {'all p95°':>9} "
-              f"{'hinge off°':>10}")
-        for r in summary.converted:
-            print(f"{Path(r['file']).name:<{w}}  {r['rig']:<8} {r['frames']:>7} {r['mean_deg']:>7.2f} {r['p95_deg']:>7.2f} "
-                  f"{r['all_bones_mean_deg']:>10.2f} {r['all_bones_p95_deg']:>9.2f} {r['hinge_offaxis_deg']:>10.2f}")
-        means = [r["mean_deg"] for r in summary.converted]
-        p95s = [r["p95_deg"] for r in summary.converted]
-        print(f"{len(means)} clip(s), articulated bones: mean of means {np.mean(means):.2f}°, worst mean "
-              f"{max(means):.2f}°, worst p95 {max(p95s):.2f}° (all_* columns include pelvis->hip and "
-              "spine3->collar offsets)")
-    print(f"converted {len(summary.converted)} clip(s), failed {len(summary.failed)}")
-    for r in summary.failed:
-        print(f"  FAILED {r['error']}")
-
-
-def _cli(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    rig = load_rig_yaml(args.rig) if args.rig else None
-    if args.fps is not None and not args.fps > 0:
-        raise ValueError(f"--fps must be positive, got {args.fps}")
-    summary = run_bvh(args.inputs, args.out, fps=args.fps, report=args.report, rig=rig, plot_dir=args.plot)
-    _print_table(summary, args.report)
-    if not summary.converted:
-        raise ValueError(f"no clip could be converted ({len(summary.failed)} failed); see the messages above")
-    return 1 if summary.failed else 0
-
-
-def register_cli(subparsers) -> argparse.ArgumentParser:
-    """Add ``posendf data bvh``."""
-    p = subparsers.add_parser(
-        "bvh",
-        help="convert BVH mocap (any humanoid rig) to AMASS-layout SMPL .npz clips",
-        description=(
-            "Retarget BVH motion capture (.bvh or .bvh.gz; CC3/iClone, CMU, CMU 3ds-Max, Bandai-Namco, "
-            "Mixamo and LAFAN1 rigs are recognised from their joint names, others via --rig) onto the SMPL "
-            "skeleton. Writes one .npz per clip under --out, named after the clip (folders keep their "
-            "sub-folders), in the AMASS layout: root_orient (N,3) and trans (N,3, metres) in a Z-up world, "
-            "pose_body (N,63), poses (N,156), betas, mocap_framerate, gender. Bad files are reported and "
-            "skipped; the exit status is 1 when some failed."
-        ),
-    )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="BVH files or folders (searched recursively)")
-    p.add_argument("--out", required=True, help="output folder for the .npz clips")
-    p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: keep the file's)")
-    p.add_argument("--report", action="store_true",
-                   help="measure bone-direction error (mean / p95 degrees per clip), print a table and write "
-                        "OUT/bvh_report.json")
-    p.add_argument("--rig", default=None, metavar="FILE", help="YAML joint mapping for a rig not recognised automatically")
-    p.add_argument("--plot", default=None, metavar="DIR", help="also render 4 frames per clip (source vs SMPL) to DIR/<clip>.png")
-    p.set_defaults(func=_cli)
-    return p
+        return getattr(mocap_batch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

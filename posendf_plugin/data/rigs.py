@@ -191,6 +191,24 @@ _CMU = RigProfile(
     scale=_CMU.scale, ends=_CMU.ends, signature=_CMU.signature, description=_CMU.description,
 )
 
+_CMU_ASF = _profile(
+    "cmu-asf",
+    {
+        "pelvis": ["root"], "spine1": ["upperback"], "spine3": ["thorax"], "neck": ["upperneck"],
+        "head": ["head"],
+    },
+    {
+        "hip": ["{S}femur"], "knee": ["{S}tibia"], "ankle": ["{S}foot"], "foot": ["{S}toes"],
+        "collar": ["{S}clavicle"], "shoulder": ["{S}humerus"], "elbow": ["{S}radius"],
+        "wrist": ["{S}wrist"], "hand": ["{S}fingers", "{S}hand"],
+    },
+    ("l", "r"),
+    ends={"head": ["head_End"], "foot": ["{S}toes_End"]},
+    scale=None,
+    signature=("lhipjoint", "lfemur", "ltibia", "lowerback", "upperneck", "lclavicle", "lhumerus"),
+    description="CMU ASF/AMC bone names (lfemur, ltibia, lhumerus, ...); units from the ASF",
+)
+
 _CMU_MAX = _profile(
     "cmu-max",
     {
@@ -260,7 +278,9 @@ _LAFAN1 = _profile(
 )
 
 #: Built-in profiles by name.
-BUILTIN_RIGS: Dict[str, RigProfile] = {p.name: p for p in (_CC3, _CMU, _CMU_MAX, _BANDAI, _MIXAMO, _LAFAN1)}
+BUILTIN_RIGS: Dict[str, RigProfile] = {
+    p.name: p for p in (_CC3, _CMU, _CMU_ASF, _CMU_MAX, _BANDAI, _MIXAMO, _LAFAN1)
+}
 
 
 def resolve_rig(names: Sequence[str], profile: RigProfile) -> RigMapping:
