@@ -11,19 +11,21 @@ orientations, never from a rig's rest pose:
 =================  ============================================================================
 pelvis (root)      the rig's pelvis-segment orientation, offset by a constant calibrated so that
                    the hip line (left hip - right hip) is the pelvis's left axis in every frame,
-                   and, in **upright standing frames** (knees straight, thighs and trunk
-                   vertical), the thighs hang along the SMPL rest thigh direction (zero hip
-                   flexion when standing).
-spine1..3          the thorax frame (the rig's chest-segment orientation, offset so that the
-                   shoulder line is its left axis and, when standing, the trunk hips->neck-base
-                   is at its SMPL rest direction) relative to the pelvis; the bend is **shared
-                   equally** among spine1, spine2 and spine3 (each takes a third of the
-                   axis-angle).
+                   and, in **upright frames** (trunk vertical, that knee nearly straight:
+                   standing and walking), each thigh lies along its SMPL rest direction on
+                   average (zero hip flexion when standing). A clip without upright frames
+                   uses the trunk (hips -> neck base) at its rest direction instead.
+spine1..3          the thorax (the rig's chest-segment orientation, offset so that the spine is
+                   neutral — thorax aligned with pelvis — in upright frames with both legs
+                   straight) relative to the pelvis; the bend is **shared equally** among
+                   spine1, spine2 and spine3 (each takes a third of the axis-angle).
 neck, head         the head-segment orientation relative to the thorax, offset so that the
                    head is neutral when standing; shared equally between neck and head.
-collars            swing from the thorax frame that points the SMPL collar bone from its
-                   thorax-fixed base (SMPL rest position relative to the neck base, scaled to
-                   the subject) to the shoulder landmark: shrugs and protraction, no twist.
+collars            swing from the thorax frame that points the SMPL collar bone from a
+                   thorax-fixed base to the shoulder landmark: shrugs and protraction, no twist.
+                   The base is placed (relative to the rig's chest joint, SMPL collar length
+                   scaled to the subject's shoulder width) so that the collar is neutral when
+                   standing.
 hips, shoulders    bone direction (hip->knee, shoulder->elbow) exact; twist from the knee /
                    elbow hinge plane (flexion axis = SMPL's), calibrated over the clip
                    (:func:`posendf_plugin.data.convert.solve_smpl`).
@@ -34,7 +36,7 @@ hands              identity (SMPL's hand joints are not part of the body pose).
 =================  ============================================================================
 
 "Neutral when standing" is the one convention that fixes what landmarks cannot (the pelvis tilt
-about the hip line, the head's nod, foot and wrist flexion): SMPL's zero pose is an upright
+about the hip line, the spine's and the head's bend, foot and wrist flexion): SMPL's zero pose is an upright
 stance, and mocap clips contain upright frames. A clip without any (sitting, crawling) falls
 back to the clip average for these offsets; :func:`standing_weights` says which frames count.
 

@@ -282,10 +282,10 @@ def solve_smpl(tg: Targets) -> Tuple[np.ndarray, np.ndarray]:
         pairs.append((rest_trunk, trunk, 1.0))
     G[:, 0] = O[:, 0] @ calibrate_axes(O[:, 0], pairs)
 
-    # thorax (spine3): shoulder line = left axis; trunk at its rest direction when standing
+    # thorax (spine3): the spine is neutral in upright frames with straight legs
     th = _IDX["spine3"]
-    pairs = [(_unit(rest[ls] - rest[rs]), T[:, ls] - T[:, rs], 1.0), (rest_trunk, trunk, cal)]
-    G9 = O[:, th] @ calibrate_axes(O[:, th], pairs)
+    legs_up = calibration_weights(neutral["left_leg"] * neutral["right_leg"])
+    G9 = O[:, th] @ calibrate_offset(O[:, th], G[:, 0], legs_up)
     S = np.swapaxes(G[:, 0], -1, -2) @ G9
     third = rotation_power(S, 1.0 / 3.0)
     for j in (_IDX["spine1"], _IDX["spine2"], th):

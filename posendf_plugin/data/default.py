@@ -1,24 +1,42 @@
-"""The embedded default pose sets: CMU mocap (and, locally, Bandai-Namco) converted to SMPL.
+"""The embedded default: the CMU mocap in ``../shared/data`` converted to SMPL, split by subject.
 
 ``posendf data default`` builds train/val/test pose sets (see
-:mod:`posendf_plugin.data.posesets`) from ``../shared/data`` (the folder described in its
-README):
+:mod:`posendf_plugin.data.posesets`) from every CMU source in ``../shared/data`` (the folder
+described in its README), on four rigs and in CMU's native ASF/AMC, converted by
+:func:`posendf_plugin.data.mocap_batch.convert_mocap` (rig-independent, reference frames
+dropped):
 
-* **CMU** (``cmu-cc3/``, subjects 1, 2, 3, 5, 6, 7), split **by subject**
-  (:data:`CMU_SPLITS`): test = subject 2 (walk, run, jump, punch, bend/scoop, swordplay,
-  washing: the most varied), val = subject 6 (basketball dribbling, walk), train = subjects
-  1, 3, 5, 7 (playground climbing and jumping, uneven terrain, modern dance, walks).
-  ``cmu-std/01_01`` is the same trial as ``cmu-cc3/001_01`` and is left out.
-* **Bandai-Namco** (``bandai/``; CC BY-NC-ND 4.0), only in builds written to ``--out``, never
-  in the package: split by content x style group (all takes of e.g. ``walk_angry`` go to one
-  split; ~80/10/10 by a stable hash of the group name).
-* Sampling as in AMASS/VPoser preparation: resample to :attr:`DefaultConfig.fps` (30), then
-  drop near-identical consecutive poses: a pose is kept only when some body joint has turned
-  by at least :attr:`DefaultConfig.min_angle_deg` (5°) since the last kept pose.
+==================================  ==========  ==================================================
+source                              rig         subjects
+==================================  ==========  ==================================================
+``cmu-cc3/SSS_TT``                  iClone CC3  1, 2, 3, 5, 6, 7 (from the file name)
+``cmu-std/dmgnn/...``               CMU BVH     known trials (:data:`DMGNN_TRIALS`): 49, 16, 11,
+                                                13, 9, 10; the others unknown
+``cmu-daz/salsa``, ``indian``,      CMU DAZ     60/61 (salsa), 94 (Indian dance), the walks' trial
+``walks/SS_TT``                                 names (8, 10, 16, 46, 69, 83)
+``cmu-amc/*/SS_TT*.amc`` + ``.asf``  ASF/AMC     35, 49
+==================================  ==========  ==================================================
 
-The package ships the CMU part only (``posendf_plugin/assets/cmu_{train,val,test}.npz``,
-float16; provenance and counts in ``assets/CARD.md``); :func:`default_pose_set` loads it
-without ``../shared``. CMU attribution: "The data used in this project was obtained from
+``cmu-std/01_01`` is the same trial as ``cmu-cc3/001_01`` and ``cmu-amc/subject35-every4th-30fps/
+35_01`` the same as ``original-120fps/35_01``; the duplicates are left out.
+
+**Subject-disjoint split** (:data:`CMU_SPLITS`): test = subjects 2 (CC3), 49 (ASF/AMC and CMU
+BVH), 94 (DAZ); val = subjects 6 (CC3), 35 (ASF/AMC), 16 (DAZ and CMU BVH); every other subject,
+and every clip whose subject is unknown, goes to train. Val and test each hold subjects on four
+rigs, and no training clip is on the ASF/AMC rig: weights calibrated on val
+see a rig and people the priors never saw.
+
+Sampling as in AMASS/VPoser preparation: resample to :attr:`DefaultConfig.fps` (30), then
+drop near-identical consecutive poses: a pose is kept only when some body joint has turned by at
+least :attr:`DefaultConfig.min_angle_deg` (5°) since the last kept pose.
+
+**Cross-source test split**: the Bandai-Namco Research Motiondataset clips (``bandai/``; CC BY-NC-ND
+4.0) are written as ``test_bandai.npz`` next to the CMU splits when present — never used for
+training or for choosing weights, never shipped.
+
+The package ships the CMU splits (``posendf_plugin/assets/cmu_{train,val,test}.npz``, float16;
+counts in ``assets/cmu_summary.json``); :func:`default_pose_set` loads them without
+``../shared``. CMU attribution: "The data used in this project was obtained from
 mocap.cs.cmu.edu. The database was created with funding from NSF EIA-0196217."
 """
 from __future__ import annotations
@@ -27,7 +45,6 @@ import argparse
 import functools
 import logging
 import os
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -38,7 +55,6 @@ import torch
 from ..io import save_json
 from ..skeleton import to_body_quat
 from .bvh import bvh_clip_name
-from .convert import convert_bvh
 from .posesets import PoseSet, load_pose_set, save_pose_set
 
 __all__ = [
@@ -53,7 +69,12 @@ __all__ = [
     "find_shared_data",
     "dedup_consecutive",
     "cmu_split_of",
-    "bandai_split_of",
+    "split_of_subject",
+    "cmu_clip_sources",
+    "bandai_clip_sources",
+    "ClipSource",
+    "CROSS_SOURCE_SPLIT",
+    "DMGNN_TRIALS",
     "build_default",
     "register_cli",
 ]
@@ -61,8 +82,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
-#: CMU subject number -> split (subject-disjoint)
-CMU_SPLITS: Dict[int, str] = {1: "train", 3: "train", 5: "train", 7: "train", 6: "val", 2: "test"}
+#: the cross-source test split written next to the CMU splits (Bandai-Namco, never shipped)
+CROSS_SOURCE_SPLIT = "test_bandai"
+#: CMU subject -> split for held-out subjects (subject-disjoint); every other subject is train
+CMU_SPLITS: Dict[int, str] = {2: "test", 49: "test", 94: "test", 6: "val", 35: "val", 16: "val"}
+#: the CMU trials of the motion-prediction clips in ``cmu-std/dmgnn`` where known (README)
+DMGNN_TRIALS: Dict[str, str] = {
+    "test_jumping_1": "49_02", "test_running_1": "16_35", "test_soccer_1": "11_01",
+    "train_jumping_1": "13_11", "train_jumping_3": "13_19", "train_jumping_5": "13_39",
+    "train_running_5": "09_06", "train_soccer_4": "10_05", "train_soccer_5": "10_06",
+}
 CMU_ATTRIBUTION = (
     "The data used in this project was obtained from mocap.cs.cmu.edu. "
     "The database was created with funding from NSF EIA-0196217."
@@ -81,23 +110,31 @@ class DefaultConfig:
         fps: frame rate after resampling (AMASS/VPoser use <= 30).
         min_angle_deg: keep a pose only if some joint moved at least this much since the last
             kept pose of the clip.
-        bandai: include Bandai-Namco clips (only in ``--out`` builds, never in the package).
-        bandai_fractions: (val, test) shares of Bandai content x style groups.
+        bandai: also write the cross-source test split (Bandai-Namco, only in ``--out`` builds,
+            never in the package).
     """
 
     fps: float = 30.0
     min_angle_deg: float = 5.0
     bandai: bool = True
-    bandai_fractions: Tuple[float, float] = (0.1, 0.1)
 
     def __post_init__(self) -> None:
         if not self.fps > 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
         if not self.min_angle_deg >= 0:
             raise ValueError(f"min_angle_deg must be >= 0, got {self.min_angle_deg}")
-        v, t = self.bandai_fractions
-        if not (0 <= v and 0 <= t and v + t < 1):
-            raise ValueError(f"bandai_fractions (val, test) must be >= 0 and sum to < 1, got {self.bandai_fractions}")
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """One clip of the default set: file, split, name in the pose set, rig, subject."""
+
+    path: Path
+    split: str
+    label: str
+    rig: str
+    subject: Optional[str]
+    source_fps: Optional[float] = None
 
 
 def assets_dir() -> Path:
@@ -188,22 +225,67 @@ def dedup_consecutive(quat: torch.Tensor, min_angle_deg: float) -> np.ndarray:
     return np.asarray(keep, np.int64)
 
 
+def split_of_subject(subject: Optional[str]) -> str:
+    """Split of a CMU subject (``"2"``, ``"60/61"``; ``None`` = unknown): held-out subjects per
+    :data:`CMU_SPLITS`, everything else (unknown subjects included) train."""
+    if subject is None:
+        return "train"
+    splits = {CMU_SPLITS.get(int(p), "train") for p in subject.split("/") if p.isdigit()}
+    if len(splits) > 1:
+        raise ValueError(f"subjects {subject} fall into different splits {sorted(splits)}")
+    return splits.pop() if splits else "train"
+
+
 def cmu_split_of(name: str) -> Optional[str]:
-    """Split of a CMU clip named ``SSS_TT`` (subject, trial); ``None`` for unknown subjects."""
-    try:
-        subject = int(name.split("_")[0])
-    except ValueError:
-        return None
-    return CMU_SPLITS.get(subject)
+    """Split of a CMU clip named ``SSS_TT`` (subject, trial); ``None`` when it names no subject."""
+    head = name.split("_")[0]
+    return split_of_subject(str(int(head))) if head.isdigit() else None
 
 
-def bandai_split_of(name: str, fractions: Tuple[float, float] = (0.1, 0.1)) -> str:
-    """Split of a Bandai clip ``dataset-N_content_style_id``: all takes of one
-    dataset/content/style group share a split, chosen by a stable hash of the group."""
-    group = name.rsplit("_", 1)[0]
-    u = (zlib.crc32(group.encode()) % 10_000) / 10_000.0
-    val, test = fractions
-    return "test" if u < test else ("val" if u < test + val else "train")
+def _subject_of_trial(trial: str) -> Optional[str]:
+    head = trial.split("_")[0]
+    return str(int(head)) if head.isdigit() else None
+
+
+def cmu_clip_sources(shared: Union[str, Path]) -> List[ClipSource]:
+    """Every CMU clip of the shared data folder with its split (see the module docstring)."""
+    from .asf import amc_clip_name
+
+    shared = Path(shared)
+    out: List[ClipSource] = []
+
+    def add(path: Path, label: str, rig: str, subject: Optional[str], fps: Optional[float] = None) -> None:
+        out.append(ClipSource(path, split_of_subject(subject), label, rig, subject, fps))
+
+    for f in sorted((shared / "cmu-cc3").glob("*.bvh*")):
+        name = bvh_clip_name(f)
+        add(f, f"cmu-cc3/{name}", "cc3", _subject_of_trial(name))
+    for f in sorted((shared / "cmu-std").rglob("*.bvh*")):
+        name = bvh_clip_name(f)
+        if f.parent == shared / "cmu-std" and name == "01_01":
+            continue  # the same trial as cmu-cc3/001_01
+        trial = DMGNN_TRIALS.get(name, name)
+        add(f, f"cmu-std/{name}", "cmu", _subject_of_trial(trial))
+    for f in sorted((shared / "cmu-daz").rglob("*.bvh*")):
+        name, group = bvh_clip_name(f), f.parent.name
+        subject = {"salsa": "60/61", "indian": "94"}.get(group, _subject_of_trial(name))
+        add(f, f"cmu-daz/{group}/{name}", "daz", subject)
+    seen = set()
+    for folder in sorted(p for p in (shared / "cmu-amc").glob("*") if p.is_dir()):
+        fps = 30.0 if "30fps" in folder.name else None  # every 4th frame of the 120 fps original
+        for f in sorted(folder.glob("*.amc*")):
+            trial = "_".join(amc_clip_name(f).split("_")[:2])
+            if trial in seen:
+                continue  # the same trial at another frame rate
+            seen.add(trial)
+            add(f, f"cmu-amc/{trial}", "asf", _subject_of_trial(trial), fps)
+    return out
+
+
+def bandai_clip_sources(shared: Union[str, Path]) -> List[ClipSource]:
+    """The Bandai-Namco clips of the shared data folder, all in the cross-source test split."""
+    return [ClipSource(f, CROSS_SOURCE_SPLIT, f"bandai/{bvh_clip_name(f)}", "bandai", None)
+            for f in sorted((Path(shared) / "bandai").rglob("*.bvh*"))]
 
 
 @dataclass
@@ -212,74 +294,91 @@ class _Acc:
     clip_id: List[np.ndarray] = field(default_factory=list)
     names: List[str] = field(default_factory=list)
     frames: int = 0
+    by_rig: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    subjects: set = field(default_factory=set)
 
 
-def _collect(files: Sequence[Tuple[Path, str, str]], cfg: DefaultConfig, progress: bool) -> Tuple[Dict[str, _Acc], List[Dict]]:
+def _shared_reference_frames(files: Sequence[ClipSource]) -> set:
+    """Clips whose frame 0 is shared with another clip of the same folder and rig."""
+    from .mocap_batch import read_mocap
+    from .refpose import shared_first_frames
+
+    groups: Dict[Path, Dict[Path, object]] = {}
+    for c in files:
+        try:
+            groups.setdefault(c.path.parent, {})[c.path] = read_mocap(c.path, source_fps=c.source_fps, max_frames=1)[0]
+        except (ValueError, OSError, KeyError, RecursionError):
+            continue  # reported by the conversion pass
+    shared = set()
+    for first in groups.values():
+        shared |= set(shared_first_frames(first))
+    return shared
+
+
+def _collect(files: Sequence[ClipSource], cfg: DefaultConfig, progress: bool) -> Tuple[Dict[str, _Acc], List[Dict]]:
     from tqdm import tqdm
 
-    acc = {s: _Acc() for s in SPLITS}
+    from .mocap_batch import convert_mocap
+
+    shared_ref = _shared_reference_frames(files)
+    acc: Dict[str, _Acc] = {}
     failed = []
-    for path, split, label in tqdm(files, desc="default pose sets", unit="clip", disable=not progress):
+    for c in tqdm(files, desc="default pose sets", unit="clip", disable=not progress):
         try:
-            res = convert_bvh(path, fps=cfg.fps)
-        except (ValueError, KeyError, OSError) as e:
-            log.warning("skipping %s: %s", path, e)
-            failed.append({"file": str(path), "error": str(e)})
+            res, _ = convert_mocap(c.path, fps=cfg.fps, source_fps=c.source_fps, shared_reference=c.path in shared_ref)
+        except (ValueError, KeyError, OSError, RecursionError) as e:
+            log.warning("skipping %s: %s", c.path, e)
+            failed.append({"file": str(c.path), "error": str(e)})
             continue
         q = to_body_quat(torch.from_numpy(res.motion.pose_body))
         keep = dedup_consecutive(q, cfg.min_angle_deg)
-        a = acc[split]
+        a = acc.setdefault(c.split, _Acc())
         a.clip_id.append(np.full(len(keep), len(a.names), np.int32))
-        a.names.append(label)
+        a.names.append(c.label)
         a.quat.append(q[keep].numpy())
         a.frames += len(q)
+        r = a.by_rig.setdefault(c.rig, {"clips": 0, "poses": 0})
+        r["clips"] += 1
+        r["poses"] += int(len(keep))
+        a.subjects.add(c.subject or "unknown")
     return acc, failed
 
 
 def build_default(shared: Union[str, Path], out: Union[str, Path], cfg: DefaultConfig = DefaultConfig(),
                   dtype=np.float32, progress: bool = True) -> Dict:
-    """Convert, split, deduplicate and save ``{train,val,test}.npz`` under ``out``.
+    """Convert, split, deduplicate and save ``{train,val,test}.npz`` (and, with Bandai-Namco
+    clips present and ``cfg.bandai``, ``test_bandai.npz``) under ``out``.
 
     Returns:
-        a summary dict (also written to ``out/summary.json``): poses and clips per split and
-        source, failures, config.
+        a summary dict (also written to ``out/summary.json``): poses, clips, subjects and rigs
+        per split, failures, config.
     Raises:
-        FileNotFoundError: ``shared`` holds neither ``cmu-cc3/`` nor ``bandai/`` clips.
+        FileNotFoundError: ``shared`` holds no CMU clips.
     """
     shared, out = Path(shared), Path(out)
-    files: List[Tuple[Path, str, str]] = []
-    for f in sorted((shared / "cmu-cc3").glob("*.bvh*")):
-        split = cmu_split_of(bvh_clip_name(f))
-        if split is None:
-            log.warning("skipping %s: CMU subject not in CMU_SPLITS", f)
-            continue
-        files.append((f, split, f"cmu/{bvh_clip_name(f)}"))
-    n_cmu = len(files)
-    if cfg.bandai and (shared / "bandai").is_dir():
-        for f in sorted((shared / "bandai").rglob("*.bvh*")):
-            name = bvh_clip_name(f)
-            files.append((f, bandai_split_of(name, cfg.bandai_fractions), f"bandai/{name}"))
+    files = cmu_clip_sources(shared)
     if not files:
-        raise FileNotFoundError(f"{shared}: no cmu-cc3/*.bvh.gz or bandai/**/*.bvh.gz clips found")
+        raise FileNotFoundError(f"{shared}: no CMU clips found (cmu-cc3/, cmu-std/, cmu-daz/, cmu-amc/)")
+    if cfg.bandai:
+        files += bandai_clip_sources(shared)
     acc, failed = _collect(files, cfg, progress)
-    has_bandai = len(files) > n_cmu
-    source = f"CMU mocap (cmu-cc3, subject-disjoint split {CMU_SPLITS}) converted with posendf data bvh. {CMU_ATTRIBUTION}"
-    if has_bandai:
-        source += f" Also contains {BANDAI_ATTRIBUTION}; do not redistribute these arrays."
-    summary: Dict = {"config": asdict(cfg), "splits": {}, "failed": failed}
-    for split in SPLITS:
-        a = acc[split]
+    cmu_source = (f"CMU mocap ({', '.join(sorted({c.label.split('/')[0] for c in files if c.rig != 'bandai'}))}; "
+                  f"subject-disjoint split, held-out subjects {CMU_SPLITS}) converted with posendf data mocap. "
+                  f"{CMU_ATTRIBUTION}")
+    summary: Dict = {"config": asdict(cfg), "split_rule": {"held_out_subjects": CMU_SPLITS, "other_subjects": "train"},
+                     "splits": {}, "failed": failed}
+    for split in SPLITS + ((CROSS_SOURCE_SPLIT,) if CROSS_SOURCE_SPLIT in acc else ()):
+        a = acc.get(split, _Acc())
         q = np.concatenate(a.quat) if a.quat else np.zeros((0, 21, 4), np.float32)
         cid = np.concatenate(a.clip_id) if a.clip_id else np.zeros(0, np.int32)
         if len(q) == 0:
             log.warning("split %s is empty", split)
         else:
-            save_pose_set(out / f"{split}.npz", q, cid, a.names or ["none"], source=source, dtype=dtype)
-        by_src = {}
-        for src in ("cmu", "bandai"):
-            ids = [i for i, n in enumerate(a.names) if n.startswith(src + "/")]
-            by_src[src] = {"clips": len(ids), "poses": int(np.isin(cid, ids).sum())}
-        summary["splits"][split] = {"poses": int(len(q)), "clips": len(a.names), "frames_before_dedup": a.frames, **by_src}
+            source = (f"{BANDAI_ATTRIBUTION}; converted with posendf data mocap. Cross-source test data: "
+                      "do not redistribute, never train on it" if split == CROSS_SOURCE_SPLIT else cmu_source)
+            save_pose_set(out / f"{split}.npz", q, cid, a.names, source=source, dtype=dtype)
+        summary["splits"][split] = {"poses": int(len(q)), "clips": len(a.names), "frames_before_dedup": a.frames,
+                                    "subjects": sorted(a.subjects), "rigs": a.by_rig}
     save_json(out / "summary.json", summary)
     return summary
 
@@ -311,8 +410,9 @@ def _cli(args: argparse.Namespace) -> int:
         out = Path(args.out)
         summary = build_default(shared, out, cfg)
     for split, s in summary["splits"].items():
-        print(f"{split:>5}: {s['poses']:>7} poses from {s['clips']:>4} clips" +
-              (f" (cmu {s['cmu']['poses']}, bandai {s['bandai']['poses']})" if "cmu" in s else ""))
+        rigs = ", ".join(f"{r} {v['poses']}" for r, v in sorted(s.get("rigs", {}).items()))
+        subjects = f"; subjects {', '.join(s['subjects'])}" if s.get("subjects") else ""
+        print(f"{split:>11}: {s['poses']:>7} poses from {s['clips']:>4} clips" + (f" ({rigs}{subjects})" if rigs else ""))
     print(f"wrote {out}")
     return 1 if summary.get("failed") else 0
 
@@ -323,11 +423,13 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
         "default",
         help="build the default train/val/test pose sets from ../shared/data (CMU, Bandai-Namco)",
         description=(
-            "Convert the CMU (cmu-cc3, split by subject: test = subject 2, val = subject 6, train = 1, 3, 5, 7) "
-            "and Bandai-Namco (split by content x style group; CC BY-NC-ND, never shipped) BVH clips in the "
-            "shared data folder to SMPL, resample to --fps, drop near-identical consecutive poses and write "
+            "Convert every CMU clip in the shared data folder (cmu-cc3, cmu-std, cmu-daz BVH and cmu-amc ASF/AMC; "
+            "four rigs) to SMPL, split by subject (test = subjects 2, 49, 94; val = 6, 35, 16; every other or "
+            "unknown subject train), resample to --fps, drop near-identical consecutive poses and write "
             "OUT/{train,val,test}.npz pose sets ((N,21,4) quaternions w,x,y,z + clip ids) and OUT/summary.json "
-            "with the counts. Without a shared data folder it writes the embedded CMU pose sets instead."
+            "with the counts. The Bandai-Namco clips (CC BY-NC-ND) become a separate cross-source test split "
+            "OUT/test_bandai.npz (never trained on, never shipped). Without a shared data folder it writes the "
+            "embedded CMU pose sets instead."
         ),
     )
     p.add_argument("--shared", default=None, metavar="DIR",
@@ -336,7 +438,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=30.0, help="resample clips to this frame rate first (default 30)")
     p.add_argument("--min-angle", type=float, default=5.0,
                    help="drop a pose unless some joint turned by this many degrees since the last kept one (default 5)")
-    p.add_argument("--no-bandai", action="store_true", help="CMU only")
+    p.add_argument("--no-bandai", action="store_true", help="CMU only: no cross-source test split")
     p.add_argument("--write-assets", action="store_true",
                    help="maintainers: rebuild the shipped CMU-only float16 arrays in posendf_plugin/assets")
     p.set_defaults(func=_cli)
