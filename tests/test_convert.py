@@ -148,9 +148,12 @@ def test_amass_layout_z_up_and_fps(tmp_path, poses):
 def test_yaml_rig_and_unmappable_rig(tmp_path, poses):
     names = {s: f"bone_{i:02d}" for i, s in enumerate(SMPL_JOINT_NAMES)}
     p = smpl_rig_bvh(tmp_path / "odd.bvh", poses[:30], names, units=1.0)
+    # meaningless names and no humanoid tree (a 12-joint chain): refused, naming the fix
+    chain = write_bvh(tmp_path / "chain.bvh", [f"bone_{i:02d}" for i in range(12)], [-1] + list(range(11)),
+                      np.tile([0.0, 0.1, 0.0], (12, 1)), np.tile(np.eye(3), (3, 12, 1, 1)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"cannot map this rig.*'pelvis'.*--rig FILE") as e:
-        convert_bvh(p)
-    assert "odd.bvh" in str(e.value)
+        convert_bvh(chain)
+    assert "chain.bvh" in str(e.value)
     yml = tmp_path / "odd.yaml"
     yml.write_text("name: odd\njoints:\n" + "".join(f"  {s}: {n}\n" for s, n in names.items()))
     rig = load_rig_yaml(yml)
@@ -201,7 +204,7 @@ def test_detect_each_builtin_profile():
                "lowerback", "Chest", "Chest2", "lowerneck", "Neck", "Head", "LeftCollar", "LeftShoulder", "LeftElbow",
                "LeftWrist", "RightCollar", "RightShoulder", "RightElbow", "RightWrist"]
     assert detect_rig(cmu_max).profile.name == "cmu-max"
-    assert set(BUILTIN_RIGS) == {"cc3", "cmu", "cmu-max", "bandai", "mixamo", "lafan1"}
+    assert set(BUILTIN_RIGS) == {"cc3", "cmu", "cmu-asf", "cmu-max", "daz", "bandai", "mixamo", "lafan1"}
 
 
 def _cli(argv):
@@ -223,7 +226,8 @@ def test_cli_batch_skips_bad_files(tmp_path, poses, capsys):
     lines[-3] = lines[-3].replace(lines[-3].split()[4], "nan", 1)
     (src / "nan.bvh").write_text("\n".join(lines) + "\n")
     (src / "wrongcount.bvh").write_text(text.replace("CHANNELS 3", "CHANNELS 6", 1))
-    smpl_rig_bvh(src / "alien.bvh", poses[:5], {s: f"j{i}" for i, s in enumerate(SMPL_JOINT_NAMES)})
+    write_bvh(src / "alien.bvh", [f"j{i}" for i in range(12)], [-1] + list(range(11)), np.tile([0.0, 0.1, 0.0], (12, 1)),
+              np.tile(np.eye(3), (5, 12, 1, 1)), np.arange(15.0).reshape(5, 3))  # no humanoid tree, meaningless names
     out = tmp_path / "out"
     rc = _cli([str(src), "--out", str(out), "--report", "--fps", "15"])
     assert rc == 1

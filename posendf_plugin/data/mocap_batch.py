@@ -84,7 +84,7 @@ def find_mocap_files(inputs: Sequence[Union[str, Path]]) -> List[Tuple[Path, Pat
         if inp.is_dir():
             files = sorted(p for p in inp.rglob("*") if p.is_file() and _is_mocap(p))
             if not files:
-                raise FileNotFoundError(f"{inp}: folder contains no .bvh, .bvh.gz, .amc or .amc.gz files")
+                raise FileNotFoundError(f"{inp}: folder contains no .bvh or .bvh.gz (nor .amc / .amc.gz) motion files")
             pairs = [(f, f.parent.relative_to(inp) / _clip_name(f)) for f in files]
         elif inp.is_file():
             pairs = [(inp, Path(_clip_name(inp)))]

@@ -209,6 +209,21 @@ _CMU_ASF = _profile(
     description="CMU ASF/AMC bone names (lfemur, ltibia, lhumerus, ...); units from the ASF",
 )
 
+_DAZ = _profile(
+    "daz",
+    {"pelvis": ["hip"], "spine1": ["abdomen"], "spine3": ["chest"], "neck": ["neck"], "head": ["head"]},
+    {
+        # rButtock sits ~3 cm above rThigh and barely moves: rThigh starts the femur (hip joint)
+        "hip": ["{S}Thigh"], "knee": ["{S}Shin"], "ankle": ["{S}Foot"], "foot": ["{S}Toe", "{S}Foot_End"],
+        "collar": ["{S}Collar"], "shoulder": ["{S}Shldr"], "elbow": ["{S}ForeArm"], "wrist": ["{S}Hand"],
+        "hand": ["{S}Mid1"],
+    },
+    ("l", "r"),
+    scale=None,
+    signature=("abdomen", "rButtock", "lButtock", "rShldr", "lShldr", "rCollar"),
+    description="CMU DAZ-friendly / Poser rig (hip, abdomen, chest, rShldr, rThigh, ...), units estimated, Y-up",
+)
+
 _CMU_MAX = _profile(
     "cmu-max",
     {
@@ -279,7 +294,7 @@ _LAFAN1 = _profile(
 
 #: Built-in profiles by name.
 BUILTIN_RIGS: Dict[str, RigProfile] = {
-    p.name: p for p in (_CC3, _CMU, _CMU_ASF, _CMU_MAX, _BANDAI, _MIXAMO, _LAFAN1)
+    p.name: p for p in (_CC3, _CMU, _CMU_ASF, _CMU_MAX, _DAZ, _BANDAI, _MIXAMO, _LAFAN1)
 }
 
 
@@ -345,44 +360,140 @@ def detect_rig(names: Sequence[str], src: str = "BVH", parents: Optional[Sequenc
 
 _LEFT = re.compile(r"(^|[^a-z])(left|lft|l)([^a-z]|$)|^left|left$")
 _RIGHT = re.compile(r"(^|[^a-z])(right|rgt|r)([^a-z]|$)|^right|right$")
+#: body-part words that may follow a fused one-letter side prefix (``lthigh``, ``rhumerus``)
+_PART_WORDS = (
+    "thigh", "shin", "calf", "knee", "foot", "ankle", "toe", "ball", "hip", "upleg", "upperleg", "lowerleg",
+    "leg", "buttock", "femur", "tibia", "shldr", "shoulder", "collar", "clavicle", "clav", "uparm", "upperarm",
+    "arm", "forearm", "lowerarm", "elbow", "humerus", "radius", "ulna", "wrist", "hand", "finger", "thumb",
+    "index", "mid", "ring", "pinky", "eye", "ear", "breast", "pectoral",
+)
 
 
 def _side(name: str) -> Optional[str]:
-    """'left', 'right' or None from a joint name (``LeftArm``, ``L_Thigh``, ``arm.l``, ``LThigh``)."""
-    base = re.split(r"[:|]", name)[-1]
+    """'left', 'right' or None from a joint name, in any common convention: ``LeftArm``,
+    ``ArmLeft``, ``L_Thigh``, ``Bip01 L Thigh``, ``LThigh``, ``lShldr`` (Poser/DAZ), ``thigh.L``,
+    ``Thigh_R``, ``lfemur`` / ``rhumerus`` / ``lknee`` (CMU ASF style, lower case)."""
+    base = re.split(r"[:|]", name)[-1].strip()
     low = base.lower()
-    if _LEFT.search(low) or re.match(r"^L[A-Z_]", base):
-        return "left"
-    if _RIGHT.search(low) or re.match(r"^R[A-Z_]", base):
-        return "right"
+    for side, rx, letter in (("left", _LEFT, "l"), ("right", _RIGHT, "r")):
+        if rx.search(low) or re.match(rf"^{letter.upper()}[A-Z_]", base) or re.match(rf"^{letter}[A-Z_]", base):
+            return side
+        if low.startswith(letter) and low[1:].startswith(_PART_WORDS):
+            return side
     return None
 
 
-def generic_profile(names: Sequence[str], parents: Sequence[int], offsets=None) -> Optional[RigProfile]:
-    """Guess a mapping for an unknown humanoid rig from joint-name keywords plus the hierarchy.
+_HELPER = re.compile(r"twist|share|roll|pole|helper|adjust|(^|[^a-z])ik([^a-z]|$)")
+_END_WORDS = ("_end", "end", "site", "nub", "top", "tip")
+_ELBOW_WORDS = ("forearm", "lowerarm", "elbow", "radius", "ulna", "loarm")
+_KNEE_WORDS = ("shin", "calf", "knee", "tibia", "lowerleg", "crus", "loleg")
+#: a limb branch counts as long when it reaches this fraction of the root's reach
+_LONG_FRACTION = 0.2
 
-    Elbows (``forearm|lowerarm|elbow``) and ankles (``foot|ankle``) are found by keyword and side;
-    the shoulder / hip is the nearest ancestor that is not a twist bone and sits at another
-    position, the collar the next one up; the wrist, hand and toe are keyword children; the pelvis
-    is the joint where the two legs meet, the chest (spine3) where the two arms meet, the head by
-    keyword. Returns ``None`` when a limb cannot be found.
+
+def _is_knee_name(low: str) -> bool:
+    if any(w in low for w in _KNEE_WORDS):
+        return True
+    # Mixamo / CMU "LeftLeg" is the knee; "LeftUpLeg" / "UpperLeg" is the hip
+    return bool(re.search(r"leg", low)) and not re.search(r"up(per)?_?leg|leg_?up", low)
+
+
+def generic_profile(names: Sequence[str], parents: Sequence[int], offsets=None) -> Optional[RigProfile]:
+    """Guess a mapping for an unknown humanoid rig from the shape of its joint tree, helped by
+    joint names where they follow a common convention.
+
+    1. Rest positions come from the offsets (topology alone when ``offsets`` is ``None``). A
+       child branch is *long* when its reach (longest path to a leaf) is at least
+       :data:`_LONG_FRACTION` of the root's; a *junction* has two or more long branches, and a
+       *limb* is a long branch with no junction inside (fingers, toes, eyes, twist bones are
+       short). A humanoid has four or five limbs on two junctions: the legs on one, the arms
+       (and the neck/head) on the other. The leg junction is the one whose limbs point away
+       from the other junction.
+    2. pelvis = the common ancestor of both junctions; spine3 = the arm junction; spine1 (and
+       spine2) = joints between them; neck = the first joint of the head limb, head = its last
+       joint before an end site or a branching (eyes, jaw).
+    3. In each limb (following the longest branch, skipping twist/helper bones) the knee /
+       elbow is the joint named so (``shin``, ``calf``, ``knee``, ``tibia``, ``Leg`` but not
+       ``UpLeg``; ``forearm``, ``lowerarm``, ``elbow``, ``radius``), else the start of the
+       second of the two longest consecutive segments; the hip / shoulder is the joint before
+       it, the ankle / wrist the one after, the toe / hand the next, the collar the joint
+       before the shoulder.
+    4. Left and right come from the names (any convention :func:`_side` knows); without side
+       names, from the rest geometry: up = pelvis -> chest, forward = ankle -> toe, and the
+       left limbs lie on the side of ``up x forward`` (SMPL: +x).
+
+    Returns ``None`` when the tree does not have this shape (or left/right cannot be told).
     """
     import numpy as np
 
+    J = len(names)
+    if J < 10 or len(parents) != J:
+        return None
     low = [normalize_joint_name(n) for n in names]
-    off = None if offsets is None else np.asarray(offsets, float)
-    children: Dict[int, List[int]] = {}
+    if offsets is None:
+        off = np.zeros((J, 3))
+        off[:, 1] = 1.0
+    else:
+        off = np.asarray(offsets, float).reshape(J, 3)
+    children: List[List[int]] = [[] for _ in range(J)]
+    roots = []
     for j, p in enumerate(parents):
-        children.setdefault(p, []).append(j)
+        if p is None or p < 0:
+            roots.append(j)
+        elif 0 <= p < J:
+            children[p].append(j)
+        else:
+            return None
+    if len(roots) != 1:
+        return None
+    order: List[int] = []  # parents first, without recursion
+    stack = [roots[0]]
+    while stack:
+        j = stack.pop()
+        order.append(j)
+        stack.extend(children[j])
+    if len(order) != J:
+        return None
+    P = np.zeros((J, 3))
+    for j in order:
+        P[j] = off[j] + (P[parents[j]] if parents[j] >= 0 else 0.0)
+    seglen = np.linalg.norm(off, axis=1)
+    reach = np.zeros(J)
+    for j in reversed(order):
+        reach[j] = max((seglen[c] + reach[c] for c in children[j]), default=0.0)
+    H = reach[roots[0]]
+    if not H > 0:
+        return None
+    long_ch = [[c for c in children[j] if seglen[c] + reach[c] >= _LONG_FRACTION * H] for j in range(J)]
+    is_junction = [len(long_ch[j]) >= 2 for j in range(J)]
+    has_junction = [False] * J  # in the subtree
+    for j in reversed(order):
+        has_junction[j] = is_junction[j] or any(has_junction[c] for c in children[j])
+    limbs: Dict[int, List[int]] = {}  # junction -> limb roots
+    for j in range(J):
+        if is_junction[j]:
+            ls = [c for c in long_ch[j] if not has_junction[c]]
+            if ls:
+                limbs[j] = ls
+    if len(limbs) != 2 or sum(len(v) for v in limbs.values()) not in (4, 5):
+        return None
+    (ja, la), (jb, lb) = limbs.items()
 
-    def has(j: int, *words: str) -> bool:
-        return any(w in low[j] for w in words)
+    def helper(j: int) -> bool:
+        return bool(_HELPER.search(low[j]))
 
-    def bad(j: int) -> bool:  # twist / helper / end bones
-        return has(j, "twist", "share", "roll", "end", "nub", "site", "ik", "pole")
+    def end_site(j: int) -> bool:
+        return not children[j] and any(w in low[j] for w in _END_WORDS)
 
-    def zero(j: int) -> bool:
-        return off is not None and float(np.linalg.norm(off[j])) < 1e-6 * max(1.0, float(np.abs(off).max()))
+    def chain(c: int) -> List[int]:
+        """The limb from ``c`` down its longest branch, without helper bones."""
+        out, j = [], c
+        while True:
+            if not helper(j):
+                out.append(j)
+            if not children[j]:
+                return out
+            j = max(children[j], key=lambda k: seglen[k] + reach[k])
 
     def ancestors(j: int) -> List[int]:
         out = []
@@ -391,90 +502,140 @@ def generic_profile(names: Sequence[str], parents: Sequence[int], offsets=None) 
             out.append(j)
         return out
 
-    def upper(j: int) -> Optional[int]:
-        """Nearest ancestor of ``j`` that is not a twist / helper bone."""
-        k = parents[j]
-        while k >= 0 and bad(k):
-            k = parents[k]
-        return k if k >= 0 else None
+    def tree_dist(a: int, b: int) -> float:  # b is an ancestor of a
+        d = 0.0
+        while a != b:
+            d += seglen[a]
+            a = parents[a]
+        return d
 
-    def first_desc(j: int, *words: str) -> Optional[int]:
-        """Breadth-first descendant matching ``words``, preferring one with a non-zero offset."""
-        stack, fallback = list(children.get(j, [])), None
-        while stack:
-            k = stack.pop(0)
-            if has(k, *words) and not bad(k):
-                if not zero(k):
-                    return k
-                fallback = k if fallback is None else fallback
-            stack.extend(children.get(k, []))
-        return fallback
-
-    joints: Dict[str, Tuple[str, ...]] = {}
-    limbs: Dict[str, int] = {}
-    for side in ("left", "right"):
-        sided = [j for j in range(len(names)) if _side(names[j]) == side and not bad(j)]
-        elbow = next((j for j in sided if has(j, "forearm", "lowerarm", "elbow")), None)
-        ankle = next((j for j in sided if has(j, "foot", "ankle") and not has(j, "toe")), None)
-        if elbow is None or ankle is None:
-            return None
-        shoulder, knee = upper(elbow), upper(ankle)
-        if shoulder is None or knee is None:
-            return None
-        hip = upper(knee)
-        collar = upper(shoulder)
-        wrist = first_desc(elbow, "hand", "wrist")
-        if hip is None or wrist is None:
-            return None
-        limbs.update({f"{side}_shoulder": shoulder, f"{side}_hip": hip})
-        found = {"elbow": elbow, "shoulder": shoulder, "wrist": wrist, "ankle": ankle, "knee": knee, "hip": hip}
-        if collar is not None and _side(names[collar]) == side:
-            found["collar"] = collar
-        toe = first_desc(ankle, "toe", "ball")
-        if toe is not None:
-            found["foot"] = toe
-        hand = first_desc(wrist, "middle", "mid", "finger", "index")
-        if hand is not None:
-            found["hand"] = hand
-        for k, j in found.items():
-            joints[f"{side}_{k}"] = (names[j],)
-
-    def lca(a: int, b: int) -> int:
-        anc = set([a] + ancestors(a))
-        k = b
-        while k not in anc:
-            k = parents[k]
-        return k
-
-    pelvis = lca(limbs["left_hip"], limbs["right_hip"])
-    chest = lca(limbs["left_shoulder"], limbs["right_shoulder"])
-    if pelvis != chest and pelvis not in ancestors(chest):  # legs and spine hang off sibling bones
-        pelvis = lca(pelvis, chest)
-    head = next((j for j in range(len(names)) if has(j, "head") and not bad(j) and not has(j, "top")), None)
-    if head is None or pelvis < 0 or chest < 0:
+    anc_b = set([jb] + ancestors(jb))
+    common = next(k for k in [ja] + ancestors(ja) if k in anc_b)
+    # the arm junction carries the head too; else it is the one farther up the spine from the
+    # common ancestor (rotation-free: rest poses of real rigs need not be upright)
+    if len(la) != len(lb):
+        legs_j = ja if len(la) < len(lb) else jb
+    else:
+        da, db = tree_dist(ja, common), tree_dist(jb, common)
+        legs_j = ja if (da, -max(reach[c] + seglen[c] for c in la)) < (db, -max(reach[c] + seglen[c] for c in lb)) else jb
+    arms_j = jb if legs_j == ja else ja
+    legs, upper = limbs[legs_j], limbs[arms_j]
+    pelvis = common
+    if pelvis == arms_j:
         return None
-    joints["pelvis"] = (names[pelvis],)
-    joints["head"] = (names[head],)
-    if chest != pelvis and pelvis in ancestors(chest):
-        joints["spine3"] = (names[chest],)
-        between = [j for j in reversed(ancestors(chest)) if pelvis in ancestors(j) and not bad(j)]
-        lower = [j for j in between if not zero(j)]
-        if lower:
-            joints["spine1"] = (names[lower[0]],)
-        if len(lower) >= 2:
-            joints["spine2"] = (names[lower[len(lower) // 2]],)
-    necks = [j for j in reversed(ancestors(head)) if chest in ancestors(j) and not has(j, "end", "nub")]
-    real_necks = [j for j in necks if not zero(j)] or necks
-    if real_necks:
-        joints["neck"] = (names[real_necks[0]],)
+    up = P[arms_j] - P[pelvis]
+    if np.linalg.norm(up) < 1e-9:
+        return None
+    up = up / np.linalg.norm(up)
+    if len(upper) == 3:  # the head limb is the shortest
+        head_root = min(upper, key=lambda c: seglen[c] + reach[c])
+        arms = [c for c in upper if c != head_root]
+    else:
+        arms = list(upper)
+        rest = [c for c in children[arms_j] if c not in arms and not helper(c)]
+        if not rest:
+            return None
+        head_root = max(rest, key=lambda c: seglen[c] + reach[c])
+
+    def limb_roles(c: int, is_leg: bool) -> Optional[Dict[str, int]]:
+        ch = chain(c)
+        if len(ch) < 3:
+            return None
+        words = _is_knee_name if is_leg else (lambda s: any(w in s for w in _ELBOW_WORDS))
+        named = [i for i, j in enumerate(ch) if words(low[j]) and not end_site(j)]
+        if named and 1 <= named[0] <= len(ch) - 2:
+            mid = named[0]
+        else:
+            seg = [float(np.linalg.norm(P[ch[i + 1]] - P[ch[i]])) for i in range(len(ch) - 1)]
+            m = int(np.argmax(seg))
+            before = seg[m - 1] if m >= 1 else -1.0
+            after = seg[m + 1] if m + 1 < len(seg) else -1.0
+            mid = m + 1 if after >= before else m
+            if not 1 <= mid <= len(ch) - 2:
+                return None
+        roles = {"upper": ch[mid - 1], "mid": ch[mid], "lower": ch[mid + 1]}
+        if mid + 2 < len(ch):
+            roles["extremity"] = ch[mid + 2]
+            if mid + 3 < len(ch) and end_site(ch[mid + 3]):
+                roles["end"] = ch[mid + 3]
+        if mid >= 2 and np.linalg.norm(P[ch[mid - 1]] - P[ch[mid - 2]]) > 1e-6 * H:
+            roles["collar"] = ch[mid - 2]
+        return roles
+
+    leg_roles = [limb_roles(c, True) for c in legs]
+    arm_roles = [limb_roles(c, False) for c in arms]
+    if any(r is None for r in leg_roles + arm_roles):
+        return None
+
+    def sides(pair: List[Dict[str, int]], attach: int) -> Optional[Tuple[int, int]]:
+        """(index of the left limb, index of the right limb) in ``pair``."""
+        votes = []
+        for r in pair:
+            s = [_side(names[j]) for j in r.values()]
+            votes.append("left" if s.count("left") > s.count("right") else "right" if s.count("right") > s.count("left") else None)
+        if votes == ["left", "right"]:
+            return 0, 1
+        if votes == ["right", "left"]:
+            return 1, 0
+        fwd = np.zeros(3)
+        for r in leg_roles:
+            toe = r.get("end", r.get("extremity"))
+            if toe is not None:
+                fwd += P[toe] - P[r["lower"]]
+        fwd -= (fwd @ up) * up
+        if np.linalg.norm(fwd) < 1e-6 * H:
+            return None
+        lateral = np.cross(up, fwd / np.linalg.norm(fwd))
+        key = [float((P[r["upper"]] - P[attach]) @ lateral) for r in pair]
+        if abs(key[0] - key[1]) < 1e-6 * H:
+            return None
+        return (0, 1) if key[0] > key[1] else (1, 0)
+
+    leg_lr, arm_lr = sides(leg_roles, pelvis), sides(arm_roles, arms_j)
+    if leg_lr is None or arm_lr is None:
+        return None
+    joints: Dict[str, Tuple[str, ...]] = {}
     ends: Dict[str, Tuple[str, ...]] = {}
-    for leaf in LEAF_ENDS:  # an end site / "...End" / "...Top" child marks the head top or toe tip
-        if leaf in joints:
-            j = names.index(joints[leaf][0])
-            tip = next((k for k in children.get(j, []) if has(k, "end", "top", "nub", "tip") and not zero(k)), None)
-            if tip is not None:
-                ends[leaf] = (names[tip],)
-    return RigProfile(name="generic", joints=joints, ends=ends, description="guessed from joint names and hierarchy")
+    for side, i_leg, i_arm in (("left", leg_lr[0], arm_lr[0]), ("right", leg_lr[1], arm_lr[1])):
+        lr, ar = leg_roles[i_leg], arm_roles[i_arm]
+        joints.update({f"{side}_hip": (names[lr["upper"]],), f"{side}_knee": (names[lr["mid"]],),
+                       f"{side}_ankle": (names[lr["lower"]],), f"{side}_shoulder": (names[ar["upper"]],),
+                       f"{side}_elbow": (names[ar["mid"]],), f"{side}_wrist": (names[ar["lower"]],)})
+        if "extremity" in lr:
+            joints[f"{side}_foot"] = (names[lr["extremity"]],)
+            if "end" in lr:
+                ends[f"{side}_foot"] = (names[lr["end"]],)
+        if "extremity" in ar and not end_site(ar["extremity"]):
+            joints[f"{side}_hand"] = (names[ar["extremity"]],)
+        if "collar" in ar:
+            joints[f"{side}_collar"] = (names[ar["collar"]],)
+    joints["pelvis"] = (names[pelvis],)
+    joints["spine3"] = (names[arms_j],)
+    between = [j for j in reversed(ancestors(arms_j)) if pelvis in ancestors(j) and not helper(j)]
+    lower_sp = [j for j in between if seglen[j] > 1e-6 * H]
+    if lower_sp:
+        joints["spine1"] = (names[lower_sp[0]],)
+    if len(lower_sp) >= 2:
+        joints["spine2"] = (names[lower_sp[len(lower_sp) // 2]],)
+    head_chain = [head_root]
+    j = head_root
+    while True:
+        kids = [k for k in children[j] if not end_site(k)]  # CC3's neck joints are "NeckTwist"
+        if len(kids) != 1:
+            break
+        j = kids[0]
+        head_chain.append(j)
+    named_head = [i for i, k in enumerate(head_chain) if "head" in low[k] and "top" not in low[k]]
+    if named_head and named_head[-1] >= 1:
+        head_chain = head_chain[: named_head[-1] + 1]
+    if len(head_chain) >= 2:
+        joints["neck"] = (names[head_chain[0]],)
+    joints["head"] = (names[head_chain[-1]],)
+    top = [k for k in children[head_chain[-1]] if end_site(k) and seglen[k] > 1e-6 * H]
+    if len(top) == 1:
+        ends["head"] = (names[top[0]],)
+    return RigProfile(name="generic", joints=joints, ends=ends,
+                      description="guessed from the joint tree and name conventions")
 
 
 _YAML_KEYS = {"name", "scale", "up_axis", "joints", "ends", "description"}
