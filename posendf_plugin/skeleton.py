@@ -46,6 +46,8 @@ __all__ = [
     "to_body_quat",
     "forward_kinematics",
     "body_joint_positions",
+    "BODY_MIRROR",
+    "mirror_body_quat",
 ]
 
 SMPL_JOINT_NAMES: Tuple[str, ...] = (
@@ -260,3 +262,27 @@ def body_joint_positions(
     root = eye if root_orient is None else R.axis_angle_to_matrix(root_orient).unsqueeze(-3)
     rot = torch.cat((root, R.quat_to_matrix(q), eye, eye), dim=-3)
     return forward_kinematics(rot, rest)[0]
+
+
+#: for each body joint, the body joint of the other side (centre joints map to themselves)
+BODY_MIRROR: Tuple[int, ...] = tuple(
+    BODY_JOINT_NAMES.index(n.replace("left_", "#").replace("right_", "left_").replace("#", "right_"))
+    for n in BODY_JOINT_NAMES
+)
+
+
+def mirror_body_quat(q: torch.Tensor) -> torch.Tensor:
+    """The left/right mirror image of body poses: each joint's rotation reflected in the
+    sagittal plane (SMPL's x = 0 plane, left = +x) and moved to the joint of the other side.
+    The SMPL skeleton is left/right symmetric, so a mirrored plausible pose is plausible.
+
+    Args:
+        q: ``(..., 21, 4)`` quaternions ``(w, x, y, z)``.
+    Returns:
+        ``(..., 21, 4)``; ``M R M`` with ``M = diag(-1, 1, 1)`` keeps ``w`` and ``x`` and negates
+        ``y`` and ``z``. Mirroring twice gives ``q`` back.
+    """
+    check_shape(q, ("*", NUM_BODY_JOINTS, 4), "q")
+    sign = q.new_tensor([1.0, 1.0, -1.0, -1.0])
+    return (q * sign)[..., list(BODY_MIRROR), :]
+
