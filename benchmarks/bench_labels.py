@@ -12,6 +12,8 @@ Examples::
     python benchmarks/bench_labels.py --quick             # 50k x 20k, seconds
     python benchmarks/bench_labels.py --metric nrdf --noise nrdf
     python benchmarks/bench_labels.py --index hnsw --candidates 64
+    python benchmarks/bench_labels.py --device cuda       # faiss on the GPU (needs a GPU build of faiss)
+    for n in 30000 100000 300000; do python benchmarks/bench_labels.py --n-samples 20000 --n-ref $n; done
 
 Prints one JSON line with timings, throughput and recall; ``--out FILE`` also saves it.
 """
@@ -86,6 +88,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--recall-queries", type=int, default=2000)
     p.add_argument("--synthetic", action="store_true", help="ignore the shipped CMU set")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where faiss searches (default cpu)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="also write the JSON result here")
     a = p.parse_args()
@@ -111,7 +114,7 @@ def main() -> int:
 
     with faiss_threads(a.threads):
         t0, c0 = time.perf_counter(), time.process_time()
-        index = CandidateIndex(ref, cfg.search, a.metric, seed=a.seed)
+        index = CandidateIndex(ref, cfg.search, a.metric, seed=a.seed, device=a.device)
         t_build, c_build = time.perf_counter() - t0, time.process_time() - c0
         t0, c0 = time.perf_counter(), time.process_time()
         res = knn_labels(noisy, index, a.metric, k, progress=True)
@@ -125,6 +128,7 @@ def main() -> int:
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "command": " ".join(sys.argv),
         "machine": f"{platform.processor() or platform.machine()}, torch threads {a.threads}",
+        "device": a.device if a.device == "cpu" else f"cuda ({torch.cuda.get_device_name(0)})",
         "reference": ref_source, "n_ref": int(ref.shape[0]), "n_samples": a.n_samples,
         "n_labelled": int(noisy.shape[0]), "metric": a.metric, "noise": noise, "k": k,
         "index": index.kind, "features": a.features, "nlist": index.nlist, "nprobe": a.nprobe, "candidates": a.candidates,

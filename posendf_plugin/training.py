@@ -11,7 +11,7 @@ Losses (weights in the ``training`` section of the config):
   space of S³ first; ``training.eikonal_norm = pose`` takes one norm over all joints.
 
 Adam with a per-epoch learning-rate schedule; validation on a held-out share of the labelled
-data every epoch.
+data every epoch. The progress bar counts batches.
 
 Outputs under ``OUT`` (default ``experiment.out_dir / experiment.name``):
 
@@ -26,6 +26,17 @@ Outputs under ``OUT`` (default ``experiment.out_dir / experiment.name``):
 ``tb/``                    TensorBoard scalars
 =========================  ============================================================
 
+Several processes (``torchrun --nproc_per_node=N -m posendf_plugin train ...``, multi-node with
+torchrun's rendezvous): DistributedDataParallel, gloo on the CPU, NCCL on GPUs (one per process,
+by ``LOCAL_RANK``). ``training.batch_size`` and ``manifold_batch_size`` stay the *global*
+batches: every process draws the same batch from the same seeded generator and trains on its
+contiguous share (sizes differ by at most one; a DistributedSampler-style split, without
+padding), each share's loss is its sum divided by the global batch size, and the averaged
+gradients are those of the whole batch. So the learning rate needs no rescaling and the loss
+curve equals the one-process curve with the same config to float rounding. Validation is split
+the same way. Only the first process (rank 0) writes files and shows the progress bar. A
+checkpoint records the process count; resuming needs the same count.
+
 Resuming (``--resume``) restores everything from ``checkpoints/last.pt``; the batch order and
 the manifold samples come from one ``torch.Generator`` whose state is checkpointed, so a run
 killed at any point (even by SIGKILL: files are only ever replaced atomically) continues with
@@ -37,6 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -124,32 +136,42 @@ def training_losses(
     dist: torch.Tensor,
     q_clean: Optional[torch.Tensor],
     config: Config,
+    n_total: Optional[int] = None,
+    n_clean_total: Optional[int] = None,
 ) -> Dict[str, torch.Tensor]:
     """The weighted loss terms of one batch (see the module docstring).
 
     Args:
         q: ``(B, 21, 4)`` noisy poses; ``dist``: ``(B,)`` their labels.
         q_clean: ``(C, 21, 4)`` clean poses for the manifold term (None: term off).
+        n_total / n_clean_total: for one process's share of a batch split across processes:
+            the sizes of the whole batch and of the whole clean batch. The terms are then
+            sums divided by these, so the shares of all processes add up to the terms of the
+            whole batch (a share may be empty). None: means over this batch.
     Returns:
         dict with ``loss`` (the weighted sum, differentiable) and the unweighted ``dist``,
         ``manifold`` and ``eikonal`` terms (0 when switched off).
     """
     t = config.training
     eik = t.w_eikonal > 0
+
+    def mean(x: torch.Tensor, total: Optional[int]) -> torch.Tensor:  # x: (b, ...) per-sample values
+        return x.mean() if total is None else x.sum() / (total * math.prod(x.shape[1:]))
+
     if eik:
         q = q.detach().requires_grad_(True)
     f = model(q)
     zero = f.new_zeros(())
     err = f - dist
-    l_dist = err.abs().mean() if t.loss == "l1" else (err * err).mean()
-    l_man = model(q_clean).mean() if (q_clean is not None and t.w_manifold > 0) else zero
+    l_dist = mean(err.abs(), n_total) if t.loss == "l1" else mean(err * err, n_total)
+    l_man = mean(model(q_clean), n_clean_total) if (q_clean is not None and t.w_manifold > 0) else zero
     l_eik = zero
     if eik:
         (g,) = torch.autograd.grad(f.sum(), q, create_graph=True)
         if t.eikonal_tangent:
             g = g - (g * q).sum(-1, keepdim=True) * q
         sq = (g * g).sum(-1) if t.eikonal_norm == "joint" else (g * g).sum(dim=(-1, -2))
-        l_eik = ((torch.sqrt(sq + 1e-12) - 1.0) ** 2).mean()
+        l_eik = mean((torch.sqrt(sq + 1e-12) - 1.0) ** 2, n_total)
     loss = t.w_dist * l_dist + t.w_manifold * l_man + t.w_eikonal * l_eik
     return {"loss": loss, "dist": l_dist.detach(), "manifold": l_man.detach(), "eikonal": l_eik.detach()}
 
@@ -283,18 +305,77 @@ def _init_weights(path: Path, config: Config) -> Dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _validate(model: PoseNDFNet, q: torch.Tensor, d: torch.Tensor, config: Config, device: torch.device) -> Tuple[float, float]:
+def _validate(model: PoseNDFNet, q: torch.Tensor, d: torch.Tensor, config: Config, device: torch.device,
+              dist_ctx: Optional["_Dist"] = None) -> Tuple[float, float]:
+    """Validation ``(val_dist, val_mae)``; with several processes each takes a share of the
+    validation set and the sums are added up across processes."""
     model.eval()
     se = ae = 0.0
+    n = max(len(q), 1)
+    if dist_ctx is not None and dist_ctx.world > 1:
+        lo, hi = _share(len(q), dist_ctx.rank, dist_ctx.world)
+        q, d = q[lo:hi], d[lo:hi]
     bs = max(config.training.batch_size, 4096)
     for i in range(0, len(q), bs):
         err = model(q[i:i + bs].to(device)) - d[i:i + bs].to(device)
         ae += float(err.abs().sum())
         se += float((err * err).sum())
     model.train()
-    n = max(len(q), 1)
+    if dist_ctx is not None and dist_ctx.world > 1:
+        ae, se = _all_sum([ae, se], device)
     val_dist = ae / n if config.training.loss == "l1" else se / n
     return val_dist, ae / n
+
+
+@dataclass(frozen=True)
+class _Dist:
+    """This process's place in a torch.distributed run (``world == 1``: a plain run)."""
+
+    rank: int = 0
+    world: int = 1
+    owned: bool = False  # this module started the process group (and ends it)
+
+
+def _dist_start(dev: torch.device) -> Tuple["_Dist", torch.device]:
+    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1 in the environment)
+    or when one is already initialised; NCCL on CUDA, gloo on the CPU. On CUDA each process
+    takes the GPU of its ``LOCAL_RANK``."""
+    import torch.distributed as tdist
+
+    if tdist.is_available() and tdist.is_initialized():
+        ctx = _Dist(tdist.get_rank(), tdist.get_world_size(), False)
+    else:
+        try:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+        except ValueError:
+            raise ValueError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} is not a whole number; start the "
+                             "run with torchrun, or unset WORLD_SIZE for one process") from None
+        if world <= 1:
+            return _Dist(), dev
+        if not tdist.is_available():
+            raise ValueError("WORLD_SIZE > 1 but this torch build has no torch.distributed; run one process")
+        tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        ctx = _Dist(tdist.get_rank(), tdist.get_world_size(), True)
+    if dev.type == "cuda" and ctx.world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", ctx.rank % torch.cuda.device_count())))
+        torch.cuda.set_device(dev)
+    return ctx, dev
+
+
+def _share(n: int, rank: int, world: int) -> Tuple[int, int]:
+    """``[lo, hi)`` of process ``rank`` in ``n`` items split into ``world`` contiguous shares
+    whose sizes differ by at most one."""
+    return rank * n // world, (rank + 1) * n // world
+
+
+def _all_sum(values: List[float], device: torch.device) -> List[float]:
+    """Sum float values over all processes (float64)."""
+    import torch.distributed as tdist
+
+    dev = device if device.type == "cuda" else torch.device("cpu")
+    t = torch.tensor(values, dtype=torch.float64, device=dev)
+    tdist.all_reduce(t)
+    return [float(v) for v in t.cpu()]
 
 
 def plot_history(history: Dict[str, List[float]], path: Union[str, Path]) -> Path:
@@ -349,17 +430,23 @@ def train(
 ) -> TrainResult:
     """Train (or resume training) a Pose-NDF network; see the module docstring for outputs.
 
+    Started by ``torchrun --nproc_per_node=N`` (or inside an initialised process group), every
+    process calls this with the same arguments and trains a share of each batch with
+    DistributedDataParallel (see the module docstring, "Several processes").
+
     Args:
         config: the experiment config.
         out_dir: run folder (default ``experiment.out_dir / experiment.name``).
         data_dir: labelled training data (default ``data.train_dir``).
         device: ``cpu`` / ``cuda`` (default ``experiment.device``).
         resume: continue from ``out_dir/checkpoints/last.pt`` (starts fresh if there is none).
-        progress: show tqdm bars. tensorboard: write TensorBoard scalars.
+        progress: show a tqdm bar over batches (first process only). tensorboard: write
+            TensorBoard scalars.
         stop_after: stop after this epoch number (for tests; the run stays resumable).
     Raises:
-        ValueError: checkpoints exist and ``resume`` is False; the checkpoint's config differs
-            from ``config`` (the message names the keys); unreadable checkpoint; bad data.
+        ValueError: checkpoints exist and ``resume`` is False; the checkpoint's config or
+            process count differs from this run (the message names them); unreadable
+            checkpoint; bad data; ``cuda`` without CUDA.
         FileNotFoundError: missing data.
     """
     exp = config.experiment
@@ -372,26 +459,43 @@ def train(
         raise ValueError("--device cuda was requested but CUDA is not available; use --device cpu")
     if config.training.num_threads:
         torch.set_num_threads(config.training.num_threads)
+    ctx, dev = _dist_start(dev)
+    try:
+        return _train(config, out, data_path, dev, ctx, resume, progress, tensorboard, stop_after)
+    finally:
+        if ctx.owned:
+            import torch.distributed as tdist
+
+            tdist.destroy_process_group()
+
+
+def _train(config: Config, out: Path, data_path, dev: torch.device, ctx: _Dist, resume: bool, progress: bool,
+           tensorboard: bool, stop_after: Optional[int]) -> TrainResult:
+    exp, t = config.experiment, config.training
+    main = ctx.rank == 0
+    if ctx.world > 1 and t.batch_size < ctx.world:
+        raise ValueError(f"training.batch_size = {t.batch_size} is smaller than the {ctx.world} processes; "
+                         "raise it (it is the global batch, split across the processes) or start fewer processes")
     ck_dir = out / "checkpoints"
     last = ck_dir / "last.pt"
     if last.exists() and not resume:
         raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
 
     quat, dist = load_labelled_data(data_path)
-    _check_manifest(Path(data_path), config)
+    if main:
+        _check_manifest(Path(data_path), config)
     train_idx, val_idx = _split(len(quat), config)
     q_train, d_train = quat[train_idx].to(dev), dist[train_idx].to(dev)
     q_val, d_val = quat[val_idx], dist[val_idx]
     clean = _clean_poses(config, quat[train_idx], dist[train_idx])
     clean = clean.to(dev) if clean is not None else None
     reference = None
-    if config.training.uniform_batch_size or config.training.projected_batch_size:
+    if t.uniform_batch_size or t.projected_batch_size:
         reference = _clean_poses(config.replace(training={"w_manifold": 1.0}), quat[train_idx], dist[train_idx])
         reference = torch.unique(reference.float(), dim=0).to(dev)
 
-    t = config.training
-    model = PoseNDFNet(config.model, seed=exp.seed).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    net = PoseNDFNet(config.model, seed=exp.seed).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     sched = _make_scheduler(opt, config)
     gen = torch.Generator().manual_seed(exp.seed)
     history: Dict[str, List[float]] = {k: [] for k in _HISTORY_KEYS + ("seconds",)}
@@ -399,45 +503,63 @@ def train(
     cfg_dict = config.to_dict()
 
     if exp.init_from and not (resume and last.exists()):
-        model.load_state_dict(_init_weights(Path(exp.init_from), config))
+        net.load_state_dict(_init_weights(Path(exp.init_from), config))
         log.info("starting from the weights of %s", exp.init_from)
     if resume and last.exists():
         ck = _load_resume(last)
         diffs = _config_differences(ck["config"], cfg_dict)
         if diffs:
             raise ValueError(f"{last}: the run was trained with a different config; differing keys: {'; '.join(diffs)}")
-        model.load_state_dict(ck["model_state_dict"])
+        ws = int(ck.get("world_size", 1))
+        if ws != ctx.world:
+            how = "plain 'posendf train'" if ws == 1 else f"'torchrun --nproc_per_node={ws} -m posendf_plugin train'"
+            raise ValueError(
+                f"{last}: the run was trained with {ws} process(es) but this run has {ctx.world}; resume it with "
+                f"the same number of processes ({how} ... --resume, or the same total over nodes), or start a "
+                "new --out"
+            )
+        net.load_state_dict(ck["model_state_dict"])
         opt.load_state_dict(ck["optimizer_state_dict"])
         sched.load_state_dict(ck["scheduler_state_dict"])
         gen.set_state(ck["rng"]["torch"])
         history = {k: list(v) for k, v in ck["history"].items()}
         start_epoch, best_val = int(ck["epoch"]), float(ck["best_val"])
         log.info("resuming %s at epoch %d", out, start_epoch)
-    elif resume:
+    elif resume and main:
         log.warning("%s has no checkpoint yet; starting from scratch", last)
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(out / "config.yaml", config)
-    writer = None
-    if tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
+    model: torch.nn.Module = net
+    if ctx.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
 
-        writer = SummaryWriter(str(out / "tb"))
+        model = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    writer = None
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(out / "config.yaml", config)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / "tb"))
 
     end_epoch = t.epochs if stop_after is None else min(t.epochs, stop_after)
     mbs = t.manifold_batch_size or t.batch_size
     n = len(q_train)
+    steps_per_epoch = math.ceil(n / t.batch_size)
     epochs_run = 0
     model.train()
-    bar = tqdm(range(start_epoch, end_epoch), desc="train", unit="epoch", disable=not progress,
-               initial=start_epoch, total=t.epochs)
-    for epoch in bar:
+    bar = tqdm(total=t.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="train", unit="batch",
+               disable=not (progress and main), dynamic_ncols=True)
+    for epoch in range(start_epoch, end_epoch):
+        bar.set_description(f"train epoch {epoch + 1}/{t.epochs}")
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen)
         sums = {"loss": 0.0, "dist": 0.0, "manifold": 0.0, "eikonal": 0.0}
         steps = 0
         lr = opt.param_groups[0]["lr"]
         for i in range(0, n, t.batch_size):
+            # every process draws the whole batch from the same generator, then takes its share
             idx = perm[i:i + t.batch_size].to(dev)
             q_clean = None
             if clean is not None:
@@ -447,22 +569,43 @@ def train(
             if t.uniform_batch_size:
                 extra.append(_between_samples(reference, t.uniform_batch_size, gen))
             if t.projected_batch_size:
-                extra.append(_projected_samples(model, t.projected_batch_size, t.projected_steps, exp.prior, gen, dev))
-            if extra:
-                qu = torch.cat(extra)
-                qb = torch.cat((qb, qu))
-                db = torch.cat((db, online_labels(qu, reference, config.data.label_metric, config.data.k)))
-            terms = training_losses(model, qb, db, q_clean, config)
+                extra.append(_projected_samples(net, t.projected_batch_size, t.projected_steps, exp.prior, gen, dev))
+            if ctx.world == 1:
+                if extra:
+                    qu = torch.cat(extra)
+                    qb = torch.cat((qb, qu))
+                    db = torch.cat((db, online_labels(qu, reference, config.data.label_metric, config.data.k)))
+                terms = training_losses(model, qb, db, q_clean, config)
+                loss = terms["loss"]
+            else:
+                nb, total = len(qb), len(qb) + sum(len(e) for e in extra)
+                lo, hi = _share(total, ctx.rank, ctx.world)
+                if extra:
+                    qu = torch.cat(extra)[max(lo - nb, 0):max(hi - nb, 0)]
+                    qb = torch.cat((qb[lo:hi], qu))
+                    db = torch.cat((db[lo:hi], online_labels(qu, reference, config.data.label_metric, config.data.k)))
+                else:
+                    qb, db = qb[lo:hi], db[lo:hi]
+                n_clean = None
+                if q_clean is not None:
+                    n_clean = len(q_clean)
+                    clo, chi = _share(n_clean, ctx.rank, ctx.world)
+                    q_clean = q_clean[clo:chi]
+                terms = training_losses(model, qb, db, q_clean, config, n_total=total, n_clean_total=n_clean)
+                loss = terms["loss"] * ctx.world  # DDP averages gradients: the shares' sum is the batch loss
             opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
+            loss.backward()
             if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
             opt.step()
             for k in sums:
                 sums[k] += float(terms[k].detach())
             steps += 1
+            bar.update(1)
+        if ctx.world > 1:
+            sums = dict(zip(sums, _all_sum(list(sums.values()), dev)))
         sched.step()
-        val_dist, val_mae = _validate(model, q_val, d_val, config, dev)
+        val_dist, val_mae = _validate(net, q_val, d_val, config, dev, ctx)
         ep = epoch + 1
         row = {"epoch": ep, "lr": lr, "train_loss": sums["loss"] / steps, "train_dist": sums["dist"] / steps,
                "train_manifold": sums["manifold"] / steps, "train_eikonal": sums["eikonal"] / steps,
@@ -477,20 +620,22 @@ def train(
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_mae=f"{val_mae:.4f}")
         is_best = val_dist < best_val
         best_val = min(best_val, val_dist)
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "config": cfg_dict,
-            "model_state_dict": model.state_dict(),
-            "optimizer_state_dict": opt.state_dict(),
-            "scheduler_state_dict": sched.state_dict(),
-            "epoch": ep,
-            "best_val": best_val,
-            "rng": {"torch": gen.get_state()},
-            "history": history,
-        }
-        if is_best:
-            save_torch(ck_dir / "best.pt", state)
-        save_torch(last, state)  # written last: a kill in between at worst repeats this epoch
+        if main:
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "config": cfg_dict,
+                "model_state_dict": net.state_dict(),
+                "optimizer_state_dict": opt.state_dict(),
+                "scheduler_state_dict": sched.state_dict(),
+                "epoch": ep,
+                "best_val": best_val,
+                "rng": {"torch": gen.get_state()},
+                "history": history,
+                "world_size": ctx.world,
+            }
+            if is_best:
+                save_torch(ck_dir / "best.pt", state)
+            save_torch(last, state)  # written last: a kill in between at worst repeats this epoch
         epochs_run += 1
     bar.close()
     if writer is not None:
@@ -499,8 +644,14 @@ def train(
     done = bool(history["epoch"]) and history["epoch"][-1] >= t.epochs
     model_path = None
     if done:
-        save_json(out / "history.json", history)
-        plot_history(history, out / "loss_curves.png")
-        best = ck_dir / "best.pt"
-        model_path = export_model(best if best.exists() else last, out / "model.pt")
+        model_path = out / "model.pt"
+        if main:
+            save_json(out / "history.json", history)
+            plot_history(history, out / "loss_curves.png")
+            best = ck_dir / "best.pt"
+            export_model(best if best.exists() else last, model_path)
+    if ctx.world > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()  # the other processes return once the first has written everything
     return TrainResult(out_dir=out, model_path=model_path, history=history, epochs_run=epochs_run)

@@ -46,6 +46,8 @@ __all__ = [
     "RecallResult",
     "CandidateIndex",
     "faiss_available",
+    "faiss_gpu_available",
+    "check_label_device",
     "faiss_threads",
     "canonical_flat",
     "search_features",
@@ -74,6 +76,41 @@ def faiss_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def faiss_gpu_available() -> bool:
+    """True when faiss is installed with GPU support and sees at least one GPU."""
+    if not faiss_available():
+        return False
+    import faiss
+
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def check_label_device(device: str, config: "SearchConfig") -> None:
+    """Refuse a label ``device`` that cannot run here, before any work starts.
+
+    ``"cpu"``: always fine. ``"cuda"``: needs CUDA (``torch.cuda.is_available()``); a faiss
+    index (``flat``/``ivf``, or ``auto`` with faiss installed) also needs faiss built with GPU
+    support; ``hnsw`` has no GPU version in faiss.
+
+    Raises:
+        ValueError: naming the device, the reason and the fix.
+    """
+    if device == "cpu":
+        return
+    if device != "cuda":
+        raise ValueError(f"--device must be 'cpu' or 'cuda', got {device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda: CUDA is not available on this machine (torch.cuda.is_available() is "
+                         "False); use --device cpu")
+    if config.index == "hnsw":
+        raise ValueError("--device cuda: faiss has no GPU HNSW index; set search.index to ivf or flat, or use "
+                         "--device cpu")
+    if config.index in ("flat", "ivf") or (config.index == "auto" and faiss_available()):
+        if not faiss_gpu_available():
+            raise ValueError("--device cuda: the installed faiss has no GPU support (or sees no GPU); install "
+                             "a GPU build (e.g. conda install -c pytorch faiss-gpu) or use --device cpu")
 
 
 @contextlib.contextmanager
@@ -290,13 +327,20 @@ class CandidateIndex:
         config: :class:`SearchConfig`.
         metric: the label metric the candidates are for (weights the ``poly`` features).
         seed: seeds the IVF training subset, so the index (and hence the labels) are reproducible.
+        device: ``"cpu"`` or ``"cuda"``: candidate search on the GPU (a faiss GPU index, or the
+            torch brute force on CUDA); IVF centroids are still trained on the CPU (bit-identical
+            every run). The exact re-rank stays on the CPU. GPU search may order exact ties
+            differently from the CPU, so labels can differ in rare cases.
     """
 
     def __init__(
-        self, ref: torch.Tensor, config: SearchConfig = SearchConfig(), metric: str = "posendf", seed: int = 0
+        self, ref: torch.Tensor, config: SearchConfig = SearchConfig(), metric: str = "posendf", seed: int = 0,
+        device: str = "cpu",
     ) -> None:
         check_shape(ref, (None, NUM_BODY_JOINTS, 4), "ref")
         _check_metric(metric)
+        check_label_device(device, config)
+        self.device = device
         if ref.shape[0] == 0:
             raise ValueError("the reference pose set is empty; pass a pose set with at least one pose")
         self.config = config
@@ -322,7 +366,7 @@ class CandidateIndex:
         self._db_t: Optional[torch.Tensor] = None
         db = search_features(self.ref, config.features, metric, query=False)
         if kind == "torch":
-            self._db_t = torch.from_numpy(db)
+            self._db_t = torch.from_numpy(db).to(device)
         else:
             self._build_faiss(db, seed)
 
@@ -347,6 +391,11 @@ class CandidateIndex:
                 index.train(sub)
             index.nprobe = min(self.config.nprobe, self.nlist)
         index.add(db)
+        if self.device == "cuda":
+            self._gpu_resources = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
+            if self.kind == "ivf":
+                faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", min(self.config.nprobe, self.nlist))
         self._faiss_index = index
 
     def search(self, queries: torch.Tensor, candidates: Optional[int] = None) -> torch.Tensor:
@@ -355,7 +404,8 @@ class CandidateIndex:
         c = min(candidates or self.config.candidates, self.n)
         xq = search_features(queries, self.config.features, self.metric, query=True)
         if self.kind == "torch":
-            return torch.topk(torch.from_numpy(xq) @ self._db_t.T, c, dim=1).indices
+            xt = torch.from_numpy(xq).to(self._db_t.device)
+            return torch.topk(xt @ self._db_t.T, c, dim=1).indices.cpu()
         if self.kind == "hnsw":
             self._faiss_index.hnsw.efSearch = max(self.config.ef_search, c)
         _, idx = self._faiss_index.search(xq, c)

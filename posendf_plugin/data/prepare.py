@@ -22,10 +22,17 @@ Output folder:
 ``chunk_00000.npz``    ``quat`` (M, 21, 4) float32 noisy poses (w, x, y, z), w ≥ 0;
                        ``dist`` (M,) float32 label; ``sigma`` (M,) float32 noise scale
                        (σ, or the angle scale for NRDF noise; 0 = clean);
-                       ``origin`` (M,) int64 index of the source pose in ``--poses``
+                       ``origin`` (M,) int64 index of the source pose in ``--poses``;
+                       ``provenance`` a JSON string: hash of the settings (pose-set
+                       checksums, config, seed), chunk number, sample count
+``shard_K-of-N.json``  (sharded runs only) the manifest of shard K of N
 =====================  ================================================================
 
-Every file is written atomically; re-running with the same arguments skips complete chunks.
+Every file is written atomically; re-running with the same arguments skips complete chunks
+whose provenance matches (a chunk of another data set is never reused or overwritten: the run
+stops with a message). ``--shard K/N`` computes the chunks ``K, K+N, ...`` only (any scheduler
+can run the N shards, concurrently, into one folder); ``--merge DIR`` checks all shards and
+writes ``manifest.json``, giving the same files as one unsharded run.
 :func:`load_training_data` reads the folder back as tensors.
 """
 from __future__ import annotations
@@ -49,7 +56,8 @@ from tqdm import tqdm
 from .._checks import check_shape
 from ..io import load_npz, load_yaml, save_json, save_npz
 from ..skeleton import NUM_BODY_JOINTS
-from .labels import METRICS, CandidateIndex, SearchConfig, faiss_threads, knn_labels, measure_recall
+from .labels import (METRICS, CandidateIndex, SearchConfig, check_label_device, faiss_threads, knn_labels,
+                     measure_recall)
 from .noise import TAILS, draw_scales, gaussian_quat_noise, heavy_tailed_rotation_noise
 from .posesets import load_pose_set
 
@@ -60,6 +68,9 @@ __all__ = [
     "load_prepare_config",
     "sample_noisy_chunk",
     "prepare_training_data",
+    "parse_shard",
+    "shard_chunks",
+    "merge_shards",
     "load_training_data",
     "DistanceDataset",
     "register_cli",
@@ -71,6 +82,7 @@ PathLike = Union[str, Path]
 NOISE_KINDS: Tuple[str, ...] = ("posendf", "nrdf")
 MANIFEST = "manifest.json"
 _CHUNK_FMT = "chunk_{:05d}.npz"
+_SHARD_FMT = "shard_{:05d}-of-{:05d}.json"
 _CHUNK_KEYS = ("quat", "dist", "sigma", "origin")
 #: second seed word of the recall-query generator (chunks use 0, 1, 2, ...)
 _RECALL_STREAM = 2**31 - 1
@@ -279,16 +291,59 @@ def _load_set(path: PathLike, flag: str) -> torch.Tensor:
     return q.to(torch.float32)
 
 
-def _chunk_ok(path: Path, n: int) -> bool:
+def _settings(config: PrepareConfig, seed: int, poses_info: dict, ref_info: dict) -> Dict[str, Any]:
+    return {"config": config.to_dict(), "seed": int(seed), "poses": poses_info, "reference": ref_info}
+
+
+def _settings_sha1(settings: Mapping[str, Any]) -> str:
+    """Hash of everything that determines the chunk contents (pose-set checksums, config, seed;
+    not the paths: the same pose set moved elsewhere is the same data)."""
+    def strip(d: Mapping) -> Dict:
+        return {k: strip(v) if isinstance(v, Mapping) else v for k, v in d.items() if k != "path"}
+
+    return hashlib.sha1(json.dumps(strip(settings), sort_keys=True).encode()).hexdigest()
+
+
+def _provenance(settings_sha1: str, index: int, n: int) -> np.ndarray:
+    """The ``provenance`` entry of a chunk file: a JSON string (a plain unicode array, no pickle)."""
+    return np.array(json.dumps({"settings_sha1": settings_sha1, "chunk": int(index), "samples": int(n)}))
+
+
+def _chunk_state(path: Path, n: int, index: int, settings_sha1: str, vouched: bool) -> str:
+    """``"ok"`` (reuse), ``"redo"`` (absent or unreadable: write it) or ``"foreign"`` (a readable
+    chunk of another data set, or one without a provenance record that no matching manifest
+    vouches for: never overwritten silently).
+
+    ``vouched``: a readable manifest with the same settings exists (chunks written before
+    provenance records existed are trusted through it)."""
+    if not path.exists():
+        return "redo"
     try:
         d = load_npz(path, required=_CHUNK_KEYS)
     except (ValueError, KeyError, FileNotFoundError):
-        return False
-    return all(len(d[k]) == n for k in _CHUNK_KEYS) and d["quat"].shape[1:] == (NUM_BODY_JOINTS, 4)
+        return "redo"
+    sized = all(len(d[k]) == n for k in _CHUNK_KEYS) and d["quat"].shape[1:] == (NUM_BODY_JOINTS, 4)
+    prov = d.get("provenance")
+    if prov is None:
+        if not vouched:
+            return "foreign"
+        return "ok" if sized else "redo"
+    try:
+        p = json.loads(str(prov))
+    except ValueError:
+        return "foreign"
+    if not isinstance(p, dict) or p.get("settings_sha1") != settings_sha1 or p.get("chunk") != index:
+        return "foreign"
+    return "ok" if sized else "redo"
 
 
-def _settings(config: PrepareConfig, seed: int, poses_info: dict, ref_info: dict) -> Dict[str, Any]:
-    return {"config": config.to_dict(), "seed": int(seed), "poses": poses_info, "reference": ref_info}
+def _foreign_error(out: Path, names: List[str]) -> ValueError:
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return ValueError(
+        f"--out {out}: {shown} belong(s) to another data set (made with another pose set, config or "
+        f"seed, or without a provenance record to check); nothing was changed. Use a new --out folder, "
+        f"or delete {out} to rebuild it"
+    )
 
 
 def _diff_keys(a: Mapping, b: Mapping, prefix: str = "") -> List[str]:
@@ -304,6 +359,69 @@ def _diff_keys(a: Mapping, b: Mapping, prefix: str = "") -> List[str]:
     return out
 
 
+def _read_json(path: Path) -> Optional[Dict[str, Any]]:
+    """A JSON object from ``path``, or None when absent / unreadable / not an object."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Shards
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N`` (shard numbers start at 0, like SLURM array
+    indices and torchrun ranks)."""
+    try:
+        k, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be K/N with whole numbers (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"--shard {text}: need 0 <= K < N (shards are numbered 0 .. N-1), got K={k}, N={n}")
+    return k, n
+
+
+def shard_chunks(n_chunks: int, shard: Tuple[int, int]) -> List[int]:
+    """Chunk indices of shard ``(K, N)``: ``K, K+N, K+2N, ...`` (disjoint, together all chunks)."""
+    k, n = shard
+    return list(range(k, n_chunks, n))
+
+
+def _shard_name(k: int, n: int) -> str:
+    return _SHARD_FMT.format(k, n)
+
+
+def _shard_manifests(out: Path) -> Dict[Path, Optional[Dict[str, Any]]]:
+    return {p: _read_json(p) for p in sorted(out.glob("shard_*-of-*.json"))}
+
+
+def _check_other_shards(out: Path, settings: Dict[str, Any], shard: Tuple[int, int]) -> None:
+    for p, man in _shard_manifests(out).items():
+        if man is None or not isinstance(man.get("shard"), dict):
+            continue
+        n_other = man["shard"].get("count")
+        if n_other != shard[1]:
+            raise ValueError(
+                f"--out {out} holds shards of a {n_other}-way split ({p.name}); run every shard with "
+                f"--shard K/{n_other}, or use a new --out folder for a {shard[1]}-way split"
+            )
+        diff = _diff_keys({k: man.get(k) for k in settings}, settings)
+        if diff:
+            raise ValueError(
+                f"--out {out}: {p.name} was made with different settings (differs in {diff}); run every "
+                f"shard with the same --poses, --reference, --config and --seed, or use a new --out folder"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparing
+# ---------------------------------------------------------------------------------------------
+
+
 def prepare_training_data(
     poses: PathLike,
     out_dir: PathLike,
@@ -312,6 +430,8 @@ def prepare_training_data(
     reference: Optional[PathLike] = None,
     threads: Optional[int] = None,
     progress: bool = True,
+    shard: Optional[Tuple[int, int]] = None,
+    device: str = "cpu",
 ) -> PrepareResult:
     """Write noisy-pose training data with distance labels to ``out_dir`` (module docstring).
 
@@ -323,13 +443,21 @@ def prepare_training_data(
         reference: pose set the labels measure distance to; default ``poses``.
         threads: faiss threads (None = faiss default).
         progress: show tqdm bars.
+        shard: ``(K, N)``: compute only the chunks of shard K of N (:func:`shard_chunks`) and
+            write ``shard_K-of-N.json`` instead of ``manifest.json``; :func:`merge_shards`
+            assembles the data set when all N shards are complete. Shard 0 measures the recall.
+        device: ``"cpu"`` or ``"cuda"`` (faiss on the GPU; needs faiss built with GPU support).
     Raises:
         FileNotFoundError: a pose set path does not exist.
-        ValueError: empty pose set, k larger than the reference set, or ``out_dir`` holds data
-            made with different settings.
+        ValueError: empty pose set, k larger than the reference set, bad ``shard``/``device``,
+            or ``out_dir`` holds data (manifest, shard manifests or chunk files) made with
+            different settings; nothing is written then.
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if shard is not None and (len(shard) != 2 or not 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (K, N) with 0 <= K < N, got {shard!r}")
+    check_label_device(device, config.search)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
@@ -342,42 +470,54 @@ def prepare_training_data(
     ref_info = dict(poses_info) if same_ref else {
         "path": str(Path(reference)), "n": int(ref_q.shape[0]), "sha1": _fingerprint(ref_q)}
     settings = _settings(config, seed, poses_info, ref_info)
+    sha = _settings_sha1(settings)
 
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".chunk_*.tmp"):  # left behind by a killed run (atomic_path temp files)
-        stale.unlink()
+    # --- every check before anything is written ---
     man_path = out / MANIFEST
-    old = None
-    if man_path.is_file():
-        try:
-            old = json.loads(man_path.read_text())
-        except ValueError:
-            old = None
-        if old is not None:
-            diff = _diff_keys({k: old.get(k) for k in settings}, settings)
-            if diff:
-                raise ValueError(
-                    f"--out {out} already holds training data made with different settings "
-                    f"(differs in {diff}); use a new --out folder or delete {out}"
-                )
+    old = _read_json(man_path) if man_path.is_file() else None
+    if old is not None:
+        diff = _diff_keys({k: old.get(k) for k in settings}, settings)
+        if diff:
+            raise ValueError(
+                f"--out {out} already holds training data made with different settings "
+                f"(differs in {diff}); use a new --out folder or delete {out}"
+            )
     n_chunks = math.ceil(config.n_samples / config.chunk_size)
     sizes = [min(config.chunk_size, config.n_samples - i * config.chunk_size) for i in range(n_chunks)]
-    manifest: Dict[str, Any] = {"status": "running", **settings, "n_samples": config.n_samples,
-                                "n_chunks": n_chunks, "chunks": [_CHUNK_FMT.format(i) for i in range(n_chunks)]}
-    save_json(man_path, manifest)
+    mine = shard_chunks(n_chunks, shard) if shard is not None else list(range(n_chunks))
+    own_path = out / _shard_name(*shard) if shard is not None else man_path
+    own_old = old if shard is None else (_read_json(own_path) if own_path.is_file() else None)
+    if shard is not None and out.is_dir():
+        _check_other_shards(out, settings, shard)
+    vouched = (old is not None) or (own_old is not None and not _diff_keys({k: own_old.get(k) for k in settings}, settings))
+    states = {i: _chunk_state(out / _CHUNK_FMT.format(i), sizes[i], i, sha, vouched) for i in mine}
+    foreign = [_CHUNK_FMT.format(i) for i, s in states.items() if s == "foreign"]
+    if foreign:
+        raise _foreign_error(out, foreign)
+    todo = [i for i in mine if states[i] != "ok"]
 
-    todo = [i for i in range(n_chunks) if not _chunk_ok(out / _CHUNK_FMT.format(i), sizes[i])]
+    out.mkdir(parents=True, exist_ok=True)
+    for i in mine:  # temp files left behind by a killed run (only this run's own chunks)
+        for stale in out.glob(f".{_CHUNK_FMT.format(i)}.*.tmp"):
+            stale.unlink()
+    manifest: Dict[str, Any] = {"status": "running", **settings, "settings_sha1": sha, "n_samples": config.n_samples,
+                                "n_chunks": n_chunks, "chunks": [_CHUNK_FMT.format(i) for i in range(n_chunks)]}
+    if shard is not None:
+        manifest["shard"] = {"index": shard[0], "count": shard[1], "chunks": [_CHUNK_FMT.format(i) for i in mine]}
+    save_json(own_path, manifest)
+
     timings: Dict[str, float] = {}
     recall = None
-    finished_before = not todo and old is not None and old.get("status") == "complete"
+    measure = config.recall_queries > 0 and (shard is None or shard[0] == 0)
+    finished_before = not todo and own_old is not None and own_old.get("status") == "complete"
     if finished_before:  # nothing to do: keep the recall measured when the data was made
-        recall, timings = old.get("recall"), old.get("timings", {})
-    need_index = bool(todo) or (config.recall_queries > 0 and not finished_before)
+        recall, timings = own_old.get("recall"), own_old.get("timings", {})
+    need_index = bool(todo) or (measure and not finished_before)
     with faiss_threads(threads):
         index = None
         if need_index:
             t0 = time.perf_counter()
-            index = CandidateIndex(ref_q, config.search, config.metric, seed=seed)
+            index = CandidateIndex(ref_q, config.search, config.metric, seed=seed, device=device)
             timings["index_build_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for i in tqdm(todo, desc="prepare", unit="chunk", disable=not progress):
@@ -387,10 +527,11 @@ def prepare_training_data(
             if bool(todo_mask.any()):
                 dist[todo_mask] = knn_labels(q[todo_mask], index, config.metric, config.k, progress=progress).dist
             save_npz(out / _CHUNK_FMT.format(i), quat=q.numpy(), dist=dist.numpy(),
-                     sigma=scale.numpy().astype(np.float32), origin=origin.numpy())
+                     sigma=scale.numpy().astype(np.float32), origin=origin.numpy(),
+                     provenance=_provenance(sha, i, sizes[i]))
         if todo:
             timings["labels_s"] = time.perf_counter() - t0
-        if config.recall_queries > 0 and not finished_before:
+        if measure and not finished_before:
             rq, _, _, _ = sample_noisy_chunk(
                 poses_q, config.recall_queries,
                 dataclasses.replace(config, clean_share=0.0), _chunk_rng(seed, _RECALL_STREAM))
@@ -400,19 +541,112 @@ def prepare_training_data(
             recall = asdict(rr)
             logger.info("NN recall %.4f on %d queries (index %s)", rr.recall, rr.n_queries, index.kind)
 
+    index_info = (own_old or {}).get("index") if index is None else {"kind": index.kind, "nlist": index.nlist}
+    if shard is not None:
+        manifest.update(status="complete", recall=recall, index=index_info, timings=timings,
+                        device=device, chunks_written_last_run=len(todo))
+        save_json(own_path, manifest)
+        return PrepareResult(out, sum(sizes[i] for i in mine), len(mine), len(todo), len(mine) - len(todo),
+                             recall, manifest)
     stats = _label_stats(out, n_chunks)
     manifest.update(
         status="complete",
         counts={"samples": config.n_samples, "chunks": n_chunks, "clean": stats.pop("clean"),
                 "poses": poses_info["n"], "reference": ref_info["n"]},
         recall=recall,
-        index=(old or {}).get("index") if index is None else {"kind": index.kind, "nlist": index.nlist},
+        index=index_info,
         label_stats=stats,
         timings=timings,
+        device=device,
         chunks_written_last_run=len(todo),
     )
     save_json(man_path, manifest)
     return PrepareResult(out, config.n_samples, n_chunks, len(todo), n_chunks - len(todo), recall, manifest)
+
+
+def merge_shards(out_dir: PathLike) -> PrepareResult:
+    """Check that every shard of a sharded ``prepare`` run in ``out_dir`` is present, complete
+    and made with the same settings, that every chunk file is there with the right provenance,
+    and write ``manifest.json``: the folder is then the data set one unsharded run writes (the
+    same chunk files, bit for bit). Nothing is changed when a check fails.
+
+    Raises:
+        FileNotFoundError: no such folder.
+        ValueError: no shard manifests; a shard missing, incomplete, duplicated or made with
+            other settings or another split; a chunk missing or from another data set (the
+            message names the shard to re-run).
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FileNotFoundError(f"--merge {out}: no such folder")
+    mans = _shard_manifests(out)
+    if not mans:
+        raise ValueError(f"--merge {out}: no shard manifests (shard_K-of-N.json); run 'posendf data prepare "
+                         "... --out DIR --shard K/N' for K = 0 .. N-1 first")
+    bad = [p.name for p, m in mans.items() if m is None or not isinstance(m.get("shard"), dict)]
+    if bad:
+        raise ValueError(f"--merge {out}: {', '.join(bad)} cannot be read; re-run that shard with the same "
+                         "arguments (it keeps its finished chunks)")
+    by_index: Dict[int, Path] = {}
+    counts = set()
+    for p, m in mans.items():
+        k, n = m["shard"].get("index"), m["shard"].get("count")
+        counts.add(n)
+        if p.name != _shard_name(k, n):
+            raise ValueError(f"--merge {out}: {p.name} says it is shard {k}/{n}: it was renamed or copied; "
+                             f"delete it and re-run that shard")
+        if k in by_index:  # unreachable with distinct names, kept for copies across folders
+            raise ValueError(f"--merge {out}: shard {k}/{n} appears twice ({by_index[k].name}, {p.name}); delete one")
+        by_index[k] = p
+    if len(counts) != 1:
+        raise ValueError(f"--merge {out}: shards of different splits ({sorted(counts)}-way) are mixed; keep "
+                         "the shards of one split (delete the others) and re-run any missing shard")
+    n = counts.pop()
+    first = mans[by_index[min(by_index)]]
+    settings = {k: first.get(k) for k in ("config", "seed", "poses", "reference")}
+    for k, p in sorted(by_index.items()):
+        diff = _diff_keys({key: mans[p].get(key) for key in settings}, settings)
+        if diff:
+            raise ValueError(
+                f"--merge {out}: {p.name} was made with different settings than {by_index[min(by_index)].name} "
+                f"(differs in {diff}); re-run the odd shard(s) with the same --poses, --reference, --config "
+                f"and --seed into a clean folder"
+            )
+    missing = [k for k in range(n) if k not in by_index]
+    if missing:
+        shown = ", ".join(f"{k}/{n}" for k in missing)
+        raise ValueError(f"--merge {out}: missing shard(s) {shown}; run 'posendf data prepare' with the same "
+                         f"arguments and --shard {missing[0]}/{n} (and the others), then merge again")
+    running = [f"{k}/{n}" for k, p in sorted(by_index.items()) if mans[p].get("status") != "complete"]
+    if running:
+        raise ValueError(f"--merge {out}: shard(s) {', '.join(running)} not complete; re-run them with the same "
+                         "arguments (they resume), then merge again")
+    sha = _settings_sha1(settings)
+    config = PrepareConfig.from_dict(settings["config"])
+    n_chunks = math.ceil(config.n_samples / config.chunk_size)
+    sizes = [min(config.chunk_size, config.n_samples - i * config.chunk_size) for i in range(n_chunks)]
+    for k in range(n):
+        for i in shard_chunks(n_chunks, (k, n)):
+            state = _chunk_state(out / _CHUNK_FMT.format(i), sizes[i], i, sha, vouched=False)
+            if state != "ok":
+                what = "is missing or unreadable" if state == "redo" else "belongs to another data set"
+                raise ValueError(f"--merge {out}: {_CHUNK_FMT.format(i)} {what}; re-run shard {k}/{n} with the "
+                                 "same arguments (it rewrites only that chunk), then merge again")
+    shard0 = mans[by_index[0]]
+    stats = _label_stats(out, n_chunks)
+    manifest: Dict[str, Any] = {
+        "status": "complete", **settings, "settings_sha1": sha, "n_samples": config.n_samples, "n_chunks": n_chunks,
+        "chunks": [_CHUNK_FMT.format(i) for i in range(n_chunks)],
+        "counts": {"samples": config.n_samples, "chunks": n_chunks, "clean": stats.pop("clean"),
+                   "poses": settings["poses"]["n"], "reference": settings["reference"]["n"]},
+        "recall": shard0.get("recall"), "index": shard0.get("index"), "label_stats": stats,
+        "timings": {f"shard_{k}": mans[p].get("timings", {}) for k, p in sorted(by_index.items())},
+        "device": shard0.get("device", "cpu"),
+        "merged_from_shards": n,
+        "chunks_written_last_run": 0,
+    }
+    save_json(out / MANIFEST, manifest)
+    return PrepareResult(out, config.n_samples, n_chunks, 0, n_chunks, manifest["recall"], manifest)
 
 
 def _label_stats(out: Path, n_chunks: int) -> Dict[str, Any]:
@@ -449,16 +683,31 @@ def load_training_data(path: PathLike) -> Tuple[torch.Tensor, torch.Tensor]:
         KeyError: a file lacks ``quat`` / ``dist``.
     """
     path = Path(path)
+    sha = None
     if path.is_dir():
         man = path / MANIFEST
         if man.is_file():
-            info = json.loads(man.read_text())
+            info = _read_json(man)
+            if info is None:
+                raise ValueError(f"{man}: not a readable manifest; re-run the 'posendf data prepare' command that "
+                                 "made the folder (it keeps the finished chunks)")
             if info.get("status") != "complete":
+                hint = (" (a sharded run: finish every shard, then 'posendf data prepare --merge DIR')"
+                        if any(path.glob("shard_*-of-*.json")) else "")
                 raise ValueError(
                     f"{path}: training data is incomplete (status {info.get('status')!r}); re-run the same "
-                    "'posendf data prepare' command to finish it"
+                    f"'posendf data prepare' command to finish it{hint}"
                 )
-            files = [path / c for c in info.get("chunks", [])]
+            names = info.get("chunks", [])
+            if not isinstance(names, list) or not all(
+                    isinstance(c, str) and c and Path(c).name == c and c not in (".", "..") for c in names):
+                raise ValueError(f"{man}: 'chunks' must list file names inside {path} (no folders, absolute "
+                                 "paths or '..'); re-run 'posendf data prepare' to rewrite it")
+            files = [path / c for c in names]
+            sha = info.get("settings_sha1")
+        elif any(path.glob("shard_*-of-*.json")):
+            raise ValueError(f"{path}: a sharded 'posendf data prepare' run that is not merged yet; run "
+                             f"'posendf data prepare --merge {path}' when every shard is complete")
         else:
             files = sorted(p for p in path.glob("chunk_*.npz"))
         if not files:
@@ -470,6 +719,14 @@ def load_training_data(path: PathLike) -> Tuple[torch.Tensor, torch.Tensor]:
     quats, dists = [], []
     for f in files:
         d = load_npz(f, required=("quat", "dist"))
+        if sha is not None and "provenance" in d:
+            try:
+                prov = json.loads(str(d["provenance"]))
+            except ValueError:
+                prov = None
+            if not isinstance(prov, dict) or prov.get("settings_sha1") != sha:
+                raise ValueError(f"{f}: belongs to another data set than {path / MANIFEST} says; re-run the "
+                                 "'posendf data prepare' command that made the folder")
         q, dd = np.asarray(d["quat"], np.float32), np.asarray(d["dist"], np.float32).reshape(-1)
         if q.ndim != 3 or q.shape[1:] != (NUM_BODY_JOINTS, 4) or len(q) != len(dd):
             raise ValueError(f"{f}: expected quat (M, 21, 4) and dist (M,), got {q.shape} and {dd.shape}")
@@ -501,15 +758,32 @@ class DistanceDataset(Dataset):
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    if args.merge is not None:
+        given = [f for f, v in (("--poses", args.poses), ("--out", args.out), ("--shard", args.shard),
+                                ("--reference", args.reference), ("--config", args.config)) if v is not None]
+        if given:
+            raise ValueError(f"--merge DIR takes no {', '.join(given)}: the shards in DIR carry their settings")
+        res = merge_shards(args.merge)
+        print(f"{res.n_samples} samples in {res.n_chunks} chunk(s) in {res.out_dir} "
+              f"(merged from {res.manifest['merged_from_shards']} shards)")
+        return 0
+    if args.poses is None or args.out is None:
+        raise ValueError("--poses and --out are required (or --merge DIR to assemble a sharded run)")
+    shard = parse_shard(args.shard) if args.shard is not None else None
     cfg = load_prepare_config(args.config) if args.config is not None else PrepareConfig()
     if args.n_samples is not None:
         cfg = dataclasses.replace(cfg, n_samples=args.n_samples)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     res = prepare_training_data(args.poses, args.out, cfg, seed=args.seed, reference=args.reference,
-                                threads=args.threads, progress=not args.quiet)
-    print(f"{res.n_samples} samples in {res.n_chunks} chunk(s) in {res.out_dir} "
-          f"({res.written} written, {res.skipped} already complete)")
+                                threads=args.threads, progress=not args.quiet, shard=shard, device=args.device)
+    if shard is not None:
+        print(f"shard {shard[0]}/{shard[1]}: {res.n_samples} samples in {res.n_chunks} chunk(s) in {res.out_dir} "
+              f"({res.written} written, {res.skipped} already complete); when all {shard[1]} shards are done: "
+              f"posendf data prepare --merge {res.out_dir}")
+    else:
+        print(f"{res.n_samples} samples in {res.n_chunks} chunk(s) in {res.out_dir} "
+              f"({res.written} written, {res.skipped} already complete)")
     if res.recall is not None:
         r = res.recall
         print(f"nearest-neighbour recall vs brute force: {r['recall']:.4f} on {r['n_queries']} queries "
@@ -530,11 +804,13 @@ def register_cli(subparsers) -> None:
             "using faiss candidate search and an exact re-rank, and reports nearest-neighbour "
             "recall against brute force. Writes OUT/manifest.json and OUT/chunk_00000.npz ... "
             "(quat (M,21,4), dist (M,), sigma (M,), origin (M,)). Re-running the same command "
-            "resumes: complete chunks are kept."
+            "resumes: complete chunks are kept. --shard K/N computes one shard of N (run them "
+            "anywhere, e.g. as a SLURM array, into one folder); --merge DIR then checks them and "
+            "writes the manifest."
         ),
     )
-    p.add_argument("--poses", required=True, type=Path, metavar="PATH", help="pose set .npz or folder")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("--poses", type=Path, metavar="PATH", help="pose set .npz or folder (required unless --merge)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (required unless --merge)")
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="YAML settings, e.g. configs/prepare_posendf.yaml or configs/prepare_nrdf.yaml "
                         "(default: built-in Pose-NDF settings)")
@@ -543,5 +819,11 @@ def register_cli(subparsers) -> None:
                    help="pose set the labels measure distance to (default: --poses)")
     p.add_argument("--n-samples", type=int, metavar="N", help="override n_samples of the config")
     p.add_argument("--threads", type=int, metavar="T", help="CPU threads for torch and faiss")
+    p.add_argument("--shard", metavar="K/N",
+                   help="compute only shard K of N (K = 0 .. N-1: chunks K, K+N, ...); writes OUT/shard_K-of-N.json")
+    p.add_argument("--merge", type=Path, metavar="DIR",
+                   help="check that all shards in DIR are complete and consistent, then write DIR/manifest.json")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where faiss searches: cpu (default) or cuda (needs faiss with GPU support)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_cli)
