@@ -93,6 +93,17 @@ def test_asf_amc_forward_kinematics_and_conventions():
     # :RADIANS gives the same motion
     rad = read_amc_text(_amc([((1, 2, 3, 0, 0, 0), np.pi / 2, (np.pi / 2, 0, 0))], ":RADIANS\n"), skel, "r.amc")
     np.testing.assert_allclose(rad.local_rot[0], clip.local_rot[0], atol=1e-12)
+    # the root 'order' sets both the AMC value order and the rotation sequence; a bone's 'tx'
+    # moves its start (in its axis frame), 'l' is read and ignored
+    odd = read_asf_text(TINY_ASF.replace("order TX TY TZ RX RY RZ", "order RZ TX RY TY RX TZ")
+                        .replace("    dof rz\n", "    dof rz tx l\n"), "odd.asf")
+    text = ":DEGREES\n1\nroot 30 1 20 2 10 3\nupper 90 0.5 7\nlower 90 0 0\n"
+    o = read_amc_text(text, odd, "odd.amc")
+    np.testing.assert_allclose(o.local_rot[0, 0], Rotation.from_euler("zyx", [30, 20, 10], degrees=True).as_matrix(),
+                               atol=1e-12)  # z first, then y, then x (fixed axes): Rx Ry Rz
+    np.testing.assert_allclose(o.local_trans[0, 0], [1, 2, 3])
+    np.testing.assert_allclose(o.local_trans[0, 1], [0.5, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(o.offsets[2], [0, 1, 0])  # ASF length kept
 
 
 def test_asf_amc_bad_input_names_the_file(tmp_path):
@@ -181,7 +192,7 @@ _MIXAMO = ["Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg", "S
            "RightArm", "LeftForeArm", "RightForeArm", "LeftHand", "RightHand", "LeftHandMiddle1", "RightHandMiddle1"]
 
 
-def _cli(argv, capsys=None):
+def _cli(argv):
     from posendf_plugin.cli import main
 
     return main(argv)
@@ -212,6 +223,8 @@ def test_mocap_command_formats_fps_and_output_names(tmp_path, capsys):
     _smpl_clip(a / "walk.bvh", seed=3)
     with pytest.raises(ValueError, match=r"walk.bvh and .*walk.bvh.gz would both be written"):
         find_mocap_files([a])
+    with pytest.raises(ValueError, match=r"07.asf: an ASF file is a skeleton, not a motion"):
+        find_mocap_files([tmp_path / "skel" / "07.asf"])
     capsys.readouterr()
     assert _cli(["data", "mocap", str(b), "--out", str(out), "--source-fps", "0"]) == 2
     err = capsys.readouterr().err
@@ -345,9 +358,8 @@ def test_name_conventions_map_identically(style):
     source, ends = _mapping(names, parents, off)
     assert source == list(range(24))  # every SMPL joint found, left and right not swapped
     assert set(ends) == {"head", "left_foot", "right_foot"}
-    # the same tree with every frame rolled differently would fool geometry; names still decide sides
-    mirrored = [n for n in names]
-    src_m, _ = _mapping(mirrored, parents, off * np.array([-1.0, 1.0, 1.0]))
+    # a mirrored rest pose would swap left and right by geometry; the side names still decide
+    src_m, _ = _mapping(names, parents, off * np.array([-1.0, 1.0, 1.0]))
     assert src_m == list(range(24)), "side names must win over a mirrored rest pose"
 
 
