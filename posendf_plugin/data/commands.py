@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-#: data subcommand modules, in help order: bvh, amass, prepare, default
+#: data subcommand modules, in help order: bvh/mocap, amass, prepare, default
 SUBCOMMAND_MODULES = (
     "posendf_plugin.data.mocap_batch",
     "posendf_plugin.data.amass",
@@ -16,10 +16,10 @@ SUBCOMMAND_MODULES = (
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "data",
-        help="build pose data: convert BVH mocap, sample AMASS, make training data",
+        help="build pose data: convert BVH / ASF-AMC mocap, sample AMASS, make training data",
         description=(
-            "Pose-data pipeline. 'bvh' converts mocap BVH clips (any humanoid rig) to AMASS-layout "
-            "SMPL .npz files; 'amass' samples AMASS motions into train/val/test pose sets; 'prepare' "
+            "Pose-data pipeline. 'mocap' (alias 'bvh') converts mocap clips (BVH or CMU ASF/AMC, any "
+            "humanoid rig) to AMASS-layout SMPL .npz files; 'amass' samples AMASS motions into train/val/test pose sets; 'prepare' "
             "draws noisy poses and labels them with their distance to a pose set; 'default' builds "
             "the embedded default pose sets from ../shared/data."
         ),

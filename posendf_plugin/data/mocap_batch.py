@@ -87,6 +87,9 @@ def find_mocap_files(inputs: Sequence[Union[str, Path]]) -> List[Tuple[Path, Pat
                 raise FileNotFoundError(f"{inp}: folder contains no .bvh or .bvh.gz (nor .amc / .amc.gz) motion files")
             pairs = [(f, f.parent.relative_to(inp) / _clip_name(f)) for f in files]
         elif inp.is_file():
+            if inp.name.lower().endswith((".asf", ".asf.gz")):
+                raise ValueError(f"{inp}: an ASF file is a skeleton, not a motion; pass the .amc motions "
+                                 f"(with --asf {inp} if it is not next to them)")
             pairs = [(inp, Path(_clip_name(inp)))]
         else:
             raise FileNotFoundError(f"{inp}: no such file or folder")

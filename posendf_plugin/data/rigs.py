@@ -8,12 +8,15 @@ out; the converter places them on the line between their mapped neighbours. The 
 :data:`REQUIRED_JOINTS` must be found.
 
 Built-in profiles (:data:`BUILTIN_RIGS`): ``cc3`` (iClone / Character Creator 3, the
-``cmu-cc3`` data), ``cmu`` (standard CMU 31-joint BVH), ``cmu-max`` (CMU 3ds-Max-friendly),
+``cmu-cc3`` data), ``cmu`` (standard CMU 31-joint BVH), ``cmu-asf`` (CMU's ASF/AMC bone names,
+``lfemur``/``ltibia``/``lhumerus``; units from the ASF), ``cmu-max`` (CMU 3ds-Max-friendly),
+``daz`` (CMU DAZ-friendly / Poser: ``hip``, ``abdomen``, ``chest``, ``rShldr``, ``rThigh``),
 ``bandai`` (Bandai-Namco Research Motiondataset), ``mixamo`` and ``lafan1``.
 :func:`detect_rig` picks one from the joint names; when none fits, :func:`generic_profile`
-guesses a mapping from side/limb keywords (``thigh.L``, ``R_UpperArm``, ``LeftForeArm``) and
-the hierarchy (the pelvis is where the legs meet, the chest where the arms meet). For anything
-else, :func:`load_rig_yaml` reads a user mapping (``--rig FILE``)::
+maps the rig from the shape of its joint tree (two legs and a spine at the pelvis, two arms and
+the neck at the chest), with left/right from joint names in any common convention (see
+:func:`_side`) or the rest pose. For anything else, :func:`load_rig_yaml` reads a user mapping
+(``--rig FILE``)::
 
     name: my_rig          # optional
     scale: 0.01           # optional: metres per file unit (estimated from the legs if absent)
