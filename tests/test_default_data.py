@@ -17,14 +17,17 @@ from posendf_plugin.data.default import (
     SPLITS,
     DefaultConfig,
     assets_dir,
-    bandai_split_of,
+    CROSS_SOURCE_SPLIT,
     build_default,
     cmu_split_of,
+    split_of_subject,
+    subject_of_label,
     dedup_consecutive,
     default_pose_set,
     register_cli,
 )
 from posendf_plugin.data.posesets import load_pose_set
+from posendf_plugin.data.rerig import write_rig_bvh
 from test_convert import BANDAI_NAMES, CC3_NAMES, smpl_rig_bvh
 
 
@@ -43,15 +46,19 @@ def test_shipped_pose_sets_load_and_are_compact():
         assert len(ps) > 1000
         assert torch.allclose(ps.quat.norm(dim=-1), torch.ones(1), atol=2e-3)
         assert bool((ps.quat[..., 0] >= 0).all())
-        assert all(n.startswith("cmu/") for n in ps.clip_names)  # never Bandai (CC BY-NC-ND)
-        subjects[split] = {int(n[4:7]) for n in ps.clip_names}
+        assert all(n.startswith("cmu-") for n in ps.clip_names)  # never Bandai (CC BY-NC-ND)
+        subjects[split] = {subject_of_label(n) for n in ps.clip_names}
         assert int(ps.clip_id.max()) == len(ps.clip_names) - 1
-    assert total_bytes < 5e6
-    # subject-disjoint, as declared
+        rigs = {n.split("/")[0] for n in ps.clip_names}
+        assert len(rigs) >= (3 if split == "train" else 4), (split, rigs)  # held-out subjects on several rigs
+    assert total_bytes < 7e6
+    # subject-disjoint, as declared; unknown subjects only in train
     assert not (subjects["train"] & subjects["val"]) and not (subjects["train"] & subjects["test"])
     assert not (subjects["val"] & subjects["test"])
     for split, subs in subjects.items():
-        assert all(CMU_SPLITS[s] == split for s in subs)
+        assert all(split_of_subject(s) == split for s in subs)
+    assert None not in subjects["val"] | subjects["test"]
+    assert not any(n.startswith("cmu-amc/") for n in default_pose_set("train").clip_names)  # a rig unseen in training
     card = (assets_dir() / "CMU_POSESETS_CARD.md").read_text()
     assert CMU_ATTRIBUTION in card
     for split in SPLITS:
@@ -79,26 +86,25 @@ def test_dedup_consecutive_drops_small_moves():
 
 def test_split_rules():
     assert cmu_split_of("002_05") == "test" and cmu_split_of("006_13") == "val" and cmu_split_of("005_01") == "train"
-    assert cmu_split_of("099_01") is None
-    # every take of one Bandai content x style group shares a split; all splits are used
-    groups = {}
-    for d, content in (("dataset-1", "walk"), ("dataset-1", "run"), ("dataset-2", "wave-left-hand")):
-        for style in ("active", "angry", "childish", "feminine", "happy", "masculine", "normal", "old", "proud", "tired"):
-            splits = {bandai_split_of(f"{d}_{content}_{style}_{i:03d}") for i in range(1, 6)}
-            assert len(splits) == 1
-            groups[(d, content, style)] = splits.pop()
-    assert set(groups.values()) == set(SPLITS)
-    with pytest.raises(ValueError, match="bandai_fractions"):
-        DefaultConfig(bandai_fractions=(0.6, 0.5))
+    assert cmu_split_of("099_01") == "train" and cmu_split_of("walk") is None  # unknown subjects train
+    for s, split in CMU_SPLITS.items():
+        assert split_of_subject(str(s)) == split
+    assert split_of_subject("60/61") == "train" and split_of_subject(None) == "train"
+    with pytest.raises(ValueError, match="different splits"):
+        split_of_subject("2/6")
+    assert subject_of_label("cmu-std/test_jumping_1") == "49" and subject_of_label("cmu-std/train_running_2") is None
+    assert subject_of_label("cmu-daz/salsa/salsa_03") == "60/61" and subject_of_label("cmu-daz/walks/16_12") == "16"
+    assert subject_of_label("cmu-amc/35_07") == "35" and subject_of_label("cmu-cc3/002_01") == "2"
 
 
 @pytest.fixture(scope="module")
 def mini_shared(tmp_path_factory):
-    """A miniature ../shared/data: CC3-named CMU clips of three subjects and Bandai-named clips."""
+    """A miniature ../shared/data: CMU clips of four subjects on two rigs and Bandai-named clips."""
     root = tmp_path_factory.mktemp("shared") / "data"
     ps = default_pose_set("val").quat.double()
     for k, name in enumerate(("001_01", "005_02", "006_01", "002_03")):
         smpl_rig_bvh(root / "cmu-cc3" / f"{name}.bvh.gz", ps[k * 60:(k + 1) * 60], CC3_NAMES, fps=60.0)
+    write_rig_bvh(root / "cmu-daz" / "walks" / "16_12.bvh.gz", ps[240:300], "four-spine", roll_seed=1)
     for k, style in enumerate(("active", "angry", "old", "tired", "happy")):
         smpl_rig_bvh(root / "bandai" / "dataset-1" / f"dataset-1_walk_{style}_001.bvh.gz", ps[300 + 20 * k:320 + 20 * k],
                      BANDAI_NAMES, positions_on_all=True)
@@ -111,18 +117,17 @@ def test_build_default_on_miniature(mini_shared, tmp_path):
     s = build_default(mini_shared, out, DefaultConfig(fps=30.0, min_angle_deg=5.0), progress=False)
     assert [Path(f["file"]).name for f in s["failed"]] == ["003_01.bvh.gz"]
     sp = s["splits"]
-    assert sp["train"]["cmu"]["clips"] == 2 and sp["val"]["cmu"]["clips"] == 1 and sp["test"]["cmu"]["clips"] == 1
-    assert sum(sp[k]["bandai"]["clips"] for k in SPLITS) == 5
-    for split in SPLITS:
-        if sp[split]["poses"]:
-            ps = load_pose_set(out / f"{split}.npz")
-            assert len(ps) == sp[split]["poses"] <= sp[split]["frames_before_dedup"]
-    train = load_pose_set(out / "train.npz")
-    assert "mocap.cs.cmu.edu" in train.source
-    if sp["train"]["bandai"]["clips"]:
-        assert "CC BY-NC-ND" in train.source
-    # 60 fps clips were resampled to 30 fps before deduplication
-    assert sp["val"]["frames_before_dedup"] == 30
+    assert sp["train"]["clips"] == 2 and sp["val"]["clips"] == 2 and sp["test"]["clips"] == 1
+    assert sp["val"]["rigs"]["daz"]["clips"] == 1 and sp["val"]["subjects"] == ["16", "6"]
+    assert sp[CROSS_SOURCE_SPLIT]["clips"] == 5  # Bandai: only the cross-source split
+    for split in SPLITS + (CROSS_SOURCE_SPLIT,):
+        ps = load_pose_set(out / f"{split}.npz")
+        assert len(ps) == sp[split]["poses"] <= sp[split]["frames_before_dedup"]
+        assert all(n.startswith("bandai/") == (split == CROSS_SOURCE_SPLIT) for n in ps.clip_names)
+    assert "mocap.cs.cmu.edu" in load_pose_set(out / "train.npz").source
+    assert "CC BY-NC-ND" in load_pose_set(out / f"{CROSS_SOURCE_SPLIT}.npz").source
+    # 60 fps clips were resampled to 30 fps before deduplication (the generated walk is 30 fps)
+    assert sp["test"]["frames_before_dedup"] == 30
     assert json.loads((out / "summary.json").read_text())["splits"] == sp
 
 
@@ -134,7 +139,7 @@ def test_cli_default(mini_shared, tmp_path, capsys):
     args = parser.parse_args(["default", "--shared", str(mini_shared), "--out", str(out), "--no-bandai"])
     assert args.func(args) == 1  # the broken clip is reported
     text = capsys.readouterr().out
-    assert "train:" in text and "bandai 0" in text
+    assert "train:" in text and CROSS_SOURCE_SPLIT not in text
     assert (out / "train.npz").is_file()
     args = parser.parse_args(["default", "--shared", str(tmp_path / "nope"), "--out", str(out)])
     with pytest.raises(FileNotFoundError, match="does not exist"):

@@ -11,13 +11,13 @@ orientations, never from a rig's rest pose:
 =================  ============================================================================
 pelvis (root)      the rig's pelvis-segment orientation, offset by a constant calibrated so that
                    the hip line (left hip - right hip) is the pelvis's left axis in every frame,
-                   and, in **upright frames** (trunk vertical, that knee nearly straight:
-                   standing and walking), each thigh lies along its SMPL rest direction on
-                   average (zero hip flexion when standing). A clip without upright frames
-                   uses the trunk (hips -> neck base) at its rest direction instead.
+                   and the pelvis is upright (its up axis vertical) in **standing frames**: the
+                   trunk vertical and both knees nearly straight (else any frames with the trunk
+                   vertical). A clip with neither uses the trunk (hips -> neck base) at its rest
+                   direction on average.
 spine1..3          the thorax (the rig's chest-segment orientation, offset so that the spine is
-                   neutral — thorax aligned with pelvis — in upright frames with both legs
-                   straight) relative to the pelvis; the bend is **shared equally** among
+                   neutral — thorax aligned with pelvis — in the same standing frames)
+                   relative to the pelvis; the bend is **shared equally** among
                    spine1, spine2 and spine3 (each takes a third of the axis-angle).
 neck, head         the head-segment orientation relative to the thorax, offset so that the
                    head is neutral when standing; shared equally between neck and head.

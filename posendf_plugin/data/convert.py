@@ -86,6 +86,7 @@ LANDMARK_BONES: Tuple[Tuple[str, str], ...] = tuple(
 ) + (("mid_hip", "neck"),)
 #: joints whose child direction (toe, hand) is followed exactly after the standing calibration
 _END_SWING = frozenset(_IDX[n] for n in ("left_ankle", "right_ankle", "left_wrist", "right_wrist"))
+_UP = np.array([0.0, 1.0, 0.0])  # the solver frame's up axis
 _MIN_BONE_M = 0.01  # bones shorter than this (in the source) give no direction
 _FALLBACK_WEIGHT = 0.05  # weight of "follow the parent" pairs in the calibration
 
@@ -269,23 +270,23 @@ def solve_smpl(tg: Targets) -> Tuple[np.ndarray, np.ndarray]:
     mid_hip = 0.5 * (T[:, lh] + T[:, rh])
     rest_mid_hip = 0.5 * (rest[lh] + rest[rh])
     trunk, rest_trunk = T[:, nk] - mid_hip, _unit(rest[nk] - rest_mid_hip)
-    legs = {s: calibration_weights(neutral[f"{s}_leg"]) for s in ("left", "right")}
-    standing = bool(min(neutral["left_leg"].sum(), neutral["right_leg"].sum()) >= MIN_STANDING_FRAMES)
 
-    # pelvis: hip line = left axis; thighs at their rest direction when standing (or, in a clip
-    # without upright frames, the trunk at its rest direction on average)
+    # pelvis: hip line = left axis; upright (its up axis vertical) when standing straight: in
+    # frames with the trunk upright and both legs straight (else any upright-trunk frames; in a
+    # clip without those, the trunk at its rest direction on average)
+    stand = neutral["left_leg"] * neutral["right_leg"]
+    if stand.sum() < MIN_STANDING_FRAMES:
+        stand = neutral["trunk"]
     pairs = [(_unit(rest[lh] - rest[rh]), T[:, lh] - T[:, rh], 1.0)]
-    if standing:
-        for side, h, k in (("left", lh, _IDX["left_knee"]), ("right", rh, _IDX["right_knee"])):
-            pairs.append((_unit(rest[k] - rest[h]), T[:, k] - T[:, h], legs[side]))
+    if stand.sum() >= MIN_STANDING_FRAMES:
+        pairs.append((np.array([0.0, 1.0, 0.0]), np.broadcast_to(_UP, T[:, 0].shape), stand))
     else:
         pairs.append((rest_trunk, trunk, 1.0))
     G[:, 0] = O[:, 0] @ calibrate_axes(O[:, 0], pairs)
 
     # thorax (spine3): the spine is neutral in upright frames with straight legs
     th = _IDX["spine3"]
-    legs_up = calibration_weights(neutral["left_leg"] * neutral["right_leg"])
-    G9 = O[:, th] @ calibrate_offset(O[:, th], G[:, 0], legs_up)
+    G9 = O[:, th] @ calibrate_offset(O[:, th], G[:, 0], calibration_weights(stand))
     S = np.swapaxes(G[:, 0], -1, -2) @ G9
     third = rotation_power(S, 1.0 / 3.0)
     for j in (_IDX["spine1"], _IDX["spine2"], th):

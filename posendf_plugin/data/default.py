@@ -70,6 +70,7 @@ __all__ = [
     "dedup_consecutive",
     "cmu_split_of",
     "split_of_subject",
+    "subject_of_label",
     "cmu_clip_sources",
     "bandai_clip_sources",
     "ClipSource",
@@ -247,6 +248,20 @@ def _subject_of_trial(trial: str) -> Optional[str]:
     return str(int(head)) if head.isdigit() else None
 
 
+def subject_of_label(label: str) -> Optional[str]:
+    """CMU subject of a clip in the default pose sets, from its name (``cmu-cc3/002_01``,
+    ``cmu-std/test_jumping_1``, ``cmu-daz/salsa/salsa_01``, ``cmu-amc/35_01``); ``None`` when
+    unknown (e.g. the unidentified motion-prediction clips)."""
+    folder, _, rest = label.partition("/")
+    name = rest.rsplit("/", 1)[-1]
+    if folder == "cmu-daz":
+        group = rest.split("/")[0]
+        return {"salsa": "60/61", "indian": "94"}.get(group, _subject_of_trial(name))
+    if folder == "cmu-std":
+        return _subject_of_trial(DMGNN_TRIALS.get(name, name))
+    return _subject_of_trial(name)
+
+
 def cmu_clip_sources(shared: Union[str, Path]) -> List[ClipSource]:
     """Every CMU clip of the shared data folder with its split (see the module docstring)."""
     from .asf import amc_clip_name
@@ -254,22 +269,19 @@ def cmu_clip_sources(shared: Union[str, Path]) -> List[ClipSource]:
     shared = Path(shared)
     out: List[ClipSource] = []
 
-    def add(path: Path, label: str, rig: str, subject: Optional[str], fps: Optional[float] = None) -> None:
+    def add(path: Path, label: str, rig: str, fps: Optional[float] = None) -> None:
+        subject = subject_of_label(label)
         out.append(ClipSource(path, split_of_subject(subject), label, rig, subject, fps))
 
     for f in sorted((shared / "cmu-cc3").glob("*.bvh*")):
-        name = bvh_clip_name(f)
-        add(f, f"cmu-cc3/{name}", "cc3", _subject_of_trial(name))
+        add(f, f"cmu-cc3/{bvh_clip_name(f)}", "cc3")
     for f in sorted((shared / "cmu-std").rglob("*.bvh*")):
         name = bvh_clip_name(f)
         if f.parent == shared / "cmu-std" and name == "01_01":
             continue  # the same trial as cmu-cc3/001_01
-        trial = DMGNN_TRIALS.get(name, name)
-        add(f, f"cmu-std/{name}", "cmu", _subject_of_trial(trial))
+        add(f, f"cmu-std/{name}", "cmu")
     for f in sorted((shared / "cmu-daz").rglob("*.bvh*")):
-        name, group = bvh_clip_name(f), f.parent.name
-        subject = {"salsa": "60/61", "indian": "94"}.get(group, _subject_of_trial(name))
-        add(f, f"cmu-daz/{group}/{name}", "daz", subject)
+        add(f, f"cmu-daz/{f.parent.name}/{bvh_clip_name(f)}", "daz")
     seen = set()
     for folder in sorted(p for p in (shared / "cmu-amc").glob("*") if p.is_dir()):
         fps = 30.0 if "30fps" in folder.name else None  # every 4th frame of the 120 fps original
@@ -278,7 +290,7 @@ def cmu_clip_sources(shared: Union[str, Path]) -> List[ClipSource]:
             if trial in seen:
                 continue  # the same trial at another frame rate
             seen.add(trial)
-            add(f, f"cmu-amc/{trial}", "asf", _subject_of_trial(trial), fps)
+            add(f, f"cmu-amc/{trial}", "asf", fps)
     return out
 
 

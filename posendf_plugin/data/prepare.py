@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from .._checks import check_shape
 from ..io import load_npz, load_yaml, save_json, save_npz
-from ..skeleton import NUM_BODY_JOINTS
+from ..skeleton import NUM_BODY_JOINTS, mirror_body_quat
 from .labels import (METRICS, CandidateIndex, SearchConfig, check_label_device, faiss_threads, knn_labels,
                      measure_recall)
 from .noise import TAILS, draw_scales, gaussian_quat_noise, heavy_tailed_rotation_noise
@@ -121,6 +121,9 @@ class PrepareConfig:
         max_angle: NRDF angles are clipped to this (radians, ≤ π).
         recall_queries: noisy queries checked against brute force to report NN recall (0 = skip).
         search: candidate search settings (:class:`~posendf_plugin.data.labels.SearchConfig`).
+        mirror: add the left/right mirror image of every pose to the pose set and to the
+            reference set (:func:`~posendf_plugin.skeleton.mirror_body_quat`): twice the poses,
+            no side bias.
     """
 
     noise: str = "posendf"
@@ -138,6 +141,7 @@ class PrepareConfig:
     max_angle: float = math.pi
     recall_queries: int = 1000
     search: SearchConfig = field(default_factory=SearchConfig)
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         if self.noise not in NOISE_KINDS:
@@ -422,6 +426,11 @@ def _check_other_shards(out: Path, settings: Dict[str, Any], shard: Tuple[int, i
 # ---------------------------------------------------------------------------------------------
 
 
+def _with_mirror(q: torch.Tensor, mirror: bool) -> torch.Tensor:
+    """``q`` ``(N, 21, 4)``, followed by its mirror image when ``mirror``."""
+    return torch.cat([q, mirror_body_quat(q)]) if mirror else q
+
+
 def prepare_training_data(
     poses: PathLike,
     out_dir: PathLike,
@@ -461,9 +470,9 @@ def prepare_training_data(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
-    poses_q = _load_set(poses, "--poses")
+    poses_q = _with_mirror(_load_set(poses, "--poses"), config.mirror)
     same_ref = reference is None or Path(reference).resolve() == Path(poses).resolve()
-    ref_q = poses_q if same_ref else _load_set(reference, "--reference")
+    ref_q = poses_q if same_ref else _with_mirror(_load_set(reference, "--reference"), config.mirror)
     if config.k > ref_q.shape[0]:
         raise ValueError(f"k = {config.k} but the reference pose set has only {ref_q.shape[0]} poses; lower k")
     poses_info = {"path": str(Path(poses)), "n": int(poses_q.shape[0]), "sha1": _fingerprint(poses_q)}
