@@ -1,7 +1,8 @@
 """Fitting with a pose prior: SMPLify-style image fitting, HuMoR-style motion denoising and
 partial-pose completion. Commands: ``posendf fit-image``, ``posendf denoise``, ``posendf complete``.
 
-Submodules: :mod:`.losses` (pure loss terms and metrics), :mod:`.image`, :mod:`.denoise`,
+Submodules: :mod:`.losses` (pure loss terms and metrics), :mod:`.image` (re-exports of
+:mod:`.keypoint_files`, :mod:`.image_fit`, :mod:`.render`, :mod:`.image_batch`), :mod:`.denoise`,
 :mod:`.completion`, :mod:`.params` (prior loading, body-pose variables, configs).
 """
 from .completion import CompletionEvaluation, CompletionResult, complete_poses, evaluate_completion, parse_mask
