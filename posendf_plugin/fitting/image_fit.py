@@ -17,6 +17,7 @@ from ..body_model import BodyModel
 from ..priors.base import PosePrior
 from ..skeleton import quat_to_pose, to_body_quat
 from . import losses as L
+from .camera import Camera
 from .keypoint_files import PersonKeypoints
 from .params import BodyPoseVariable, StagedFitConfig, check_stage
 
@@ -74,7 +75,8 @@ class ImageFitConfig(StagedFitConfig):
     """Settings of :func:`fit_people` (YAML: ``configs/fit_image.yaml``).
 
     Attributes:
-        focal_length: pixels; ``None`` uses the image diagonal.
+        focal_length: pixels, used when ``fit_people`` gets no ``camera``; ``None`` uses the image
+            diagonal. The principal point is then the image centre.
         camera_iterations / camera_lr: the camera (root orientation + translation) stage.
         try_flipped: also try the person facing away from the camera and keep the better fit.
         stages: the pose stages (:class:`ImageStage`), in order.
@@ -149,12 +151,14 @@ class ImageFitResult:
         body_pose: ``(P, 63)`` axis-angle of the 21 body joints.
         global_orient: ``(P, 3)`` root axis-angle, in the camera frame.
         betas: ``(P, n)``. transl: ``(P, 3)`` body-model translation (camera frame, metres).
-        focal_length: ``(2,)`` px. camera_center: ``(2,)`` px.
+        focal_length: ``(2,)`` px ``(fx, fy)``. camera_center: ``(2,)`` px ``(cx, cy)``.
         keypoints_2d: ``(P, K, 3)`` input. projected_2d: ``(P, K, 2)`` fitted keypoints.
         reprojection_error_px: ``(P,)`` mean pixel error over keypoints with confidence > 0.
         person_index: ``(P,)`` index of each fitted person in the input.
         skipped: ``(index, reason)`` of people not fitted.
         vertices: ``(P, V, 3)`` camera-frame meshes. faces: ``(F, 3)``.
+        losses: the loss terms at the final pose, summed over people.
+        image_size: ``(width, height)`` px of the fitted image.
     """
 
     body_pose: torch.Tensor
@@ -174,6 +178,7 @@ class ImageFitResult:
     vertices: torch.Tensor
     faces: np.ndarray
     losses: Dict[str, float] = field(default_factory=dict)
+    image_size: Optional[Tuple[int, int]] = None
 
 
 def _keypoint_weights(fmt: str, cfg: ImageFitConfig) -> torch.Tensor:
@@ -261,6 +266,7 @@ def fit_people(
     config: ImageFitConfig = ImageFitConfig(),
     progress: bool = False,
     init_body_pose=None,
+    camera: Optional[Camera] = None,
 ) -> ImageFitResult:
     """Fit one body per person of one image (see the module docstring).
 
@@ -272,6 +278,8 @@ def fit_people(
         init_body_pose: optional start pose per input person, any supported layout with a
             leading dimension of the number of people (e.g. a regressor's output, as SPIN
             starts SMPLify); default: ``config.init_pose``.
+        camera: known intrinsics (:class:`~posendf_plugin.fitting.camera.Camera`); default:
+            ``config.focal_length`` and the image centre.
     Raises:
         ValueError: no person has at least ``config.min_keypoints`` keypoints, or
             ``init_body_pose`` does not have one pose per person.
@@ -293,9 +301,16 @@ def fit_people(
     kp = kp_all[keep]
     P = kp.shape[0]
     dtype = body_model.dtype
-    focal_val = float(config.focal_length) if config.focal_length is not None else math.hypot(W, H)
-    focal = torch.tensor([focal_val, focal_val])
-    center = torch.tensor([W / 2.0, H / 2.0])
+    if camera is not None:
+        if not isinstance(camera, Camera):
+            raise TypeError(f"camera must be a posendf_plugin.fitting.camera.Camera, got {type(camera).__name__}")
+        focal = torch.tensor(camera.focal_length, dtype=torch.float32)
+        center = torch.tensor(camera.centre((W, H)), dtype=torch.float32)
+        focal_val = math.sqrt(camera.focal_length[0] * camera.focal_length[1])
+    else:
+        focal_val = float(config.focal_length) if config.focal_length is not None else math.hypot(W, H)
+        focal = torch.tensor([focal_val, focal_val])
+        center = torch.tensor([W / 2.0, H / 2.0])
     conf = kp[..., 2]
     vis = conf > 0
     big = torch.where(vis[..., None], kp[..., :2], torch.full_like(kp[..., :2], float("inf")))
@@ -426,7 +441,7 @@ def fit_people(
             keypoints_2d=kp, projected_2d=proj.float(), reprojection_error_px=err.float(),
             person_index=torch.as_tensor(keep), keypoint_format=fmt, model_kind=body_model.model_type,
             prior=getattr(prior, "name", type(prior).__name__), skipped=skipped,
-            vertices=out.vertices.float(), faces=body_model.faces, losses=final_terms,
+            vertices=out.vertices.float(), faces=body_model.faces, losses=final_terms, image_size=(W, H),
         )
     return res
 

@@ -47,7 +47,12 @@ def render_fit(result: ImageFitResult, image: Optional[np.ndarray], path: Union[
     import matplotlib.pyplot as plt
     from matplotlib.collections import PolyCollection
 
-    W, H = int(round(float(result.camera_center[0]) * 2)), int(round(float(result.camera_center[1]) * 2))
+    if result.image_size is not None:
+        W, H = int(result.image_size[0]), int(result.image_size[1])
+    elif image is not None:
+        W, H = int(image.shape[1]), int(image.shape[0])
+    else:  # a result from before image_size was recorded: the principal point was the centre
+        W, H = int(round(float(result.camera_center[0]) * 2)), int(round(float(result.camera_center[1]) * 2))
     f = result.focal_length.numpy()
     c = result.camera_center.numpy()
     verts = result.vertices.numpy()
