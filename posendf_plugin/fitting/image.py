@@ -8,8 +8,10 @@ confidence 1) given with ``coco_json``.
 
 Fitting, for all people of an image at once (:func:`fit_people`):
 
-1. **Camera.** Fixed pinhole camera, focal length 5000 px as in SMPLify (or the image diagonal,
-   ``focal_length: null``), principal point at the image centre, camera rotation identity.
+1. **Camera.** Pinhole camera with rotation identity: the intrinsics the user knows
+   (:class:`~posendf_plugin.fitting.camera.Camera`, ``fit_people(camera=...)``; in a folder
+   ``<name>.camera.json`` next to the image), else focal length 5000 px as in SMPLify (or the
+   image diagonal, ``focal_length: null``) with the principal point at the image centre.
    Each person's depth is initialised from the torso: ``z = f * L3d / L2d`` with ``L`` the mean
    shoulder-to-hip length of the rest body (3D) and of the keypoints (2D).
 2. **Orientation.** Two hypotheses per person (facing the camera, facing away); a camera stage
@@ -28,17 +30,23 @@ used in latent space by default (optimise ``z``, decode, penalise ``‖z‖²``)
 confidence 0 are ignored, so partly visible people still fit.
 
 Output per image: ``<name>.npz`` (see :data:`NPZ_KEYS`) and ``<name>.png`` (the fitted meshes
-over the image, plus a side view); ``summary.json`` lists fitted and skipped inputs and is
-rewritten after every image, so an interrupted batch keeps what it wrote.
+over the image, plus a side view), written together; ``summary.json`` lists fitted, skipped and
+failed inputs and is rewritten after every image, so an interrupted batch keeps what it wrote
+(rules in :mod:`.image_batch`).
+
+This module re-exports the public names of :mod:`.keypoint_files` (readers), :mod:`.camera`,
+:mod:`.image_fit` (:func:`fit_people`), :mod:`.render` and :mod:`.image_batch`.
 """
 from __future__ import annotations
 
+from .camera import Camera, read_camera_json
 from .image_batch import IMAGE_EXTENSIONS, NPZ_KEYS, ImageDirSummary, fit_image_dir
 from .image_fit import ImageFitConfig, ImageFitResult, ImageStage, fit_people, load_image_fit_config
 from .keypoint_files import PersonKeypoints, read_coco_annotations, read_keypoint_json
 from .render import render_fit
 
 __all__ = [
+    "Camera",
     "ImageStage",
     "ImageFitConfig",
     "PersonKeypoints",
@@ -49,6 +57,7 @@ __all__ = [
     "load_image_fit_config",
     "read_keypoint_json",
     "read_coco_annotations",
+    "read_camera_json",
     "fit_people",
     "fit_image_dir",
     "render_fit",
