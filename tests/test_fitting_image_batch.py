@@ -251,3 +251,57 @@ def test_person_warnings_do_not_break_the_progress_bar(tmp_path, bm, capsys):
     assert len(lines) == 2
     # each warning starts its own line: nothing of the bar before it on the terminal line
     assert all(ln.split("\r")[-1].startswith(("a.jpg", "b.jpg")) for ln in lines), lines
+
+
+# --- per-person reprojection table (benchmarks/coco_reprojection.py) ----------------------------
+
+
+def test_reprojection_table_compares_priors_per_person(tmp_path):
+    from posendf_plugin.fitting.image_report import compare_reprojection, reprojection_markdown
+
+    def summary(errs):
+        return {"fitted": [{"image": "x.jpg", "png": "x.png", "person_ids": ["10", "2"], "visible_keypoints": [17, 9],
+                            "reprojection_error_px": errs,
+                            "skipped_people": [{"person": "5", "visible_keypoints": 0, "reason": "only 0 keypoints"}]}],
+                "skipped": [], "failed": []}
+
+    rows = compare_reprojection({"none": summary([2.0, 4.0]), "posendf": summary([3.0, None])},
+                                {"none": tmp_path / "none", "posendf": tmp_path / "posendf"})
+    assert [(r.person, r.visible_keypoints) for r in rows] == [("2", 9), ("5", 0), ("10", 17)]
+    assert rows[0].error_px == {"none": 4.0, "posendf": None} and rows[2].error_px == {"none": 2.0, "posendf": 3.0}
+    assert rows[1].error_px == {"none": None, "posendf": None}
+    md = reprojection_markdown(rows, ["none", "posendf"], relative_to=tmp_path)
+    assert "| x.jpg | 10 | 17 | 2.0 | 3.0 | [none](none/x.png), [posendf](posendf/x.png) |" in md
+    assert "| x.jpg | 5 | 0 | — | — | — |" in md
+    assert "| **mean** (1 people) |  |  | **2.0** | **3.0** |  |" in md  # only people every prior fitted
+    with pytest.raises(TypeError, match="summary"):
+        compare_reprojection({"none": [1, 2]})
+
+
+def test_coco_reprojection_script_on_a_tiny_coco_folder(tmp_path, bm, capsys, monkeypatch):
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    from benchmarks import coco_reprojection
+
+    monkeypatch.setattr(coco_reprojection, "get_body_model", lambda *a, **k: bm)  # the session's, built once
+    d = tmp_path / "coco"
+    d.mkdir()
+    write_image(d / "x.jpg")
+    kp = people_seen_by(bm, (500.0, 500.0), (W / 2, H / 2), n=2)
+    kp = kp[:, [0, 16, 15, 18, 17, 5, 2, 6, 3, 7, 4, 12, 9, 13, 10, 14, 11]]  # BODY_25 -> COCO-17 order
+    kp[..., 2] = 2
+    kp[1, :, 2] = 0  # nobody labelled: listed, not fitted
+    (d / "ann.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "x.jpg"}],
+        "annotations": [{"id": 7 + i, "image_id": 1, "keypoints": kp[i].reshape(-1).tolist()} for i in range(2)]}))
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("camera_iterations: 2\nstages:\n  - {iterations: 2}\n")
+    out = tmp_path / "out"
+    assert coco_reprojection.main(["--images", str(d), "--out", str(out), "--priors", "none", "--config", str(cfg), "--quiet"]) == 0
+    md = (out / "reprojection.md").read_text()
+    assert "| x.jpg | 7 | 17 |" in md and "| x.jpg | 8 | 0 | — |" in md and "[none](none/x.png)" in md
+    assert (out / "none" / "x.png").is_file()
+    people = json.loads((out / "reprojection.json").read_text())["people"]
+    assert [p["person"] for p in people] == ["7", "8"] and people[0]["reprojection_error_px"]["none"] > 0
+    assert coco_reprojection.main(["--images", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "image folder not found" in capsys.readouterr().err
