@@ -89,6 +89,8 @@ def test_camera_values_and_files(tmp_path):
         assert str(p) in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(FileNotFoundError, match="no such camera file"):
         read_camera_json(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="is a folder"):
+        read_camera_json(tmp_path)
     assert camera_file_for(tmp_path / "a.jpg").name == "a.camera.json"
 
 

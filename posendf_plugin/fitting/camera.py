@@ -104,6 +104,8 @@ def read_camera_json(path: Union[str, Path]) -> Camera:
         ValueError: not JSON, unknown keys, or bad values; the message names the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a camera JSON file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such camera file")
     try:
