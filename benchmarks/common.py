@@ -1,6 +1,7 @@
 """Shared pieces of the benchmark runner (``benchmarks/run.py``): the run context (priors by
 name, data, body model, seeds), the prior-independent metrics (joint positions, APD, FID,
-nearest-training-pose distance, AUROC) and the writers (results.json, Markdown, PNG plots).
+nearest-training-pose distance, AUROC; defined in :mod:`posendf_plugin.metrics`) and the
+writers (results.json, Markdown, PNG plots).
 
 Results follow one schema (documented in ``benchmarks/README.md``)::
 
@@ -29,8 +30,10 @@ if str(REPO) not in sys.path:  # the package is used from the checkout (not nece
     sys.path.insert(0, str(REPO))
 
 from posendf_plugin.io import atomic_path, save_json  # noqa: E402
+# the metrics live in the package (posendf_plugin.metrics); re-exported here for the tasks
+from posendf_plugin.metrics import apd_cm, auroc, fid, joint_positions, nearest_geodesic, rms_deg  # noqa: E402,F401
 from posendf_plugin.priors.base import PosePrior, get_prior  # noqa: E402
-from posendf_plugin.skeleton import NUM_BODY_JOINTS, SMPL_PARENTS, body_joint_positions  # noqa: E402
+from posendf_plugin.skeleton import SMPL_PARENTS  # noqa: E402
 
 __all__ = [
     "PRIOR_NAMES",
@@ -263,74 +266,8 @@ class BenchContext:
 
 
 # ---------------------------------------------------------------------------------------------
-# Metrics
+# Timing
 # ---------------------------------------------------------------------------------------------
-
-
-def joint_positions(q: torch.Tensor) -> torch.Tensor:
-    """``(N, 21, 4)`` poses -> ``(N, 24, 3)`` SMPL joint positions (metres) of the rest
-    skeleton (:data:`posendf_plugin.skeleton.SMPL_REST_JOINTS`), root at the origin, unrotated."""
-    return body_joint_positions(q.float())
-
-
-def nearest_geodesic(q: torch.Tensor, reference: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """Geodesic distance (radians, NRDF's ``sqrt(Σ_k θ_k²)`` over the 21 joints) of each pose of
-    ``q (N, 21, 4)`` to its nearest pose in ``reference (M, 21, 4)``; ``(N,)``.
-
-    Brute force on ``q``'s device in float64, chunks of ``chunk`` query poses; per joint
-    ``θ = 2 acos|⟨q, p⟩|`` (the same value as :func:`posendf_plugin.rotations.nrdf_pose_distance`,
-    computed from dot products so that all pairs are one matmul per joint).
-    """
-    ref = reference.to(q.device, torch.float64)
-    out = []
-    for a in range(0, len(q), chunk):
-        dots = torch.einsum("njk,mjk->nmj", q[a:a + chunk].double(), ref).abs().clamp(max=1.0)  # (c, M, 21)
-        theta = 2.0 * torch.acos(dots)
-        out.append((theta ** 2).sum(-1).min(dim=1).values.sqrt().float())
-    return torch.cat(out) if out else q.new_zeros(0)
-
-
-def rms_deg(d: torch.Tensor) -> torch.Tensor:
-    """Whole-pose geodesic distance (radians) -> RMS per-joint angle in degrees."""
-    return d / math.sqrt(NUM_BODY_JOINTS) * 180.0 / math.pi
-
-
-def apd_cm(pos: torch.Tensor, chunk: int = 64) -> float:
-    """Average pairwise distance of samples, in cm: mean over sample pairs ``i != j`` of the
-    mean over joints of ``‖p_i - p_j‖``. ``pos``: ``(N, J, 3)`` metres, ``N >= 2``."""
-    n = len(pos)
-    if n < 2:
-        raise ValueError(f"APD needs at least 2 samples, got {n}")
-    total = 0.0
-    for a in range(0, n, chunk):
-        d = (pos[a:a + chunk, None] - pos[None]).norm(dim=-1).mean(-1)  # (c, N)
-        total += float(d.sum())
-    return 100.0 * total / (n * (n - 1))
-
-
-def fid(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets ``(N, D)`` and ``(M, D)``:
-    ``‖μ_a − μ_b‖² + tr(Σ_a) + tr(Σ_b) − 2 tr((Σ_a Σ_b)^{1/2})`` in float64. The last trace is
-    the sum of the square roots of the eigenvalues of ``Σ_a Σ_b`` (real and >= 0 for two PSD
-    matrices; rounding noise is clipped), which stays finite for singular covariances."""
-    x, y = a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()
-    mu1, mu2 = x.mean(0), y.mean(0)
-    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    ev = np.linalg.eigvals(s1 @ s2)
-    tr_sqrt = float(np.sqrt(np.clip(ev.real, 0.0, None)).sum())
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
-
-
-def auroc(negative: torch.Tensor, positive: torch.Tensor) -> float:
-    """Area under the ROC curve of telling ``positive`` (should score higher) from
-    ``negative`` by the score; 0.5 = chance, 1 = perfect. Ties count half."""
-    from sklearn.metrics import roc_auc_score
-
-    s = torch.cat((negative.reshape(-1), positive.reshape(-1))).detach().double().cpu().numpy()
-    y = np.r_[np.zeros(negative.numel()), np.ones(positive.numel())]
-    if not np.isfinite(s).all():
-        s = np.nan_to_num(s, nan=np.inf, posinf=np.finfo(np.float64).max)
-    return float(roc_auc_score(y, s))
 
 
 def timed(fn: Callable[[], Any], device: torch.device, min_seconds: float, warmup: int = 2, min_calls: int = 3) -> Tuple[int, float]:

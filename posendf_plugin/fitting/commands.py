@@ -32,22 +32,36 @@ def _check_body_model(path) -> None:
 
 
 def _fit_image(args: argparse.Namespace) -> int:
-    from .image import ImageFitConfig, fit_image_dir, load_image_fit_config
+    from .camera import Camera, read_camera_json
+    from .image_batch import fit_image_dir
+    from .image_fit import ImageFitConfig, load_image_fit_config
 
     _check_body_model(args.body_model)
     cfg = load_image_fit_config(args.config) if args.config else ImageFitConfig()
+    camera = None
+    if args.camera is not None:
+        camera = read_camera_json(args.camera)
+    elif args.focal_length is not None:
+        try:
+            camera = Camera(args.focal_length)
+        except ValueError as e:
+            raise ValueError(f"--focal-length: {e}") from e
     s = fit_image_dir(args.image_dir, args.out, prior=args.prior, prior_checkpoint=args.prior_checkpoint,
                       body_model=args.body_model, coco_json=args.coco_json, config=cfg,
-                      progress=not args.quiet, render=not args.no_render)
+                      progress=not args.quiet, render=not args.no_render, camera=camera)
     for name, why in s.skipped:
         print(f"skipped {name}: {why}")
+    for name, why in s.failed:
+        print(f"failed {name}: {why}")
     people = sum(f["people"] for f in s.fitted)
-    errs = [e for f in s.fitted for e in f["reprojection_error_px"]]
+    errs = [e for f in s.fitted for e in f["reprojection_error_px"] if e is not None]
     msg = f"fitted {people} people in {len(s.fitted)} image(s), skipped {len(s.skipped)} image(s)"
+    if s.failed:
+        msg += f", failed on {len(s.failed)} image(s)"
     if errs:
         msg += f"; mean reprojection error {np.mean(errs):.2f} px"
     print(msg + f"; outputs in {args.out}")
-    return 0 if s.fitted else 1
+    return 0 if s.fitted and not s.failed else 1
 
 
 def _denoise(args: argparse.Namespace) -> int:
@@ -114,7 +128,10 @@ def register(subparsers) -> None:
             "Fit a body to every person of every image in --image-dir. Keypoints: <name>.json next to "
             "<name>.jpg (OpenPose BODY_25 'people[i].pose_keypoints_2d', or COCO-17), or one COCO "
             "annotation file (--coco-json). Writes <name>.npz (SMPL parameters, camera) and <name>.png "
-            "(overlay + side view) per image, and summary.json. Images without keypoints are skipped."
+            "(overlay + side view) per image, and summary.json. Images without keypoints are skipped; an "
+            "image that fails is reported and the batch goes on (exit status 1). Camera: <name>.camera.json "
+            "next to the image ({\"focal_length\": [fx, fy], \"principal_point\": [cx, cy]} or {\"K\": 3x3}, "
+            "pixels), else --camera / --focal-length, else 5000 px at the image centre."
         ),
     )
     p.add_argument("--image-dir", type=Path, required=True, metavar="DIR")
@@ -123,9 +140,16 @@ def register(subparsers) -> None:
                    help="COCO keypoint annotation file (images + annotations) for the images")
     p.add_argument("--config", type=Path, default=None, metavar="YAML",
                    help="fitting schedule (default: built-in = configs/fit_image.yaml)")
+    cam = p.add_mutually_exclusive_group()
+    cam.add_argument("--focal-length", type=float, default=None, metavar="PX",
+                     help="known focal length in pixels for every image (principal point: the image centre); "
+                          "default: the config's (5000 px)")
+    cam.add_argument("--camera", type=Path, default=None, metavar="FILE",
+                     help="camera JSON for every image: {\"focal_length\": [fx, fy], \"principal_point\": [cx, cy]} "
+                          "or {\"K\": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]}; a <name>.camera.json next to an image wins")
     p.add_argument("--no-render", action="store_true", help="skip the PNGs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_prior_args(p)
+    _add_prior_args(p, default="posendf")
     _add_body_model_arg(p)
     p.set_defaults(func=_fit_image)
 

@@ -1,0 +1,152 @@
+"""Reading 2D keypoint files for image fitting: OpenPose JSON (BODY_25, or 17 x 3 values read as
+COCO-17), per-image COCO keypoint lists, and COCO annotation files (``images`` +
+``annotations``, visibility ``v > 0`` counts as confidence 1).
+
+Everything here returns :class:`PersonKeypoints`, the input of
+:func:`posendf_plugin.fitting.image_fit.fit_people`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ["PersonKeypoints", "read_keypoint_json", "read_coco_annotations"]
+
+
+@dataclass
+class PersonKeypoints:
+    """2D keypoints of the people in one image.
+
+    Attributes:
+        keypoints: ``(P, K, 3)`` float32 ``(x, y, confidence)``; confidence 0 = missing.
+        fmt: ``"openpose25"`` or ``"coco17"``.
+        ids: a label per person (OpenPose index or COCO annotation id).
+    """
+
+    keypoints: np.ndarray
+    fmt: str
+    ids: List[str]
+
+
+def _people_array(rows: Sequence[Sequence[float]], where: str) -> Tuple[np.ndarray, str]:
+    lengths = {len(r) for r in rows}
+    if len(lengths) != 1:
+        raise ValueError(f"{where}: people have keypoint lists of different lengths {sorted(lengths)}")
+    n = lengths.pop()
+    fmt = {75: "openpose25", 51: "coco17"}.get(n)
+    if fmt is None:
+        raise ValueError(
+            f"{where}: a keypoint list has {n} values; expected 75 (OpenPose BODY_25: 25 x (x, y, c)) "
+            "or 51 (COCO-17: 17 x (x, y, v))"
+        )
+    try:
+        arr = np.asarray(rows, np.float64).reshape(len(rows), n // 3, 3)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: keypoint values must be numbers ({e})") from e
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{where}: keypoints contain NaN or Inf")
+    if fmt == "coco17":  # COCO visibility flag: 0 = not labelled, 1/2 = labelled
+        if np.all(np.isin(arr[..., 2], (0, 1, 2))):
+            arr[..., 2] = (arr[..., 2] > 0).astype(np.float64)
+    arr[..., 2] = np.clip(arr[..., 2], 0.0, 1.0)
+    return arr.astype(np.float32), fmt
+
+
+def read_keypoint_json(path: Union[str, Path], image_name: Optional[str] = None) -> PersonKeypoints:
+    """Read one keypoint file.
+
+    Accepted layouts:
+
+    * OpenPose: ``{"people": [{"pose_keypoints_2d": [x, y, c, ...]}, ...]}`` (75 values =
+      BODY_25; 51 values = COCO-17 order). A person may also carry ``"keypoints"`` instead.
+    * COCO results / annotations: a list ``[{"keypoints": [51 values], ...}, ...]``, or a
+      COCO file ``{"images": [...], "annotations": [...]}`` (people of ``image_name`` only).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON, an unknown layout, or no people in it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such keypoint file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if isinstance(data, dict) and "annotations" in data and "images" in data:
+        per_image = read_coco_annotations(path)
+        name = image_name or path.with_suffix(".jpg").name
+        if name not in per_image:
+            raise ValueError(f"{path}: no annotated people for image {name!r} in this COCO file")
+        return per_image[name]
+    if isinstance(data, dict) and "people" in data:
+        people = data["people"]
+        if not isinstance(people, list):
+            raise ValueError(f"{path}: 'people' must be a list, got {type(people).__name__}")
+        rows, ids = [], []
+        for i, p in enumerate(people):
+            if not isinstance(p, dict):
+                raise ValueError(f"{path}: people[{i}] must be an object, got {type(p).__name__}")
+            kp = p.get("pose_keypoints_2d", p.get("keypoints"))
+            if kp is None:
+                raise ValueError(f"{path}: people[{i}] has no 'pose_keypoints_2d'; found keys {sorted(p)}")
+            rows.append(kp)
+            ids.append(str(p.get("person_id", i)) if not isinstance(p.get("person_id"), list) else str(i))
+    elif isinstance(data, list) and all(isinstance(p, dict) for p in data):
+        rows = [p.get("keypoints") for p in data]
+        if any(r is None for r in rows):
+            raise ValueError(f"{path}: every entry of a COCO keypoint list needs 'keypoints' (17 x (x, y, v))")
+        ids = [str(p.get("id", i)) for i, p in enumerate(data)]
+    else:
+        raise ValueError(
+            f"{path}: unknown keypoint layout; expected OpenPose JSON ({{'people': [{{'pose_keypoints_2d': "
+            "[...]}}]}}), a COCO keypoint list or a COCO annotation file"
+        )
+    if not rows:
+        raise ValueError(f"{path}: no people detected (empty list)")
+    arr, fmt = _people_array(rows, str(path))
+    return PersonKeypoints(arr, fmt, ids)
+
+
+def read_coco_annotations(path: Union[str, Path]) -> Dict[str, PersonKeypoints]:
+    """People of every image of a COCO keypoint annotation file, by image file name.
+
+    Crowd annotations are skipped; annotations without any labelled keypoint are kept (with all
+    confidences 0) so that the fitting reports them as skipped people.
+
+    Raises:
+        FileNotFoundError / ValueError: missing, not JSON, or not a COCO keypoint file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such COCO annotation file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise ValueError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations')")
+    names = {}
+    for im in data["images"]:
+        if "id" not in im or "file_name" not in im:
+            raise ValueError(f"{path}: every image needs 'id' and 'file_name'")
+        names[im["id"]] = im["file_name"]
+    rows: Dict[str, list] = {}
+    for a in data["annotations"]:
+        if a.get("iscrowd", 0) or "keypoints" not in a:
+            continue
+        if a.get("image_id") not in names:
+            raise ValueError(f"{path}: annotation {a.get('id')} refers to unknown image_id {a.get('image_id')}")
+        rows.setdefault(names[a["image_id"]], []).append(a)
+    out = {}
+    for name, anns in rows.items():
+        arr, fmt = _people_array([a["keypoints"] for a in anns], f"{path} ({name})")
+        if fmt != "coco17":
+            raise ValueError(f"{path}: COCO keypoints must have 51 values, got {arr.shape[1] * 3}")
+        out[name] = PersonKeypoints(arr, fmt, [str(a.get("id", i)) for i, a in enumerate(anns)])
+    return out
+
