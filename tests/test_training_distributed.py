@@ -96,3 +96,11 @@ def test_two_process_resume_is_bit_identical(data, tmp_path):
     wa = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["model_state_dict"]
     wb = torch.load(tmp_path / "split" / "model.pt", weights_only=True)["model_state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_cuda_without_cuda_is_refused(data, tmp_path):
+    cfg = tiny_config(training={"epochs": 1, "num_threads": 1})
+    with pytest.raises(ValueError, match="CUDA is not available; use --device cpu"):
+        train(cfg, out_dir=tmp_path / "c", data_dir=data, device="cuda", progress=False, tensorboard=False)
+    assert not (tmp_path / "c").exists()
