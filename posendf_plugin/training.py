@@ -34,7 +34,10 @@ contiguous share (sizes differ by at most one; a DistributedSampler-style split,
 padding), each share's loss is its sum divided by the global batch size, and the averaged
 gradients are those of the whole batch. So the learning rate needs no rescaling and the loss
 curve equals the one-process curve with the same config to float rounding. Validation is split
-the same way. Only the first process (rank 0) writes files and shows the progress bar. A
+the same way; extra samples (``uniform_batch_size``, ``projected_batch_size``) are drawn in
+full by every process and split likewise (each process labels only its share, but the
+projected samples are projected by every process). Only the first process (rank 0) writes
+files and shows the progress bar. A
 checkpoint records the process count; resuming needs the same count.
 
 Resuming (``--resume``) restores everything from ``checkpoints/last.pt``; the batch order and

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 import torch
 
+from posendf_plugin.config import save_config
 from posendf_plugin.training import train
 
 from _ndf_fixtures import REPO, tiny_config, write_training_dir
@@ -38,18 +39,45 @@ def data(tmp_path_factory):
     return write_training_dir(tmp_path_factory.mktemp("ddp") / "data", n=1250, chunk=625)
 
 
-def test_two_processes_match_one(data, tmp_path):
-    # with online-labelled extra samples: each process takes its share of those too
-    cfg = tiny_config(training={"epochs": EPOCHS, "num_threads": 1, "uniform_batch_size": 16},
-                      data={"pose_set": str(data.parent / "data_clean.npz")})
-    cfg_file = tmp_path / "tiny.yaml"
-    from posendf_plugin.config import save_config
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory):
+    """One torchrun launch with 2 gloo processes: the user's command (``posendf train`` joining
+    the process group from torchrun's environment), then, in a process group of its own, an
+    uninterrupted run and a stopped + resumed run."""
+    root = tmp_path_factory.mktemp("ddp_runs")
+    cfg_file = root / "tiny.yaml"
+    save_config(cfg_file, _cfg_extra(data))
+    script = root / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch.distributed as dist
+        from _ndf_fixtures import tiny_config
+        from posendf_plugin.cli import main
+        from posendf_plugin.training import train
+        assert main(["train", "--config", {str(cfg_file)!r}, "--data", {str(data)!r}, "--out", {str(root / "two")!r},
+                     "--no-progress"]) == 0
+        assert not dist.is_initialized()  # train() ended the group it started
+        dist.init_process_group("gloo")
+        cfg = tiny_config(training={{"epochs": {EPOCHS}, "num_threads": 1}})
+        kw = dict(data_dir={str(data)!r}, progress=False, tensorboard=False)
+        train(cfg, out_dir={str(root / 'full')!r}, **kw)
+        train(cfg, out_dir={str(root / 'split')!r}, stop_after=1, **kw)
+        rest = train(cfg, out_dir={str(root / 'split')!r}, resume=True, **kw)
+        assert rest.epochs_run == {EPOCHS - 1}
+        dist.destroy_process_group()
+    """))
+    _torchrun([str(script)], cwd=root)
+    return root
 
-    save_config(cfg_file, cfg)
-    run2 = tmp_path / "two"
-    # the user's command: torchrun ... -m posendf_plugin train
-    _torchrun(["-m", "posendf_plugin", "train", "--config", str(cfg_file), "--data", str(data), "--out", str(run2),
-               "--no-progress"], cwd=tmp_path)
+
+def _cfg_extra(data):
+    # with online-labelled extra samples: each process takes its share of those too
+    return tiny_config(training={"epochs": EPOCHS, "num_threads": 1, "uniform_batch_size": 16},
+                       data={"pose_set": str(data.parent / "data_clean.npz")})
+
+
+def test_two_processes_match_one(data, runs, tmp_path):
+    cfg = _cfg_extra(data)
+    run2 = runs / "two"
     one = train(cfg, out_dir=tmp_path / "one", data_dir=data, progress=False, tensorboard=False)
     h2 = json.loads((run2 / "history.json").read_text())
     assert h2["epoch"] == one.history["epoch"] == list(range(1, EPOCHS + 1))
@@ -72,27 +100,20 @@ def test_two_processes_match_one(data, tmp_path):
     assert (run2 / "checkpoints" / "last.pt").read_bytes() == before
 
 
-def test_two_process_resume_is_bit_identical(data, tmp_path):
+def test_two_process_resume_is_bit_identical(runs):
     """With a fixed process count, stop + resume gives exactly the uninterrupted curve."""
-    script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
-        import json, sys, torch, torch.distributed as dist
-        from _ndf_fixtures import tiny_config
-        from posendf_plugin.training import train
-        dist.init_process_group("gloo")
-        cfg = tiny_config(training={{"epochs": {EPOCHS}, "num_threads": 1}})
-        kw = dict(data_dir={str(data)!r}, progress=False, tensorboard=False)
-        full = train(cfg, out_dir={str(tmp_path / 'full')!r}, **kw)
-        train(cfg, out_dir={str(tmp_path / 'split')!r}, stop_after=1, **kw)
-        rest = train(cfg, out_dir={str(tmp_path / 'split')!r}, resume=True, **kw)
-        assert rest.epochs_run == {EPOCHS - 1}
-        dist.destroy_process_group()
-    """))
-    _torchrun([str(script)], cwd=tmp_path)
-    a = json.loads((tmp_path / "full" / "history.json").read_text())
-    b = json.loads((tmp_path / "split" / "history.json").read_text())
+    a = json.loads((runs / "full" / "history.json").read_text())
+    b = json.loads((runs / "split" / "history.json").read_text())
     for k in CURVES:
         assert a[k] == b[k], k
-    wa = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["model_state_dict"]
-    wb = torch.load(tmp_path / "split" / "model.pt", weights_only=True)["model_state_dict"]
+    wa = torch.load(runs / "full" / "model.pt", weights_only=True)["model_state_dict"]
+    wb = torch.load(runs / "split" / "model.pt", weights_only=True)["model_state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_cuda_without_cuda_is_refused(data, tmp_path):
+    cfg = tiny_config(training={"epochs": 1, "num_threads": 1})
+    with pytest.raises(ValueError, match="CUDA is not available; use --device cpu"):
+        train(cfg, out_dir=tmp_path / "c", data_dir=data, device="cuda", progress=False, tensorboard=False)
+    assert not (tmp_path / "c").exists()
