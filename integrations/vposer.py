@@ -181,7 +181,8 @@ def compare_priors(
 
 #: host setting -> (reference prior, weights tuned for it, squared?) — the hosts' own defaults
 HOST_REFERENCE_WEIGHTS: Dict[str, Tuple[str, Tuple[float, ...], bool]] = {
-    # smplify-x cmd_parser.py / cfg_files/fit_smplx.yaml (VPoser: ‖z‖² weighted by w²)
+    # smplify-x cfg_files/fit_smpl.yaml (4 stages; fit_smplx.yaml / fit_smplh.yaml have 5 stages
+    # and repeat 4.78 in the 5th) -- VPoser: ‖z‖² weighted by w²
     "SMPLify-X body_pose_prior_weights (vs VPoser ‖z‖²)": ("vposer", (404.0, 404.0, 57.4, 4.78), True),
     # the same list, as SMPLify's GMM prior uses it (use_vposer: false, body_prior_type: gmm)
     "SMPLify-X body_pose_prior_weights (vs GMM)": ("gmm", (404.0, 404.0, 57.4, 4.78), True),
