@@ -125,3 +125,25 @@ def test_noise_and_separation_stats():
     assert s.auroc[0.5] > 0.95 and 0.0 <= s.auroc[0.1] <= 1.0
     assert s.gap(0.5) > 0
     assert np.isclose(prior_energy(TinyPrior(), q).mean().item(), s.real_mean, atol=1e-6)
+
+
+def test_top_level_imports_are_lazy():
+    """``from posendf_plugin import PoseNDF, get_prior`` works; ``import posendf_plugin`` alone
+    does not import torch (keeps ``python -m posendf_plugin --help`` light)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, posendf_plugin; assert 'torch' not in sys.modules, 'torch imported eagerly'\n"
+        "from posendf_plugin import PoseNDF, get_prior\n"
+        "from posendf_plugin.prior import PoseNDF as P2\n"
+        "from posendf_plugin.priors import get_prior as g2\n"
+        "assert PoseNDF is P2 and get_prior is g2\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    import posendf_plugin
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        posendf_plugin.Nope  # noqa: B018
