@@ -190,7 +190,8 @@ def check_stage_weights(prior_type: str, args: Mapping) -> None:
     if len(weights) == stages:
         return
     where = (
-        f"data_weights has {stages} entries" if data_weights is not None
+        f"data_weights = {list(data_weights)}; cmd_parser's default is [1] * 5, which fit_smplx.yaml "
+        "and fit_smplh.yaml keep, fit_smpl.yaml sets 4" if data_weights is not None
         else f"the config sets no data_weights, so SMPLify-X uses [1] * {stages}"
     )
     suggestion = ""

@@ -147,3 +147,13 @@ def test_top_level_imports_are_lazy():
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         posendf_plugin.Nope  # noqa: B018
+
+
+def test_host_prior_refuses_a_diverged_pose_naming_the_fix():
+    from posendf_plugin.integrations._common import HostPosePrior
+
+    prior = HostPosePrior(TinyPrior(), expected_width=69, host="SMPLify-X")
+    pose = random_poses(3, 69)
+    pose[1, 5] = float("nan")
+    with pytest.raises(ValueError, match=r"SMPLify-X passed a body_pose with NaN/Inf values in row\(s\) \[1\].*float64"):
+        prior(pose)

@@ -293,7 +293,7 @@ def test_wrong_stage_count_is_one_clear_error_before_the_fit(checkout):
     # SMPLify-X itself would stop later, in fit_single_frame, with an AssertionError
     with pytest.raises(AssertionError, match="4 does not match the number of data term weights 5"):
         fit_single_frame_weight_checks(**smplx_cfg)
-    with pytest.raises(ValueError, match=r"4 entries.*but the fit has 5 stages \(data_weights has 5 entries\)") as e:
+    with pytest.raises(ValueError, match=r"4 entries.*but the fit has 5 stages \(data_weights = \[1.0, 1.0, 1.0, 1.0, 1.0\]; cmd_parser's default is \[1\] \* 5") as e:
         smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **smplx_cfg)
     assert "[22890, 22890, 3252, 271, 271]" in str(e.value)
     # no data_weights key at all (cmd_parser default [1] * 5 applies)
