@@ -147,6 +147,15 @@ class HostPosePrior(nn.Module):
 
     def forward(self, body_pose: torch.Tensor, betas: Optional[torch.Tensor] = None) -> torch.Tensor:
         check_layout(body_pose, self.expected_width, self.host)
+        bad = ~torch.isfinite(body_pose.detach()).reshape(len(body_pose), -1).all(-1)
+        if bad.any():
+            raise ValueError(
+                f"{self.host} passed a body_pose with NaN/Inf values in row(s) "
+                f"{bad.nonzero().flatten().tolist()[:8]}: its optimiser diverged before calling the prior. "
+                "With a distance-field prior under L-BFGS, run the fit in float64 (SMPLify-X: "
+                "float_dtype: \"float64\"); a float32 line search can break down on its large, "
+                "non-smooth energy"
+            )
         return prior_energy(self.prior, body_pose) * self.scale
 
     def get_mean(self) -> torch.Tensor:

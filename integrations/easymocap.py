@@ -1,28 +1,42 @@
-"""The prior as an EasyMocap multistage loss, loaded by dotted path from its YAML.
+"""The prior as an EasyMocap loss, loaded by dotted path from its YAML, in both of EasyMocap's
+fitting frameworks.
 
-EasyMocap (zju3dv/EasyMocap, ``easymocap/multistage/base.py:make_lossfuncs``) builds every
-entry of a stage's ``loss:`` block with ``load_object(val.module, dict(val.args))`` (import the
-module part of the dotted path, call the last part with ``**args``; names listed in
-``infos:`` are added to ``args``), moves it with ``.to(device)`` and weights it with
-``weight`` (or ``weights[irepeat]``). In the closure each loss is called with keywords only:
-``loss(kpts_est=..., **body_params, **infos)`` — ``body_params`` holds ``poses`` (SMPL:
-``(nFrames, 69)``, or 72 with ``use_root_rot``), ``shapes``, ``Rh``, ``Th`` — and a key starting
-with ``pf-`` also gets ``poses_full`` (SMPL: ``(nFrames, 72)``). The loss returns a scalar that
-EasyMocap multiplies by the weight; with ``monitor.check`` it also calls ``check_at_start`` /
-``check_at_end`` (EasyMocap's ``LossBase`` gives no-op versions), and prints ``str(loss)``.
+Both build a loss with ``easymocap/config/baseconfig.py:load_object(module, args)`` (import the
+module part of the dotted path, call the last part with ``**args``) and weight its scalar result
+by the YAML ``weight``; they differ in how they call it:
 
-YAML (inside a stage's ``loss:`` block)::
+* ``easymocap.multistage`` (``config/fit/*.yml``; ``multistage/base.py:make_lossfuncs`` and the
+  closure of ``MultiStage.fit_stage``): keywords only, ``loss(kpts_est=..., **new_params,
+  **infos)`` -- ``new_params`` holds ``poses`` (SMPL: ``(nFrames, 69)``, 72 with
+  ``use_root_rot``), ``shapes``, ``Rh``, ``Th`` -- and ``loss(poses_full=..., **new_params,
+  **infos)`` for a YAML key starting with ``pf-``. With ``monitor.check`` it also calls
+  ``check_at_start`` / ``check_at_end`` and prints ``str(loss)``.
+* ``myeasymocap.operations.optimizer`` (``config/mv1p/detect_triangulate_fitSMPL.yml``,
+  ``config/1v1p/hrnet_pare_finetune.yml``, ``config/mvmp/meta_fit_SMPL.yml``;
+  ``make_closure``): two positional dicts, ``loss(output_, infos_)`` with ``output_ = {k:
+  output[k] for k in key_from_output}`` (``poses`` ``(nFrames, 69)``, or ``(nFrames, nPerson,
+  69)``) and ``infos_`` from ``key_from_infos``. EasyMocap's own GMM prior is configured there
+  with ``weight: 0.1`` and ``args: {start: 0, end: 69}``.
+
+YAML, ``easymocap.multistage`` (inside a stage's ``loss:`` block)::
 
     pose_ndf:
-      weight: 0.1
+      weight: 620.
       module: posendf_plugin.integrations.easymocap.PoseNDFPrior
-      args:
-        key: poses
-        prior: posendf
+      args: {key: poses, prior: posendf}
+
+YAML, ``myeasymocap`` (inside an ``Optimizer``'s ``loss:`` block, in place of ``prior``)::
+
+    prior:
+      weight: 620.
+      module: posendf_plugin.integrations.easymocap.PoseNDFPrior
+      key_from_output: [poses]
+      key_from_infos: []
+      args: {start: 0, end: 69, prior: posendf}
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional
 
 import torch
 from torch import nn
@@ -34,6 +48,7 @@ from ._common import PriorLike, prior_energy, resolve_prior
 __all__ = ["PoseNDFPrior"]
 
 _BODY_WIDTH = NUM_BODY_JOINTS * 3
+_SMPL_FULL_WIDTH = 72  # root + 23 joints
 
 
 class PoseNDFPrior(nn.Module):
@@ -46,11 +61,17 @@ class PoseNDFPrior(nn.Module):
             Python also a built :class:`~posendf_plugin.priors.base.PosePrior`.
         checkpoint: optional checkpoint path of the prior (passed as ``get_prior(prior,
             checkpoint=...)``); omitted -> the shipped default.
-        start: first axis-angle dimension of the 21 body joints in ``kwargs[key]`` (like
-            EasyMocap's ``MaxMixturePrior`` ``start``); ``null`` autodetects the widths
-            63/69/72/156/165. Needed for SMPL-H/SMPL-X ``poses`` with hand PCA (e.g.
-            ``start: 0`` when the first 63 dims are the body).
+        start, end: the slice ``poses[..., start:end]`` the prior sees, as EasyMocap's
+            ``MaxMixturePrior`` / ``GMMPrior`` ``start``/``end`` (its configs: ``start: 0, end:
+            69``). The slice must be a layout the prior knows (63 = 21 body joints, 69 = SMPL
+            body pose, 72 = SMPL pose with root); ``end: null`` with a ``start`` takes the 63
+            body dims from ``start``; both ``null`` (default) autodetects the widths
+            63/69/72/156/165. SMPL-H/SMPL-X ``poses`` with hand PCA need ``start: 0`` (body first).
         reduce: ``mean`` (default, like EasyMocap's GMM prior) or ``sum`` over frames.
+
+    Called either way EasyMocap calls a loss (see the module docstring): with keywords
+    (``easymocap.multistage``) or with two positional dicts ``(output, infos)``
+    (``myeasymocap.operations.optimizer``); the pose is ``[key]`` of the keywords / of ``output``.
     """
 
     def __init__(
@@ -59,15 +80,20 @@ class PoseNDFPrior(nn.Module):
         prior: PriorLike = "posendf",
         checkpoint: Optional[str] = None,
         start: Optional[int] = None,
+        end: Optional[int] = None,
         reduce: str = "mean",
     ) -> None:
         super().__init__()
         if reduce not in ("mean", "sum"):
             raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
-        if start is not None and (int(start) != start or start < 0):
-            raise ValueError(f"start must be a non-negative integer or null, got {start!r}")
+        for name, v in (("start", start), ("end", end)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ValueError(f"{name} must be a non-negative integer or null, got {v!r}")
+        if end is not None and (start or 0) >= end:
+            raise ValueError(f"end={end} must be larger than start={start or 0}")
         self.key = key
-        self.start = None if start is None else int(start)
+        self.start = start
+        self.end = end
         self.reduce = reduce
         self.prior = resolve_prior(prior, {"checkpoint": checkpoint} if checkpoint else None)
 
@@ -76,6 +102,26 @@ class PoseNDFPrior(nn.Module):
             raise TypeError(f"EasyMocap passed '{self.key}' of type {type(value).__name__}; expected a torch.Tensor")
         flat = value.reshape(-1, value.shape[-1]) if value.ndim >= 2 else value.reshape(1, -1)
         width = flat.shape[-1]
+        if self.end is not None:
+            if self.end > width:
+                raise ValueError(
+                    f"'{self.key}' has {width} dims per frame ({_layout(width)}), fewer than "
+                    f"args.end={self.end}; set end: {width} for this body model (start: 0, end: 69 "
+                    "is for SMPL's 69-dim poses)"
+                )
+            if width == _SMPL_FULL_WIDTH and (self.start or 0) < 3:
+                raise ValueError(
+                    f"'{self.key}' has 72 dims per frame (SMPL pose with the root rotation first) but "
+                    f"args start={self.start or 0}, end={self.end} would read the root as a body joint; "
+                    "use start: 3, end: 72"
+                )
+            flat = flat[:, self.start or 0:self.end]
+            if flat.shape[-1] not in POSE_LAYOUTS:
+                raise ValueError(
+                    f"args start={self.start or 0}, end={self.end} give {flat.shape[-1]} dims, not a pose "
+                    f"layout ({_known_layouts()}); use end - start = 63 (21 body joints) or 69 (SMPL body pose)"
+                )
+            return flat
         if self.start is not None:
             if self.start + _BODY_WIDTH > width:
                 raise ValueError(
@@ -86,19 +132,38 @@ class PoseNDFPrior(nn.Module):
         if width not in POSE_LAYOUTS:
             raise ValueError(
                 f"'{self.key}' has {width} dims per frame, not a layout the prior can autodetect "
-                f"({', '.join(f'{w} = {n}' for w, (n, _, _) in POSE_LAYOUTS.items())}). Set "
-                "args.start to the index of the first body-joint dimension (e.g. start: 0 when "
-                "the first 63 dims are the 21 body joints, start: 3 when a root comes first)"
+                f"({_known_layouts()}). Set args.start (and args.end) to the body-joint dimensions "
+                "(e.g. start: 0 when the first 63 dims are the 21 body joints, start: 3 when a root "
+                "comes first)"
             )
         return flat
 
-    def forward(self, **kwargs) -> torch.Tensor:
-        """Scalar loss from ``kwargs[self.key]`` of shape ``(nFrames, D)`` or
-        ``(nFrames, nPerson, D)``."""
-        if self.key not in kwargs:
-            hint = " (EasyMocap passes poses_full only to losses whose name starts with 'pf-')" if self.key == "poses_full" else ""
-            raise KeyError(f"PoseNDFPrior needs '{self.key}' but EasyMocap passed {sorted(kwargs)}{hint}")
-        energy = prior_energy(self.prior, self._body_pose(kwargs[self.key]))
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        """Scalar loss from the pose ``(nFrames, D)`` or ``(nFrames, nPerson, D)``.
+
+        ``forward(**params)`` (``easymocap.multistage``) reads ``params[key]``;
+        ``forward(output, infos)`` (``myeasymocap``) reads ``output[key]``.
+        """
+        if args:
+            if kwargs or len(args) > 2 or not isinstance(args[0], Mapping):
+                raise TypeError(
+                    "PoseNDFPrior is called as loss(output, infos) with dicts (myeasymocap "
+                    "Optimizer) or with keywords loss(poses=..., ...) (easymocap.multistage); got "
+                    f"{len(args)} positional argument(s) of type(s) "
+                    f"{[type(a).__name__ for a in args]} and keywords {sorted(kwargs)}"
+                )
+            params, source = args[0], "key_from_output"
+        else:
+            params, source = kwargs, "keywords"
+        if self.key not in params:
+            if source == "key_from_output":
+                hint = f" (add {self.key} to the loss's key_from_output: [{self.key}])"
+            elif self.key == "poses_full":
+                hint = " (EasyMocap passes poses_full only to losses whose name starts with 'pf-')"
+            else:
+                hint = ""
+            raise KeyError(f"PoseNDFPrior needs '{self.key}' but EasyMocap passed {sorted(params)} as {source}{hint}")
+        energy = prior_energy(self.prior, self._body_pose(params[self.key]))
         return energy.mean() if self.reduce == "mean" else energy.sum()
 
     def check_at_start(self, **kwargs) -> None:
@@ -108,4 +173,13 @@ class PoseNDFPrior(nn.Module):
         """EasyMocap ``monitor.check`` hook (nothing to report)."""
 
     def __str__(self) -> str:
-        return f"pose prior '{self.prior.name}' on {self.key} ({self.reduce} over frames)"
+        dims = "" if self.start is None and self.end is None else f"[{self.start or 0}:{self.end if self.end is not None else ''}]"
+        return f"pose prior '{self.prior.name}' on {self.key}{dims} ({self.reduce} over frames)"
+
+
+def _layout(width: int) -> str:
+    return POSE_LAYOUTS[width][0] if width in POSE_LAYOUTS else "not a known pose layout"
+
+
+def _known_layouts() -> str:
+    return ", ".join(f"{w} = {n}" for w, (n, _, _) in POSE_LAYOUTS.items())

@@ -1,43 +1,58 @@
-"""``PoseNDFPriorLoss``: the prior as an mmhuman3d / mmengine loss module.
+"""``PoseNDFPriorLoss``: the prior as an mmhuman3d loss (mmcv 1.x registry), or as a loss of any
+OpenMMLab 2.x project (mmengine registry).
 
-mmhuman3d's prior losses (``mmhuman3d/models/losses/prior_loss.py``: ``ShapePriorLoss``,
-``JointPriorLoss``, ``MaxMixturePrior``) take ``reduction`` in none/mean/sum and ``loss_weight``
-at construction and are called as ``forward(body_pose, loss_weight_override=None,
-reduction_override=None)``; its SMPLify registrant calls
-``self.pose_prior_loss(body_pose=body_pose, loss_weight_override=pose_prior_weight,
-reduction_override=reduction_override)``. They are built from config dicts through the
-``LOSSES`` registry (``mmhuman3d.models.losses.builder``), e.g. ``pose_prior=dict(
-type='MaxMixturePrior', ..., loss_weight=4.78**2, reduction='sum')``.
+mmhuman3d is built on **mmcv 1.x** (``mmhuman3d/__init__.py`` requires 1.3.17 <= mmcv < 1.8.0):
+``mmhuman3d/models/losses/builder.py`` does ``from mmcv.utils import Registry``, ``LOSSES =
+Registry('losses')`` and ``build_loss(cfg) -> LOSSES.build(cfg)``. Its SMPLify registrant
+(``mmhuman3d/models/registrants/smplify.py:SMPLify.__init__``) builds ``self.pose_prior_loss =
+build_loss(pose_prior_loss)`` and, in ``_compute_loss``, calls ``self.pose_prior_loss(
+body_pose=body_pose, loss_weight_override=pose_prior_weight, reduction_override=
+reduction_override)`` after ``_skip_loss`` has read ``loss.loss_weight``. mmhuman3d's own prior
+losses (``prior_loss.py``) take ``reduction`` in none/mean/sum and ``loss_weight``; so does
+:class:`PoseNDFPriorLoss`.
 
-Importing this module registers ``PoseNDFPriorLoss`` in :data:`POSENDF_LOSSES` (an mmengine
-``Registry``) and, when mmhuman3d is installed, in mmhuman3d's ``LOSSES`` too.
+Importing this module registers ``PoseNDFPriorLoss`` in every registry it finds: mmhuman3d's
+``LOSSES`` when mmhuman3d imports, and mmengine's root ``MODELS`` (which every OpenMMLab 2.x
+project's ``MODELS`` falls back to) when mmengine is installed. Neither is needed to use the
+class directly. :func:`register_mmhuman3d`, :func:`register_mmengine` and :func:`register_in`
+do it explicitly and say what is missing.
+
+``tools/smplify.py`` passes its whole config to the registrant (``build_registrant(dict(
+smplify_config))``), so a config for it must not carry ``custom_imports`` (``SMPLify.__init__``
+has no such argument); import this module at the top of the config file instead (mmcv 1.x runs
+the file and drops module names from the resulting config)::
+
+    _base_ = ['smplify.py']
+    import posendf_plugin.integrations.mmhuman3d  # noqa: F401 -- registers PoseNDFPriorLoss
+    pose_prior_loss = dict(_delete_=True, type='PoseNDFPriorLoss', prior='posendf',
+                           loss_weight=1.41e5, reduction='sum')
+
+(``_delete_=True`` drops the base config's GMM ``prior_folder``/``num_gaussians``.)
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import warnings
-from typing import Mapping, Optional
+from typing import List, Mapping, Optional
 
 import torch
 from torch import nn
 
 from ._common import PriorLike, check_layout, prior_energy, resolve_prior
 
-try:
-    from mmengine.registry import Registry
-except ImportError as e:  # pragma: no cover - exercised only without mmengine
-    raise ImportError(
-        "posendf_plugin.integrations.mmhuman3d needs mmengine: pip install 'posendf-plugin[mm]' "
-        "(or pip install mmengine)"
-    ) from e
-
-__all__ = ["POSENDF_LOSSES", "PoseNDFPriorLoss", "register_in", "register_mmhuman3d"]
+__all__ = ["PoseNDFPriorLoss", "register_in", "register_mmhuman3d", "register_mmengine", "REGISTERED_IN"]
 
 _REDUCTIONS = (None, "none", "mean", "sum")
+_NAME = "PoseNDFPriorLoss"
+_MMCV_HINT = (
+    "mmhuman3d needs mmcv 1.x (1.3.17 <= mmcv < 1.8.0); with torch installed: pip install "
+    "'setuptools<70' wheel && pip install --no-build-isolation mmcv==1.7.2 (its setup.py imports "
+    "pkg_resources, which current setuptools no longer has)"
+)
 
-#: mmengine registry holding :class:`PoseNDFPriorLoss`
-POSENDF_LOSSES = Registry("loss", scope="posendf_plugin")
+#: descriptions of the registries this module registered ``PoseNDFPriorLoss`` in at import
+REGISTERED_IN: List[str] = []
 
 
 class PoseNDFPriorLoss(nn.Module):
@@ -102,58 +117,123 @@ def _check_reduction(value, name: str) -> None:
         raise ValueError(f"{name} must be one of 'none', 'mean', 'sum' or None, got {value!r}")
 
 
-def register_in(registry, name: str = "PoseNDFPriorLoss") -> None:
-    """Register :class:`PoseNDFPriorLoss` in any mmengine/mmcv ``Registry`` (e.g. a project's
-    ``MODELS``). Registering it again in the same registry warns and keeps the entry; another
-    class under ``name`` is an error (``KeyError``)."""
+def _is_registry(obj) -> bool:
+    return isinstance(getattr(obj, "module_dict", None), Mapping) and callable(getattr(obj, "register_module", None))
+
+
+def _register(registry, name: str, quiet: bool) -> bool:
+    """Register; ``False`` when it was already there (warns unless ``quiet``)."""
+    if not _is_registry(registry):
+        raise TypeError(
+            f"registry must be an mmcv 1.x or mmengine Registry (with module_dict and "
+            f"register_module), got {type(registry).__name__}"
+        )
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
     existing = registry.module_dict.get(name)
     if existing is PoseNDFPriorLoss:
-        warnings.warn(f"{name} is already registered in registry '{registry.name}'; keeping it", UserWarning, stacklevel=2)
-        return
+        if not quiet:
+            warnings.warn(
+                f"{name} is already registered in registry '{registry.name}' (importing "
+                "posendf_plugin.integrations.mmhuman3d registers it); nothing to do",
+                UserWarning,
+                stacklevel=3,
+            )
+        return False
+    if existing is not None and (existing.__module__, existing.__qualname__) == (
+        PoseNDFPriorLoss.__module__, PoseNDFPriorLoss.__qualname__
+    ):  # this module imported again (importlib.reload, or removed from sys.modules): take its place
+        registry.register_module(name=name, module=PoseNDFPriorLoss, force=True)
+        return True
     if existing is not None:
         raise KeyError(
             f"registry '{registry.name}' already has a different '{name}' ({existing!r}); "
-            "pass another name to register_in"
+            "pass another name, e.g. register_in(registry, name='PoseNDFPriorLoss2'), and use it as type="
         )
     registry.register_module(name=name, module=PoseNDFPriorLoss)
+    return True
 
 
-def _mmhuman3d_losses_registry():
-    for mod_name in ("mmhuman3d.models.losses.builder", "mmhuman3d.models.builder"):
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError:
-            continue
-        if hasattr(mod, "LOSSES"):
-            return mod.LOSSES
-    return None
+def register_in(registry, name: str = _NAME) -> None:
+    """Register :class:`PoseNDFPriorLoss` in ``registry``: an mmcv 1.x ``Registry`` (e.g.
+    mmhuman3d's ``LOSSES``) or an mmengine one (e.g. a project's ``MODELS``).
 
-
-def register_mmhuman3d() -> None:
-    """Register :class:`PoseNDFPriorLoss` in mmhuman3d's ``LOSSES``.
-
-    Raises:
-        ImportError: mmhuman3d (or its ``LOSSES`` registry) is not importable.
+    Registering the same class again warns and keeps the entry; another class under ``name`` is
+    a ``KeyError``; something that is not a registry is a ``TypeError``.
     """
+    _register(registry, name, quiet=False)
+
+
+def _mmhuman3d_losses():
     if importlib.util.find_spec("mmhuman3d") is None:
         raise ImportError(
             "mmhuman3d is not installed, so there is no mmhuman3d LOSSES registry to register "
-            "PoseNDFPriorLoss in; install mmhuman3d, or build the loss from "
-            "posendf_plugin.integrations.mmhuman3d.POSENDF_LOSSES / register_in(your_registry)"
+            "PoseNDFPriorLoss in; install mmhuman3d (with mmcv 1.x), or for an OpenMMLab 2.x project "
+            "use register_mmengine() / register_in(<your registry>)"
         )
-    registry = _mmhuman3d_losses_registry()
-    if registry is None:
-        raise ImportError(
-            "mmhuman3d is installed but neither mmhuman3d.models.losses.builder nor "
-            "mmhuman3d.models.builder provides LOSSES (or importing them failed, e.g. mmcv is "
-            "missing); use register_in(<registry>) with the registry your version uses"
-        )
-    register_in(registry)
-
-
-register_in(POSENDF_LOSSES)
-if importlib.util.find_spec("mmhuman3d") is not None:  # pragma: no cover - mmhuman3d not installed here
     try:
-        register_mmhuman3d()
+        builder = importlib.import_module("mmhuman3d.models.losses.builder")
     except ImportError as e:
-        warnings.warn(f"mmhuman3d found but PoseNDFPriorLoss could not be registered in it: {e}", stacklevel=2)
+        raise ImportError(
+            f"mmhuman3d is installed but mmhuman3d.models.losses.builder does not import "
+            f"({type(e).__name__}: {e}); {_MMCV_HINT}"
+        ) from e
+    registry = getattr(builder, "LOSSES", None)
+    if not _is_registry(registry):
+        raise ImportError(
+            "mmhuman3d.models.losses.builder has no LOSSES registry (a different mmhuman3d "
+            "version?); use register_in(<the registry its build_loss uses>)"
+        )
+    return registry
+
+
+def register_mmhuman3d() -> None:
+    """Register :class:`PoseNDFPriorLoss` in mmhuman3d's ``LOSSES`` (mmcv 1.x).
+
+    Raises:
+        ImportError: mmhuman3d, or the mmcv 1.x it needs, is not importable (the message says
+            what to install).
+    """
+    _register(_mmhuman3d_losses(), _NAME, quiet=False)
+
+
+def _mmengine_models(registry):
+    if registry is not None:
+        return registry
+    try:
+        from mmengine.registry import MODELS
+    except ImportError as e:
+        raise ImportError(
+            "mmengine is not installed, so there is no OpenMMLab 2.x MODELS registry; pip install "
+            "'posendf-plugin[mm]' (or pip install mmengine-lite). For mmhuman3d (mmcv 1.x) use "
+            "register_mmhuman3d()"
+        ) from e
+    return MODELS
+
+
+def register_mmengine(registry=None) -> None:
+    """Register :class:`PoseNDFPriorLoss` in mmengine's root ``MODELS`` (``registry=None``; every
+    OpenMMLab 2.x project's ``MODELS`` finds it there) or in the mmengine ``registry`` given.
+
+    Raises:
+        ImportError: mmengine is not installed (with ``registry=None``).
+    """
+    _register(_mmengine_models(registry), _NAME, quiet=False)
+
+
+def _register_at_import() -> None:
+    if importlib.util.find_spec("mmhuman3d") is not None:
+        try:
+            _register(_mmhuman3d_losses(), _NAME, quiet=True)
+            REGISTERED_IN.append("mmhuman3d.models.losses.builder.LOSSES")
+        except ImportError as e:
+            warnings.warn(f"mmhuman3d found but PoseNDFPriorLoss could not be registered in it: {e}", stacklevel=3)
+    if importlib.util.find_spec("mmengine") is not None:
+        try:
+            _register(_mmengine_models(None), _NAME, quiet=True)
+            REGISTERED_IN.append("mmengine.registry.MODELS")
+        except ImportError:  # pragma: no cover - a broken mmengine install
+            pass
+
+
+_register_at_import()

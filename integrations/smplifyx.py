@@ -44,6 +44,11 @@ from ._common import (
 __all__ = [
     "DEFAULT_PRIORS",
     "SMPLIFYX_DEFAULT_BODY_POSE_PRIOR_WEIGHTS",
+    "SMPLIFYX_CONFIG_BODY_POSE_PRIOR_WEIGHTS",
+    "SMPLIFYX_DEFAULT_NUM_STAGES",
+    "CALIBRATED_STAGE_WEIGHTS",
+    "calibrated_body_pose_prior_weights",
+    "check_stage_weights",
     "register",
     "unregister",
     "is_registered",
@@ -55,8 +60,27 @@ __all__ = [
 
 #: ``body_prior_type`` value -> prior name resolved with ``get_prior`` when SMPLify-X asks
 DEFAULT_PRIORS: Dict[str, PriorLike] = {"posendf": "posendf", "nrdf": "nrdf"}
-#: SMPLify-X's own default ``body_pose_prior_weights`` (cmd_parser.py, cfg_files/fit_smplx.yaml)
-SMPLIFYX_DEFAULT_BODY_POSE_PRIOR_WEIGHTS: Tuple[float, ...] = (404.0, 404.0, 57.4, 4.78)
+#: ``body_pose_prior_weights`` of SMPLify-X's shipped configs (one weight per optimisation
+#: stage). The number of stages is ``len(data_weights)``: fit_smpl.yaml sets 4 data weights;
+#: fit_smplx.yaml and fit_smplh.yaml set none, so cmd_parser's default ``[1] * 5`` applies.
+SMPLIFYX_CONFIG_BODY_POSE_PRIOR_WEIGHTS: Dict[str, Tuple[float, ...]] = {
+    "fit_smplx.yaml": (404.0, 404.0, 57.4, 4.78, 4.78),
+    "fit_smplh.yaml": (404.0, 404.0, 57.4, 4.78, 4.78),
+    "fit_smpl.yaml": (404.0, 404.0, 57.4, 4.78),
+}
+#: the 5-stage list of cfg_files/fit_smplx.yaml (the config SMPLify-X's README runs)
+SMPLIFYX_DEFAULT_BODY_POSE_PRIOR_WEIGHTS: Tuple[float, ...] = SMPLIFYX_CONFIG_BODY_POSE_PRIOR_WEIGHTS["fit_smplx.yaml"]
+#: stages when a config sets no ``data_weights`` (cmd_parser.py and fit_single_frame: ``[1] * 5``)
+SMPLIFYX_DEFAULT_NUM_STAGES = 5
+#: calibrated ``body_pose_prior_weights`` for the shipped models, stage by stage for VPoser's
+#: (404, 404, 57.4, 4.78): the ‖z‖² contrast matched at sigma = 0.1 (``python -m
+#: posendf_plugin.integrations.vposer --poses posendf_plugin/assets/cmu_val.npz --priors posendf
+#: nrdf vposer gmm``; see integrations/README.md). A 5-stage config repeats the last weight, as
+#: fit_smplx.yaml repeats 4.78.
+CALIBRATED_STAGE_WEIGHTS: Dict[str, Tuple[float, ...]] = {
+    "posendf": (22890.0, 22890.0, 3252.0, 271.0),
+    "nrdf": (12450.0, 12450.0, 1770.0, 147.0),
+}
 
 _PRIOR_MODULE_CANDIDATES = ("smplifyx.prior", "prior")
 _PATCH_ATTR = "_posendf_patch"
@@ -125,9 +149,69 @@ def _find_prior_modules() -> List[ModuleType]:
     return found
 
 
+def calibrated_body_pose_prior_weights(prior: str = "posendf", config: str = "fit_smplx.yaml") -> Tuple[float, ...]:
+    """``body_pose_prior_weights`` for ``prior`` ('posendf' / 'nrdf', the shipped models) in a
+    copy of SMPLify-X's ``cfg_files/<config>``: one entry per stage of that config (5 for
+    fit_smplx.yaml / fit_smplh.yaml, 4 for fit_smpl.yaml), see :data:`CALIBRATED_STAGE_WEIGHTS`.
+
+    Raises:
+        ValueError: unknown prior or config name.
+    """
+    if prior not in CALIBRATED_STAGE_WEIGHTS:
+        raise ValueError(
+            f"no calibrated weights for prior {prior!r}: known {sorted(CALIBRATED_STAGE_WEIGHTS)}; "
+            "for your own model run calibrate_weights()"
+        )
+    if config not in SMPLIFYX_CONFIG_BODY_POSE_PRIOR_WEIGHTS:
+        raise ValueError(f"config must be one of {sorted(SMPLIFYX_CONFIG_BODY_POSE_PRIOR_WEIGHTS)}, got {config!r}")
+    base = CALIBRATED_STAGE_WEIGHTS[prior]
+    n = len(SMPLIFYX_CONFIG_BODY_POSE_PRIOR_WEIGHTS[config])
+    return base + (base[-1],) * (n - len(base))
+
+
+def check_stage_weights(prior_type: str, args: Mapping) -> None:
+    """Check ``body_pose_prior_weights`` has one entry per SMPLify-X stage, before the fit.
+
+    SMPLify-X runs ``len(data_weights)`` stages (``[1] * 5`` when the config sets none) and
+    ``fit_single_frame`` asserts that every per-stage list has that length; this gives the same
+    check earlier, as one ``ValueError`` that says which list to use.
+
+    Args:
+        prior_type: the ``body_prior_type`` being built (for the message).
+        args: SMPLify-X's parsed arguments (what ``main.py`` passes to ``create_prior``).
+    Raises:
+        ValueError: the lengths differ.
+    """
+    weights = args.get("body_pose_prior_weights")
+    if weights is None:
+        return
+    data_weights = args.get("data_weights")
+    stages = SMPLIFYX_DEFAULT_NUM_STAGES if data_weights is None else len(data_weights)
+    if len(weights) == stages:
+        return
+    where = (
+        f"data_weights = {list(data_weights)}; cmd_parser's default is [1] * 5, which fit_smplx.yaml "
+        "and fit_smplh.yaml keep, fit_smpl.yaml sets 4" if data_weights is not None
+        else f"the config sets no data_weights, so SMPLify-X uses [1] * {stages}"
+    )
+    suggestion = ""
+    if prior_type in CALIBRATED_STAGE_WEIGHTS and stages in (4, 5):
+        cfg = "fit_smplx.yaml" if stages == 5 else "fit_smpl.yaml"
+        suggestion = (
+            f" (for the shipped '{prior_type}' model with a copy of cfg_files/{cfg}: "
+            f"[{', '.join(f'{w:g}' for w in calibrated_body_pose_prior_weights(prior_type, cfg))}])"
+        )
+    raise ValueError(
+        f"SMPLify-X config: body_pose_prior_weights has {len(weights)} entries {list(weights)} but the "
+        f"fit has {stages} stages ({where}); give one weight per stage{suggestion}, or set data_weights "
+        f"to {len(weights)} entries"
+    )
+
+
 def _make_create_prior(patch: _Patch) -> Callable:
     def create_prior(prior_type, **kwargs):
         if prior_type in patch.priors:
+            check_stage_weights(prior_type, kwargs)
             return build_smplifyx_prior(
                 patch.priors[prior_type],
                 model_type=kwargs.get("model_type", "smplx"),

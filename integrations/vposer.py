@@ -1,13 +1,26 @@
-"""For VPoser users: a VPoser-compatible loader and a side-by-side comparison with Pose-NDF.
+"""For VPoser users: human_body_prior v2's VPoser API on the package's model, and a side-by-side
+comparison with Pose-NDF.
 
-* :func:`load_model` mirrors ``human_body_prior.tools.model_loader.load_model`` (v2):
-  ``vp, ps = load_model(expr_dir, model_code=VPoser, remove_words_in_model_weights='vp_model.',
-  disable_grad=True)`` -> the package's own VPoser v2
+* :class:`VPoser` has the surface of ``human_body_prior.models.vposer_model.VPoser`` (v2):
+  ``VPoser(model_ps)`` with ``model_ps.model_params.{num_neurons, latentD}``, ``latentD``,
+  ``num_joints``, ``encode(pose_body) -> Normal``, ``decode(z) -> {'pose_body': (B, 21, 3),
+  'pose_body_matrot': (B, 21, 9)}``, ``forward`` (adds ``poZ_body_mean``/``poZ_body_std``/``q_z``)
+  and ``sample_poses(num_poses, seed)``; it is the package's VPoser v2
   (:class:`posendf_plugin.priors.vposer.VPoser`, state-dict compatible with the official
-  ``V02_05`` checkpoints), frozen, in eval mode. ``expr_dir`` is the experiment folder
-  (``V02_05/`` with ``snapshots/*.ckpt``; the last snapshot by name is used, as
-  human_body_prior does) or a ``.ckpt`` / ``.pt`` file. :func:`load_vposer` returns just the
-  model.
+  ``V02_05`` checkpoints), so it is also a ``PosePrior`` (``energy``).
+* :func:`load_model` has ``human_body_prior.tools.model_loader.load_model``'s signature
+  (``expr_dir, model_code=None, remove_words_in_model_weights=None, load_only_cfg=False,
+  disable_grad=True, model_cfg_override=None, comp_device='gpu'``): experiment folder in (last
+  ``snapshots/*.ckpt`` by modification time, config from ``expr_dir/*.yaml``), ``(model,
+  model_cfg)`` out, the model frozen in eval mode on the CPU (as v2 returns it). A script
+  written for human_body_prior v2 runs with only its two imports changed::
+
+      from posendf_plugin.integrations.vposer import load_model, VPoser
+      vp, ps = load_model(expr_dir, model_code=VPoser, remove_words_in_model_weights='vp_model.',
+                          disable_grad=True)
+
+  Unlike v2 the weights load strictly: a file that does not hold a VPoser v2 of the
+  configured size is an error, never a silently half-random model.
 * :func:`compare_priors` scores the same poses with several priors: energy on real poses and on
   noisy copies, AUROC of telling them apart, and the Spearman rank correlation between priors.
   ``python -m posendf_plugin.integrations.vposer --poses FILE`` prints that table and the host
@@ -15,20 +28,25 @@
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from posendf_plugin import rotations as R
 from posendf_plugin._checks import as_tensor
-from posendf_plugin.skeleton import to_body_quat
+from posendf_plugin.priors import vposer as _vp
+from posendf_plugin.skeleton import NUM_BODY_JOINTS, to_body_quat
 
 from ._common import PriorLike, SeparationStats, add_quat_noise, energies_on, resolve_prior, separation_stats
 
 __all__ = [
+    "VPoser",
+    "VPoserCfg",
     "find_vposer_checkpoint",
     "load_vposer",
     "load_model",
@@ -40,20 +58,100 @@ __all__ = [
 ]
 
 
-def _vposer_module():
-    try:
-        from posendf_plugin.priors import vposer as vp
-    except ImportError as e:
-        raise ImportError(
-            "posendf_plugin.priors.vposer is not available in this install, so there is no VPoser "
-            "implementation to load checkpoints into"
-        ) from e
-    return vp
+class VPoserCfg(dict):
+    """A config read from ``expr_dir/*.yaml``: a dict whose keys also read as attributes, at every
+    level (``ps.model_params.latentD``), as human_body_prior's OmegaConf config does."""
+
+    def __init__(self, data: Optional[Mapping] = None) -> None:
+        super().__init__()
+        for k, v in dict(data or {}).items():
+            self[k] = VPoserCfg(v) if isinstance(v, Mapping) else v
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"config has no key '{key}'; keys: {sorted(self)}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = VPoserCfg(value) if isinstance(value, Mapping) and not isinstance(value, VPoserCfg) else value
+
+
+def _field(obj, key: str, what: str):
+    if isinstance(obj, Mapping):
+        if key in obj:
+            return obj[key]
+    elif hasattr(obj, key):
+        return getattr(obj, key)
+    raise TypeError(
+        f"{what} has no '{key}'; VPoser(model_ps) needs model_ps.model_params.num_neurons and "
+        "model_ps.model_params.latentD (as in human_body_prior's V02_05.yaml), or a VPoserConfig"
+    )
+
+
+def _config_of(model_ps) -> "_vp.VPoserConfig":
+    if model_ps is None:
+        return _vp.VPoserConfig()
+    if isinstance(model_ps, _vp.VPoserConfig):
+        return model_ps
+    mp = _field(model_ps, "model_params", "model_ps")
+    return _vp.VPoserConfig(
+        num_neurons=int(_field(mp, "num_neurons", "model_ps.model_params")),
+        latent_dim=int(_field(mp, "latentD", "model_ps.model_params")),
+    )
+
+
+class VPoser(_vp.VPoser):
+    """The package's VPoser v2 with human_body_prior v2's API (see the module docstring).
+
+    Args:
+        model_ps: human_body_prior's model config (anything with ``model_params.num_neurons`` and
+            ``model_params.latentD``: the loaded ``V02_05.yaml``, a ``SimpleNamespace``, a
+            dict), a :class:`~posendf_plugin.priors.vposer.VPoserConfig`, or ``None`` (512, 32).
+    """
+
+    num_joints = NUM_BODY_JOINTS
+
+    def __init__(self, model_ps=None) -> None:
+        super().__init__(_config_of(model_ps))
+
+    @property
+    def latentD(self) -> int:  # noqa: N802 - human_body_prior's name
+        """Size of the latent space (human_body_prior's name for :attr:`latent_dim`)."""
+        return self.latent_dim
+
+    def decode(self, Zin: torch.Tensor) -> Dict[str, torch.Tensor]:  # noqa: N803 - v2's name
+        """``{'pose_body': (B, 21, 3) axis-angle, 'pose_body_matrot': (B, 21, 9)}`` for latent
+        codes ``(B, latentD)``, as human_body_prior v2 returns them."""
+        out = super().decode(Zin)
+        b = Zin.shape[0]
+        return {
+            "pose_body": out.pose_body.reshape(b, NUM_BODY_JOINTS, 3),
+            "pose_body_matrot": out.pose_body_matrot.reshape(b, NUM_BODY_JOINTS, 9),
+        }
+
+    def forward(self, pose_body: torch.Tensor) -> Dict[str, Any]:
+        """v2's ``forward``: encode, sample ``z`` with ``rsample``, decode; adds
+        ``poZ_body_mean``, ``poZ_body_std`` ``(B, latentD)`` and the posterior ``q_z``."""
+        q_z = self.encode(pose_body)
+        out: Dict[str, Any] = self.decode(q_z.rsample())
+        out.update({"poZ_body_mean": q_z.mean, "poZ_body_std": q_z.scale, "q_z": q_z})
+        return out
+
+    def sample(self, n: int, seed: Optional[int] = None) -> torch.Tensor:
+        """``n`` poses as ``(n, 21, 4)`` quaternions ``(w, x, y, z)``, ``w >= 0``."""
+        mats = self.sample_poses(n, seed)["pose_body_matrot"]
+        return R.matrix_to_quat(mats.reshape(n, NUM_BODY_JOINTS, 3, 3))
+
+
+def _snapshot_key(p: Path):
+    return (os.path.getmtime(p), p.name)
 
 
 def find_vposer_checkpoint(path: Union[str, Path]) -> Path:
-    """The checkpoint file for ``path``: the file itself, or the last ``snapshots/*.ckpt`` (by
-    name) of a VPoser experiment folder (``*.ckpt`` directly inside the folder also counts).
+    """The checkpoint file for ``path``: the file itself, or the last ``snapshots/*.ckpt`` by
+    modification time (as human_body_prior's ``exprdir2model`` picks it; ties by name) of a
+    VPoser experiment folder (``*.ckpt`` directly inside the folder also counts).
 
     Raises:
         FileNotFoundError: nothing there, or a folder without ``.ckpt`` files.
@@ -63,57 +161,122 @@ def find_vposer_checkpoint(path: Union[str, Path]) -> Path:
         return p
     if not p.is_dir():
         raise FileNotFoundError(f"{p}: no such VPoser checkpoint file or experiment folder")
-    ckpts = sorted((p / "snapshots").glob("*.ckpt")) or sorted(p.glob("*.ckpt"))
+    ckpts = list((p / "snapshots").glob("*.ckpt")) or list(p.glob("*.ckpt"))
     if not ckpts:
         raise FileNotFoundError(
             f"{p}: no VPoser snapshot found; expected an experiment folder like V02_05/ holding "
             "snapshots/*.ckpt (as released with human_body_prior v2), or pass the .ckpt file"
         )
-    return ckpts[-1]
+    return max(ckpts, key=_snapshot_key)
 
 
-def load_vposer(path: Optional[Union[str, Path]] = None, map_location: Union[str, torch.device] = "cpu"):
-    """VPoser v2 from an official experiment folder / ``.ckpt`` or our ``.pt``; ``None`` -> the
-    shipped model. Frozen, eval mode."""
-    vp = _vposer_module()
+def load_vposer(path: Optional[Union[str, Path]] = None, map_location: Union[str, torch.device] = "cpu") -> VPoser:
+    """:class:`VPoser` from an official experiment folder / ``.ckpt`` or our ``.pt``; ``None`` ->
+    the shipped model. Frozen, eval mode."""
     if path is None:
-        return vp.VPoser.from_pretrained(map_location=map_location)
-    return vp.VPoser.from_checkpoint(find_vposer_checkpoint(path), map_location=map_location)
+        return VPoser.from_pretrained(map_location=map_location)
+    return VPoser.from_checkpoint(find_vposer_checkpoint(path), map_location=map_location)
+
+
+def _read_expr_cfg(expr_dir: Path, ckpt: Path) -> Optional[VPoserCfg]:
+    """``expr_dir/*.yaml`` (first by name), read with ``yaml.safe_load``; ``None`` for a file or a
+    folder without one (the config is then taken from the weight shapes)."""
+    import yaml
+
+    if not expr_dir.is_dir():  # a checkpoint file was passed: no experiment folder to read
+        return None
+    found = sorted(expr_dir.glob("*.yaml"))
+    if not found:
+        return None
+    try:
+        data = yaml.safe_load(found[0].read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{found[0]}: not a readable YAML config ({type(e).__name__}: {e})") from e
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{found[0]}: expected a mapping at the top level, got {type(data).__name__}")
+    return VPoserCfg(data)
+
+
+def _apply_override(cfg: VPoserCfg, override: Mapping) -> None:
+    if not isinstance(override, Mapping):
+        raise TypeError(f"model_cfg_override must be a dict of dotted keys, got {type(override).__name__}")
+    for dotted, value in override.items():
+        node = cfg
+        parts = str(dotted).split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), Mapping):
+                node[part] = VPoserCfg()
+            node = node[part]
+        node[parts[-1]] = value
 
 
 def load_model(
     expr_dir: Union[str, Path],
     model_code=None,
-    remove_words_in_model_weights: Optional[str] = "vp_model.",
-    load_only_ps: bool = False,
+    remove_words_in_model_weights: Optional[str] = None,
+    load_only_cfg: bool = False,
     disable_grad: bool = True,
-    comp_device: Union[str, torch.device] = "cpu",
+    model_cfg_override: Optional[Mapping] = None,
+    comp_device: Union[str, torch.device] = "gpu",
 ):
-    """Drop-in for human_body_prior v2's ``load_model``: returns ``(model, info)``.
+    """Drop-in for human_body_prior v2's ``tools/model_loader.py:load_model``.
 
-    ``model_code`` is accepted for signature compatibility and must be ``None`` or the package's
-    ``VPoser``; ``remove_words_in_model_weights`` must be ``'vp_model.'`` or ``None`` (the prefix
-    is always stripped). ``info`` holds ``checkpoint`` (the file used) and ``config``.
+    Args:
+        expr_dir: experiment folder (``V02_05/`` with ``V02_05.yaml`` and ``snapshots/*.ckpt``;
+            the last snapshot by modification time is used), or a ``.ckpt`` / ``.pt`` file.
+        model_code: the model class: :class:`VPoser` (this module's), ``None`` (same), or
+            :class:`posendf_plugin.priors.vposer.VPoser`.
+        remove_words_in_model_weights: ``'vp_model.'`` or ``None``; the official Lightning
+            prefix is stripped either way (v2 with ``None`` would drop every weight).
+        load_only_cfg: return only the config.
+        disable_grad: freeze the parameters.
+        model_cfg_override: ``{dotted key: value}`` merged into the config (as v2's OmegaConf
+            dotlist), e.g. ``{'model_params.latentD': 32}``; the weights must fit the result.
+        comp_device: accepted as in v2, which only uses it to read the file; the model is
+            returned on the CPU either way (v2 builds it there), move it with ``.to(device)``.
+    Returns:
+        ``(model, model_cfg)``, or ``model_cfg`` alone with ``load_only_cfg``. ``model_cfg`` is
+        the experiment YAML (attribute access) or, without one, ``{'model_params':
+        {'num_neurons': H, 'latentD': Z}}`` from the weight shapes.
+    Raises:
+        FileNotFoundError: no experiment folder / snapshot.
+        TypeError: ``model_code`` is another class.
+        ValueError: unsupported prefix, unreadable file, or weights that do not fit the config.
     """
-    vp = _vposer_module()
-    if model_code is not None and model_code is not vp.VPoser:
+    if model_code is not None and not (isinstance(model_code, type) and issubclass(model_code, _vp.VPoser)):
         raise TypeError(
             f"model_code={model_code!r}: this loader builds posendf_plugin's VPoser v2; pass "
-            "model_code=None (or posendf_plugin.priors.vposer.VPoser)"
+            "model_code=posendf_plugin.integrations.vposer.VPoser (or None)"
         )
-    if remove_words_in_model_weights not in (None, vp.LIGHTNING_PREFIX):
+    if remove_words_in_model_weights not in (None, _vp.LIGHTNING_PREFIX):
         raise ValueError(
             f"remove_words_in_model_weights={remove_words_in_model_weights!r}: only the official "
-            f"'{vp.LIGHTNING_PREFIX}' prefix is supported"
+            f"'{_vp.LIGHTNING_PREFIX}' prefix (or None) is supported"
         )
-    ckpt = find_vposer_checkpoint(expr_dir)
-    if load_only_ps:
-        _, cfg = vp.load_vposer_state(ckpt)
-        return {"checkpoint": str(ckpt), "config": cfg}
-    model = vp.VPoser.from_checkpoint(ckpt, map_location=comp_device)
+    if not isinstance(comp_device, (str, torch.device)):
+        raise TypeError(f"comp_device must be 'gpu', 'cpu' or a torch.device, got {type(comp_device).__name__}")
+    expr = Path(expr_dir)
+    ckpt = find_vposer_checkpoint(expr)
+    sd, inferred = _vp.load_vposer_state(ckpt)
+    cfg = _read_expr_cfg(expr, ckpt)
+    if cfg is None:
+        cfg = VPoserCfg({"model_params": {"num_neurons": inferred.num_neurons, "latentD": inferred.latent_dim}})
+    if model_cfg_override:
+        _apply_override(cfg, model_cfg_override)
+    wanted = _config_of(cfg)
+    if wanted != inferred:
+        raise ValueError(
+            f"{ckpt}: the weights hold a VPoser with num_neurons={inferred.num_neurons}, "
+            f"latentD={inferred.latent_dim}, but the config asks for num_neurons={wanted.num_neurons}, "
+            f"latentD={wanted.latent_dim}; fix model_params in the experiment YAML or model_cfg_override"
+        )
+    if load_only_cfg:
+        return cfg
+    cls = model_code or VPoser
+    model = cls.from_checkpoint(ckpt, map_location="cpu")
     for p in model.parameters():
         p.requires_grad_(not disable_grad)
-    return model, {"checkpoint": str(ckpt), "config": model.config}
+    return model, cfg
 
 
 @dataclass
@@ -181,7 +344,8 @@ def compare_priors(
 
 #: host setting -> (reference prior, weights tuned for it, squared?) — the hosts' own defaults
 HOST_REFERENCE_WEIGHTS: Dict[str, Tuple[str, Tuple[float, ...], bool]] = {
-    # smplify-x cmd_parser.py / cfg_files/fit_smplx.yaml (VPoser: ‖z‖² weighted by w²)
+    # smplify-x cfg_files/fit_smpl.yaml (4 stages; fit_smplx.yaml / fit_smplh.yaml have 5 stages
+    # and repeat 4.78 in the 5th) -- VPoser: ‖z‖² weighted by w²
     "SMPLify-X body_pose_prior_weights (vs VPoser ‖z‖²)": ("vposer", (404.0, 404.0, 57.4, 4.78), True),
     # the same list, as SMPLify's GMM prior uses it (use_vposer: false, body_prior_type: gmm)
     "SMPLify-X body_pose_prior_weights (vs GMM)": ("gmm", (404.0, 404.0, 57.4, 4.78), True),

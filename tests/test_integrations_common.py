@@ -125,3 +125,35 @@ def test_noise_and_separation_stats():
     assert s.auroc[0.5] > 0.95 and 0.0 <= s.auroc[0.1] <= 1.0
     assert s.gap(0.5) > 0
     assert np.isclose(prior_energy(TinyPrior(), q).mean().item(), s.real_mean, atol=1e-6)
+
+
+def test_top_level_imports_are_lazy():
+    """``from posendf_plugin import PoseNDF, get_prior`` works; ``import posendf_plugin`` alone
+    does not import torch (keeps ``python -m posendf_plugin --help`` light)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, posendf_plugin; assert 'torch' not in sys.modules, 'torch imported eagerly'\n"
+        "from posendf_plugin import PoseNDF, get_prior\n"
+        "from posendf_plugin.prior import PoseNDF as P2\n"
+        "from posendf_plugin.priors import get_prior as g2\n"
+        "assert PoseNDF is P2 and get_prior is g2\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    import posendf_plugin
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        posendf_plugin.Nope  # noqa: B018
+
+
+def test_host_prior_refuses_a_diverged_pose_naming_the_fix():
+    from posendf_plugin.integrations._common import HostPosePrior
+
+    prior = HostPosePrior(TinyPrior(), expected_width=69, host="SMPLify-X")
+    pose = random_poses(3, 69)
+    pose[1, 5] = float("nan")
+    with pytest.raises(ValueError, match=r"SMPLify-X passed a body_pose with NaN/Inf values in row\(s\) \[1\].*float64"):
+        prior(pose)

@@ -1,10 +1,17 @@
 """EasyMocap adapter, against a harness reproducing EasyMocap's documented calls.
 
-EasyMocap is not on PyPI. The harness copies ``config/baseconfig.py:load_object`` (import the
-dotted module path, call the last name with the YAML ``args``) and
-``multistage/base.py:make_lossfuncs`` / the closure (``module.to(device)``, weight from
-``weight``, call with ``kpts_est=..., **body_params, **infos``, ``poses_full`` only for keys
-starting with ``pf-``, ``loss * weight`` summed).
+EasyMocap is not on PyPI. The harness reproduces ``config/baseconfig.py:load_object`` (import
+the dotted module path, call the last name with the YAML ``args``) and both fitting frameworks:
+
+* ``easymocap/multistage/base.py:make_lossfuncs`` / the closure (``module.to(device)``, weight
+  from ``weight``, call with ``kpts_est=..., **body_params, **infos``, ``poses_full`` only for
+  keys starting with ``pf-``, ``loss * weight`` summed);
+* ``myeasymocap/operations/optimizer.py:make_closure`` (``load_object(val['module'],
+  val['args'])``, ``.to(device)``, ``output_ = {k: output[k] for k in key_from_output}``,
+  ``infos_`` likewise, ``loss_now = func(output_, infos_)`` positionally, weight from
+  ``loss[key].weight``), with the ``prior:`` entry of ``config/mv1p/detect_triangulate_fitSMPL.yml``
+  (``weight: 0.1``, ``key_from_output: [poses]``, ``args: {start: 0, end: 69}``) and only the
+  module swapped.
 """
 from __future__ import annotations
 
@@ -101,3 +108,104 @@ def test_missing_key_and_bad_args():
         load_object("posendf_plugin.integrations.easymocap.PoseNDFPrior", {"prior": "tiny_test", "typo_arg": 1})
     with pytest.raises(ValueError, match="reduce"):
         PoseNDFPrior(prior="tiny_test", reduce="max")
+
+
+# config/mv1p/detect_triangulate_fitSMPL.yml, refine_poses.args.loss (the same `prior:` entry is in
+# config/1v1p/hrnet_pare_finetune.yml and config/mvmp/meta_fit_SMPL.yml); only `module` and the
+# `prior:` arg differ from EasyMocap's GMMPrior entry
+MYEASYMOCAP_YAML = """
+loss:
+  regshape:
+    weight: 0.1
+    module: test_integrations_easymocap.RegShape
+    key_from_output: [shapes]
+    key_from_infos: []
+    args: {}
+  prior:
+    weight: 0.1
+    module: posendf_plugin.integrations.easymocap.PoseNDFPrior
+    key_from_output: [poses]
+    key_from_infos: []
+    args:
+      start: 0
+      end: 69
+      prior: tiny_test
+"""
+
+
+class AttrDict(dict):
+    """EasyMocap's configs are yacs CfgNodes: keys read as attributes (``loss[key].weight``)."""
+
+    def __getattr__(self, k):
+        return self[k]
+
+
+class RegShape(torch.nn.Module):
+    """Stand-in for myeasymocap.operations.loss.RegLoss (another loss in the same closure)."""
+
+    def forward(self, pred, target):
+        return (pred["shapes"] ** 2).sum()
+
+
+def make_closure(model, params, infos, loss, device="cpu"):
+    """myeasymocap/operations/optimizer.py:make_closure, the loss part (no optimizer step)."""
+    loss_func = {}
+    for key, val in loss.items():
+        loss_func[key] = load_object(val["module"], val["args"])
+        if isinstance(loss_func[key], torch.nn.Module):
+            loss_func[key].to(device)
+
+    def closure():
+        output = model(params.copy())
+        loss_dict = {}
+        loss_weight = {key: loss[key].weight for key in loss_func.keys()}
+        for key, func in loss_func.items():
+            output_ = {k: output[k] for k in loss[key].key_from_output}
+            infos_ = {k: infos[k] for k in loss[key].key_from_infos}
+            loss_dict[key] = func(output_, infos_)
+        return sum(loss_dict[key] * loss_weight[key] for key in loss_dict.keys()), loss_dict
+
+    return closure
+
+
+def smpl_loader_forward(params):
+    """myeasymocap/io/model.py:SMPLLoader.forward: keypoints plus the params themselves."""
+    ret = {"keypoints": torch.zeros(params["poses"].shape[0], 25, 3)}
+    ret.update(params)
+    return ret
+
+
+def test_myeasymocap_optimizer_positional_call():
+    cfg = yaml.safe_load(MYEASYMOCAP_YAML)
+    loss = {k: AttrDict(v) for k, v in cfg["loss"].items()}
+    poses = random_poses(5, 69).requires_grad_(True)  # InitParams: num_poses=69
+    params = {"poses": poses, "shapes": torch.zeros(1, 10), "Rh": torch.zeros(5, 3), "Th": torch.zeros(5, 3)}
+    total, parts = make_closure(smpl_loader_forward, params, {"keypoints3d": torch.zeros(5, 25, 4)}, loss)()
+    e = TinyPrior().energy(poses)
+    assert torch.allclose(parts["prior"], e.mean(), atol=1e-5)
+    assert torch.allclose(total, 0.1 * e.mean(), atol=1e-5)
+    total.backward()
+    assert poses.grad.abs().sum() > 0
+    # mvmp: (nFrames, nPerson, 69)
+    f = load_object(loss["prior"]["module"], loss["prior"]["args"])
+    multi = random_poses(6, 69).reshape(3, 2, 69)
+    assert torch.allclose(f({"poses": multi}, {}), TinyPrior().energy(multi.reshape(6, 69)).mean(), atol=1e-5)
+
+
+def test_myeasymocap_bad_layouts_and_missing_key():
+    from posendf_plugin.integrations.easymocap import PoseNDFPrior
+
+    f = PoseNDFPrior(prior="tiny_test", start=0, end=69)
+    with pytest.raises(ValueError, match=r"63 dims.*end: 63"):
+        f({"poses": random_poses(2, 63)}, {})
+    with pytest.raises(ValueError, match=r"72 dims.*root.*start: 3, end: 72"):
+        f({"poses": random_poses(2, 72)}, {})
+    g = PoseNDFPrior(prior="tiny_test", start=3, end=72)
+    full = random_poses(2, 72)
+    assert torch.allclose(g({"poses": full}, {}), TinyPrior().energy(full[:, 3:]).mean(), atol=1e-5)
+    with pytest.raises(KeyError, match=r"key_from_output: \[poses\]"):
+        f({"keypoints": torch.zeros(2, 25, 3)}, {})
+    with pytest.raises(TypeError, match="loss\\(output, infos\\)"):
+        f(random_poses(2, 69))
+    with pytest.raises(ValueError, match="end=10 must be larger"):
+        PoseNDFPrior(prior="tiny_test", start=20, end=10)

@@ -236,3 +236,73 @@ def test_runner_runs_unmodified_main(checkout):
     assert getattr(g["create_prior"], "_posendf_patch", None) is not None
     with pytest.raises(FileNotFoundError, match="main.py"):
         sx.main([str(checkout / "nope.py")])
+
+
+# Per-stage lists of SMPLify-X's shipped configs, as in the real files: the number of stages is
+# len(data_weights); cfg_files/fit_smpl.yaml sets 4 data weights, fit_smplx.yaml and fit_smplh.yaml
+# set none, so cmd_parser's default [1] * 5 applies (their body_pose_prior_weights have 5 entries).
+HOST_CONFIGS = {
+    "fit_smpl.yaml": dict(data_weights=[1.0] * 4, body_pose_prior_weights=[404.0, 404.0, 57.4, 4.78],
+                          shape_weights=[100.0, 50.0, 10.0, 5.0], model_type="smpl"),
+    "fit_smplx.yaml": dict(data_weights=[1.0] * 5, body_pose_prior_weights=[404.0, 404.0, 57.4, 4.78, 4.78],
+                           shape_weights=[100.0, 50.0, 10.0, 5.0, 5.0], model_type="smplx"),
+    "fit_smplh.yaml": dict(data_weights=[1.0] * 5, body_pose_prior_weights=[404.0, 404.0, 57.4, 4.78, 4.78],
+                           shape_weights=[100.0, 50.0, 10.0, 5.0, 5.0], model_type="smplh"),
+}
+
+
+def fit_single_frame_weight_checks(data_weights=None, body_pose_prior_weights=None, shape_weights=None, **kw):
+    """fit_single_frame.py:fit_single_frame, its stage-count assertions (defaults included)."""
+    if data_weights is None:
+        data_weights = [1, ] * 5
+    if body_pose_prior_weights is None:
+        body_pose_prior_weights = [4.04 * 1e2, 4.04 * 1e2, 57.4, 4.78]
+    assert len(data_weights) == len(body_pose_prior_weights), (
+        f"Number of Body pose prior weights {len(body_pose_prior_weights)} does not match the number "
+        f"of data term weights {len(data_weights)}")
+    assert len(shape_weights) == len(body_pose_prior_weights)
+    return len(data_weights)
+
+
+@pytest.mark.parametrize("config", sorted(HOST_CONFIGS))
+def test_calibrated_weights_match_each_host_config(checkout, config):
+    sys.path.insert(0, str(checkout))
+    import main as smplifyx_main
+
+    sx.register(priors={"posendf": "tiny_test", "nrdf": TinyPrior()})
+    host = dict(SMPLIFYX_ARGS, **HOST_CONFIGS[config])
+    stages = len(host["data_weights"])
+    for prior_type in ("posendf", "nrdf"):
+        weights = list(sx.calibrated_body_pose_prior_weights(prior_type, config))
+        assert len(weights) == stages
+        args = dict(host, body_pose_prior_weights=weights)
+        # main.py builds the prior first, then fit_single_frame checks the lists
+        smplifyx_main.build_body_pose_prior(body_prior_type=prior_type, **args)
+        assert fit_single_frame_weight_checks(**args) == stages
+    assert sx.calibrated_body_pose_prior_weights("posendf", config)[:4] == (22890.0, 22890.0, 3252.0, 271.0)
+
+
+def test_wrong_stage_count_is_one_clear_error_before_the_fit(checkout):
+    sys.path.insert(0, str(checkout))
+    import main as smplifyx_main
+
+    sx.register(priors={"posendf": "tiny_test"})
+    four = [22890.0, 22890.0, 3252.0, 271.0]
+    smplx_cfg = dict(SMPLIFYX_ARGS, **HOST_CONFIGS["fit_smplx.yaml"])
+    smplx_cfg["body_pose_prior_weights"] = four
+    # SMPLify-X itself would stop later, in fit_single_frame, with an AssertionError
+    with pytest.raises(AssertionError, match="4 does not match the number of data term weights 5"):
+        fit_single_frame_weight_checks(**smplx_cfg)
+    with pytest.raises(ValueError, match=r"4 entries.*but the fit has 5 stages \(data_weights = \[1.0, 1.0, 1.0, 1.0, 1.0\]; cmd_parser's default is \[1\] \* 5") as e:
+        smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **smplx_cfg)
+    assert "[22890, 22890, 3252, 271, 271]" in str(e.value)
+    # no data_weights key at all (cmd_parser default [1] * 5 applies)
+    no_dw = {k: v for k, v in smplx_cfg.items() if k != "data_weights"}
+    with pytest.raises(ValueError, match=r"sets no data_weights.*\[1\] \* 5"):
+        smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **no_dw)
+    five_on_smpl = dict(SMPLIFYX_ARGS, **HOST_CONFIGS["fit_smpl.yaml"])
+    five_on_smpl["body_pose_prior_weights"] = four + [271.0]
+    with pytest.raises(ValueError, match=r"5 entries.*4 stages.*\[22890, 22890, 3252, 271\]"):
+        smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **five_on_smpl)
+    with pytest.raises(ValueError, match="no calibrated weights"):
+        sx.calibrated_body_pose_prior_weights("vposer")
