@@ -37,14 +37,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line (an ``OSError`` from the system as ``FILE: reason``)."""
+    if isinstance(e, KeyError) and e.args:
+        msg = str(e.args[0])
+    elif isinstance(e, OSError) and e.strerror and e.filename is not None:
+        names = [str(f) for f in (e.filename, e.filename2) if f is not None]
+        msg = f"{' -> '.join(names)}: {e.strerror}"
+        if not isinstance(e, FileNotFoundError):
+            msg += "; check that the path exists as the kind the option expects (file or folder) and is writable"
+    elif isinstance(e, OSError) and e.strerror:
+        msg = e.strerror
+    else:
+        msg = str(e) or type(e).__name__
+    return " ".join(msg.split())
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the ``posendf`` command line; returns the exit status (2: bad input, one line on stderr)."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        rc = args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, TypeError, CLIError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"posendf {args.command}: error: {msg}", file=sys.stderr)
+        # log records (per-person warnings, skips) go through tqdm.write so progress bars stay intact
+        with logging_redirect_tqdm():
+            rc = args.func(args)
+    except (ValueError, OSError, KeyError, TypeError, CLIError) as e:
+        print(f"posendf {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     return int(rc or 0)
 

@@ -7,11 +7,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["atomic_path", "save_npz", "save_json", "save_torch", "load_npz", "load_yaml"]
+__all__ = [
+    "atomic_path", "save_npz", "save_json", "save_torch", "load_npz", "load_yaml", "NpzData",
+    "read_array", "finite_or_none", "check_output_dir", "check_output_file", "load_torch_weights",
+    "describe_load_error",
+]
 
 PathLike = Union[str, os.PathLike]
 
@@ -49,11 +53,50 @@ def save_npz(path: PathLike, compressed: bool = True, **arrays: Any) -> Path:
 
 
 def save_json(path: PathLike, obj: Mapping[str, Any]) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
+    """Atomically write ``obj`` as indented, strict JSON.
+
+    NaN and Inf are not JSON: a value that is undefined (e.g. the pairwise distance of a single
+    sample) must be given as ``None`` (written as ``null``; see :func:`finite_or_none`).
+
+    Raises:
+        ValueError: ``obj`` holds a NaN or Inf (the message names its key); nothing is written.
+    """
     path = Path(path)
+    bad = _nonfinite_key(obj)
+    if bad is not None:
+        raise ValueError(f"{path}: refusing to write NaN/Inf at {bad} (not valid JSON); this is a bug, "
+                         "please report it")
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(text)
     return path
+
+
+def finite_or_none(x: Any) -> Any:
+    """``float(x)`` if it is finite, else ``None`` (JSON ``null``: an undefined metric)."""
+    if x is None:
+        return None
+    v = float(x)
+    return v if np.isfinite(v) else None
+
+
+def _nonfinite_key(o: Any, where: str = "top level") -> Any:
+    """Path (``a.b[2]``) of the first NaN/Inf float in a JSON-like object, or None."""
+    if isinstance(o, (float, np.floating)):
+        return None if np.isfinite(o) else where
+    if isinstance(o, np.ndarray) and o.dtype.kind in "fc":
+        return None if np.isfinite(o).all() else where
+    if isinstance(o, Mapping):
+        for k, v in o.items():
+            r = _nonfinite_key(v, str(k) if where == "top level" else f"{where}.{k}")
+            if r is not None:
+                return r
+    elif isinstance(o, (list, tuple)):
+        for i, v in enumerate(o):
+            r = _nonfinite_key(v, f"{where}[{i}]")
+            if r is not None:
+                return r
+    return None
 
 
 def save_torch(path: PathLike, obj: Any) -> Path:
@@ -67,19 +110,88 @@ def save_torch(path: PathLike, obj: Any) -> Path:
     return path
 
 
-def load_npz(path: PathLike, required: tuple = ()) -> dict:
-    """Load an ``.npz`` into a dict, with clear errors for a missing file, a corrupt file or
-    missing keys.
+class NpzData(dict):
+    """The arrays of an ``.npz`` (a dict), plus ``objects``: the keys that held pickled Python
+    objects and were left out (never unpickled)."""
+
+    objects: Tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``found keys [...]`` and, if any, the keys skipped as pickled objects."""
+        msg = f"found keys {sorted(self)}"
+        if self.objects:
+            msg += (f"; {sorted(self.objects)} hold pickled objects, which are never loaded "
+                    "(save them as numeric arrays)")
+        return msg
+
+
+def _npz_error(path: Path, e: BaseException) -> ValueError:
+    """A message for an unreadable ``.npz`` that never suggests unpickling it."""
+    text = str(e)
+    if isinstance(e, ValueError) and ("pickle" in text or "allow_pickle" in text):
+        why = "it is neither a zip archive of arrays nor a .npy array"
+    elif isinstance(e, EOFError) or "truncated" in text.lower() or "No data left" in text:
+        why = "the file is empty or truncated"
+    else:
+        why = f"{type(e).__name__}: {text}" if "pickle" not in text else type(e).__name__
+    return ValueError(f"{path}: not a readable .npz file ({why}); write it with numpy.savez")
+
+
+def load_torch_weights(path: PathLike, what: str = "checkpoint", map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with one clear ``ValueError`` for any file it
+    cannot read (truncated, random bytes, a file holding arbitrary Python objects). The message
+    never suggests loading the file unsafely.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: unreadable.
+    """
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; expected a {what} file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what} file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError (not a zip), EOFError, ...
+        raise ValueError(f"{path}: cannot read the {what}; the file is truncated, corrupt or not a PyTorch "
+                         f"checkpoint ({describe_load_error(e)}); copy or download it again") from e
+
+
+def describe_load_error(e: BaseException) -> str:
+    """A short reason for a failed ``torch.load`` / ``np.load``, without the libraries' advice to
+    unpickle the file (which could run code from it)."""
+    import pickle
+
+    text = str(e).splitlines()[0] if str(e) else ""
+    if isinstance(e, EOFError) or "EOF" in text:
+        return "the file is empty or truncated"
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) or "pickle" in str(e).lower():
+        return "it is not a weights-only PyTorch file: it is corrupt or holds Python objects other than tensors"
+    if "zip" in text.lower() or "PytorchStreamReader" in text:
+        return f"not a PyTorch zip archive, probably truncated or corrupt ({text[:120]})"
+    return f"{type(e).__name__}: {text[:200]}"
+
+
+def load_npz(path: PathLike, required: tuple = ()) -> NpzData:
+    """Load an ``.npz`` into a dict (:class:`NpzData`), with clear errors for a missing file, a
+    corrupt file or missing keys.
 
     Entries holding pickled Python objects (e.g. HuMoR's ``pose_hand=None``) are never
-    unpickled (that could run code); they are left out, and named if a required key is one.
+    unpickled (that could run code); they are left out (listed in ``.objects``), and named if a
+    required key is one.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; expected an .npz file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    data, objects = {}, []
+    data, objects = NpzData(), []
     try:
         with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):  # a bare .npy array
+                raise ValueError("a single .npy array, not an .npz archive of named arrays")
             for k in z.files:
                 try:
                     data[k] = z[k]
@@ -88,12 +200,109 @@ def load_npz(path: PathLike, required: tuple = ()) -> dict:
                         raise
                     objects.append(k)
     except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError...
-        raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
+        raise _npz_error(path, e) from e
+    data.objects = tuple(objects)
     missing = [k for k in required if k not in data]
     if missing:
-        hint = f" ({sorted(set(missing) & set(objects))} hold pickled objects, which are not loaded)" if set(missing) & set(objects) else ""
-        raise KeyError(f"{path}: missing key(s) {missing}{hint}; found {sorted(data)}")
+        raise KeyError(f"{path}: missing key(s) {missing}; {data.describe()}")
     return data
+
+
+def read_array(
+    data: Mapping[str, Any],
+    key: str,
+    path: PathLike,
+    ndim: Optional[Tuple[int, ...]] = None,
+    width: Optional[int] = None,
+    finite: bool = True,
+    nonempty: bool = True,
+    dtype: Any = np.float32,
+) -> np.ndarray:
+    """``data[key]`` as a numeric array, checked; every error names the file and the key.
+
+    Args:
+        ndim: allowed numbers of dimensions (None: any).
+        width: required size of the last dimension (None: any).
+        finite: refuse NaN / Inf. nonempty: refuse an array without elements.
+    Raises:
+        KeyError: no such key. ValueError: not numeric, wrong shape, empty, NaN/Inf.
+    """
+    if key not in data:
+        extra = data.describe() if isinstance(data, NpzData) else f"found keys {sorted(data)}"
+        raise KeyError(f"{path}: no '{key}' array; {extra}")
+    raw = np.asarray(data[key])
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: '{key}' must be a numeric array, got dtype {raw.dtype} "
+                         f"(shape {raw.shape})")
+    a = raw.astype(dtype, copy=False)
+    if ndim is not None and a.ndim not in ndim:
+        want = " or ".join(f"{d}-D" for d in ndim) if len(ndim) < 3 else f"{ndim[0]}-D to {ndim[-1]}-D"
+        raise ValueError(f"{path}: '{key}' must be a {want} array, got shape {a.shape}")
+    if width is not None and (a.ndim == 0 or a.shape[-1] != width):
+        raise ValueError(f"{path}: '{key}' must have {width} values per row, got shape {a.shape}")
+    if nonempty and a.size == 0:
+        raise ValueError(f"{path}: '{key}' is empty (shape {a.shape}); nothing to process")
+    if finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = ~np.isfinite(a)
+        where = np.argwhere(bad)[0].tolist() if a.ndim else []
+        raise ValueError(f"{path}: '{key}' holds {int(bad.sum())} NaN/Inf value(s) (first at index "
+                         f"{where}); clean or drop them")
+    return a
+
+
+def _nearest_existing(p: Path) -> Path:
+    p = p.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _probe_write(folder: Path, what: str) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".posendf-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise OSError(e.errno, f"{what} {folder} is not writable ({e.strerror})") from e
+
+
+def check_output_dir(path: PathLike, what: str = "output folder") -> Path:
+    """Create ``path`` if needed and check that files can be written in it — before any work.
+
+    Raises:
+        ValueError: ``path`` (or a parent of it) is an existing file.
+        OSError: the folder cannot be created or written (one-line message naming it).
+    """
+    path = Path(path)
+    anc = _nearest_existing(path)
+    if not anc.is_dir():
+        raise ValueError(f"{what} {path}: {anc} is an existing file, not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot create {what} {path} ({e.strerror})") from e
+    _probe_write(path, what)
+    return path
+
+
+def check_output_file(path: PathLike, inputs: Sequence[PathLike] = (), what: str = "output file") -> Path:
+    """Check, before any work, that ``path`` can be written: not a folder, not one of
+    ``inputs``, its folder creatable and writable.
+
+    Raises:
+        ValueError: ``path`` is a folder or an input. OSError: its folder cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file name, e.g. {path / 'out.npz'}")
+    for i in inputs:
+        if Path(i).exists() and path.exists() and os.path.samefile(i, path):
+            raise ValueError(f"{what} {path} is the input {i}; write to another file so the input is kept")
+    anc = _nearest_existing(path.parent)
+    if not anc.is_dir():
+        raise ValueError(f"{what} {path}: {anc} is an existing file, not a folder; choose another path")
+    check_output_dir(path.parent, f"folder for the {what}")
+    return path
 
 
 def _json_default(o: Any) -> Any:

@@ -458,7 +458,13 @@ def load_training_data(path: PathLike) -> Tuple[torch.Tensor, torch.Tensor]:
                     f"{path}: training data is incomplete (status {info.get('status')!r}); re-run the same "
                     "'posendf data prepare' command to finish it"
                 )
-            files = [path / c for c in info.get("chunks", [])]
+            files = []
+            for c in info.get("chunks", []):
+                # a manifest names files inside its own folder only
+                if not isinstance(c, str) or not c or Path(c).is_absolute() or ".." in Path(c).parts:
+                    raise ValueError(f"{man}: chunk entry {c!r} is not a file name inside {path}; "
+                                     "re-run 'posendf data prepare' to rewrite the manifest")
+                files.append(path / c)
         else:
             files = sorted(p for p in path.glob("chunk_*.npz"))
         if not files:

@@ -55,7 +55,12 @@ def _denoise(args: argparse.Namespace) -> int:
 
     from .denoise import DenoiseConfig, denoise_motion, load_denoise_config
 
+    from ..io import check_output_dir
+
     _check_body_model(args.body_model)
+    if args.motion.is_dir():
+        raise ValueError(f"--motion {args.motion} is a folder; give one motion .npz file")
+    check_output_dir(args.out, "--out folder")
     cfg = load_denoise_config(args.config) if args.config else DenoiseConfig()
     if args.noise_mm is not None:
         cfg = replace(cfg, noise_mm=args.noise_mm)
@@ -80,6 +85,9 @@ def _complete(args: argparse.Namespace) -> int:
     from ..skeleton import quat_to_pose
     from .completion import _errors, complete_poses, parse_mask
 
+    from ..io import check_output_file
+
+    check_output_file(args.out, inputs=[args.poses], what="--out file")
     mask = parse_mask(args.mask)
     ps = load_pose_set(args.poses)
     q = ps.quat

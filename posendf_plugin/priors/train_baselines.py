@@ -376,7 +376,9 @@ def _restore(part: Path, model: VPoser, opt, cfg: VPoserTrainConfig, n: int):
         obj = torch.load(part, map_location="cpu", weights_only=True)
         ts = obj["train_state"]
     except Exception as e:
-        raise ValueError(f"{part}: not a readable VPoser resume state ({type(e).__name__}: {e}); delete it") from e
+        from ..io import describe_load_error
+
+        raise ValueError(f"{part}: not a readable VPoser resume state ({describe_load_error(e)}); delete it") from e
     saved = dict(ts["train_config"])
     now = asdict(cfg)
     diff = sorted(k for k in now if k != "epochs" and saved.get(k) != now[k])
