@@ -229,6 +229,7 @@ def _cmd_sample(args) -> int:
         raise ValueError(f"--grid must be >= 1, got {args.grid}")
     out = check_output_dir(args.out, "--out folder")
     around = load_pose_set(args.around).quat if args.around else None
+    ref, ref_name = _reference_poses(args)  # read before the work: a bad --reference fails fast
     prior = _load_prior(args)
     t0 = time.perf_counter()
     init, res = prior.sample_with_result(args.n, seed=args.seed, around=around, sigma=args.sigma, **_project_kwargs(args))
@@ -248,7 +249,6 @@ def _cmd_sample(args) -> int:
         "apd_cm": finite_or_none(average_pairwise_distance(res.poses)),
         "near_threshold_deg_rms_per_joint": args.near_deg,
     }
-    ref, ref_name = _reference_poses(args)
     if ref is not None:
         share, mean_deg = _nearest_share(res.poses, ref, args.near_deg)
         share0, _ = _nearest_share(init, ref, args.near_deg)

@@ -132,6 +132,10 @@ def _npz_error(path: Path, e: BaseException) -> ValueError:
         why = "it is neither a zip archive of arrays nor a .npy array"
     elif isinstance(e, EOFError) or "truncated" in text.lower() or "No data left" in text:
         why = "the file is empty or truncated"
+    elif isinstance(e, TypeError) and ".npy array" in text:
+        why = text
+    elif isinstance(e, MemoryError):
+        why = "an array header claims more data than fits in memory; the file is corrupt"
     else:
         why = f"{type(e).__name__}: {text}" if "pickle" not in text else type(e).__name__
     return ValueError(f"{path}: not a readable .npz file ({why}); write it with numpy.savez")
@@ -170,7 +174,7 @@ def describe_load_error(e: BaseException) -> str:
     if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) or "pickle" in str(e).lower():
         return "it is not a weights-only PyTorch file: it is corrupt or holds Python objects other than tensors"
     if "zip" in text.lower() or "PytorchStreamReader" in text:
-        return f"not a PyTorch zip archive, probably truncated or corrupt ({text[:120]})"
+        return "not a complete PyTorch zip archive"
     return f"{type(e).__name__}: {text[:200]}"
 
 
@@ -189,9 +193,10 @@ def load_npz(path: PathLike, required: tuple = ()) -> NpzData:
         raise FileNotFoundError(f"{path}: no such file")
     data, objects = NpzData(), []
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files"):  # a bare .npy array
-                raise ValueError("a single .npy array, not an .npz archive of named arrays")
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise TypeError("a single .npy array, not an archive of named arrays")
+        with z:
             for k in z.files:
                 try:
                     data[k] = z[k]

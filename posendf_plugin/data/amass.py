@@ -346,8 +346,11 @@ def sample_amass(
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    from ..io import check_output_dir
+
     cfg = AmassConfig(fps=None if args.fps <= 0 else args.fps, dedup_deg=args.dedup_deg, trim=args.trim,
                       float16=args.float16)
+    check_output_dir(args.out, "--out folder")
     summary = sample_amass(args.amass_dir, args.out, cfg, progress=not args.quiet)
     for split, e in summary.splits.items():
         print(f"{split:5s}: {e['kept']:>9d} poses from {e['files']} files -> {e['path'] or '(empty, not written)'}")

@@ -328,10 +328,12 @@ def denoise_motion(
     """
     from tqdm.auto import tqdm
 
+    where = "the motion"
     if not isinstance(motion, Motion):
         path = Path(motion)
         name = name or path.stem
         motion = load_motion(path)
+        where = str(path)
     name = name or "motion"
     if abs(motion.fps - 30.0) > 0.5:
         log.warning("the motion is at %g fps; HuMoR's protocol uses 30 fps windows of 60 frames "
@@ -339,11 +341,11 @@ def denoise_motion(
     n = len(motion)
     W = config.window
     if start < 0 or start >= n:
-        raise ValueError(f"start frame {start} is outside the motion (0..{n - 1})")
+        raise ValueError(f"{where}: start frame {start} is outside the motion (0..{n - 1})")
     nwin = (n - start) // W
     if nwin == 0:
         raise ValueError(
-            f"the motion has {n - start} frames from frame {start}, fewer than one window of {W} frames; "
+            f"{where}: {n - start} frames from frame {start}, fewer than one window of {W} frames; "
             "use a longer clip or set window smaller in the config"
         )
     if max_windows is not None:

@@ -417,10 +417,12 @@ def train_gmm(
 
 
 def _cmd_train(args) -> int:
+    from ..io import check_output_file
+
     poses_path = Path(args.poses)
+    out = check_output_file(args.out, inputs=[poses_path], what="--out file")
     poses = load_pose_set(poses_path)
     source = f"{poses_path.name}: {poses.source}" if poses.source else poses_path.name
-    out = Path(args.out)
     if args.prior == "vposer":
         cfg = load_yaml_config(args.config, VPoserTrainConfig) if args.config else VPoserTrainConfig()
         if args.seed is not None:
