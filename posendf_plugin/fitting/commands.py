@@ -39,8 +39,7 @@ def _fit_image(args: argparse.Namespace) -> int:
     s = fit_image_dir(args.image_dir, args.out, prior=args.prior, prior_checkpoint=args.prior_checkpoint,
                       body_model=args.body_model, coco_json=args.coco_json, config=cfg,
                       progress=not args.quiet, render=not args.no_render)
-    for name, why in s.skipped:
-        print(f"skipped {name}: {why}")
+    # each skipped image was already reported (logged) as it happened: not printed again here
     people = sum(f["people"] for f in s.fitted)
     errs = [e for f in s.fitted for e in f["reprojection_error_px"]]
     msg = f"fitted {people} people in {len(s.fitted)} image(s), skipped {len(s.skipped)} image(s)"
