@@ -96,7 +96,7 @@ def average_pairwise_distance(q: torch.Tensor) -> float:
 
 
 #: bone colours of :func:`draw_skeletons`: (colour, legend text) for left limbs, right limbs, spine
-_SIDE_COLOURS = (("tab:blue", "left limbs"), ("tab:red", "right limbs"), ("k", "spine / head"))
+_SIDE_COLOURS = (("tab:blue", "person's left"), ("tab:red", "person's right"), ("k", "spine / head"))
 
 
 def draw_skeletons(rows: Sequence[Tuple[str, torch.Tensor]], path: Path, titles: Optional[Sequence[str]] = None) -> Path:
@@ -132,9 +132,11 @@ def draw_skeletons(rows: Sequence[Tuple[str, torch.Tensor]], path: Path, titles:
             if titles is not None and c < len(titles):
                 ax.set_title(titles[r * ncol + c] if len(titles) > ncol else titles[c], fontsize=7)
     legend = [Line2D([], [], color=c, lw=1.5, label=t) for c, t in _SIDE_COLOURS]
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))
-    fig.legend(handles=legend, loc="upper center", ncol=len(legend), fontsize=7, frameon=False,
-               bbox_to_anchor=(0.5, 1.0))
+    across = fig.get_figwidth() >= 4.5  # a narrow figure stacks the legend entries
+    fig.set_figheight(fig.get_figheight() + (0.25 if across else 0.6))
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.25 if across else 0.6) / fig.get_figheight()))
+    fig.legend(handles=legend, loc="upper center", ncol=len(legend) if across else 1, fontsize=7,
+               frameon=False, bbox_to_anchor=(0.5, 1.0))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)

@@ -328,9 +328,13 @@ def load_yaml(path: PathLike, what: str = "config file") -> Any:
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; expected a {what}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such {what}")
     try:
         return yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text file; expected a {what}") from e
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML ({e})") from e

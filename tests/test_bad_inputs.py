@@ -215,6 +215,16 @@ for f in ("evil", "garbled", "hidden_int", "unknown_key", "list", "missing"):
     CASES.append(_c(f"baseline-config-{f}", lambda c, r, f=f: ["baseline", "train", "gmm", "--poses", str(c / "poses.npz"), "--config", str(c / f"{f}.yaml"), "--out", str(r / "out.npz")], f"{f}.yaml"))
 for d in ("data_dotdot", "data_abs", "data_garbled", "empty_dir"):
     CASES.append(_c(f"train-data-{d}", lambda c, r, d=d: ["train", "--config", "configs/tiny.yaml", "--data", str(c / d), "--out", str(r / "outdir"), "--no-progress"], d))
+# a folder where a file is expected, a binary file where text is expected
+CASES += [
+    _c("project-poses-folder", lambda c, r: ["project", "--poses", str(c / "empty_dir"), "--out", str(r / "out.npz")], "empty_dir"),
+    _c("project-checkpoint-folder", lambda c, r: ["project", "--poses", str(c / "poses.npz"), "--checkpoint", str(c / "empty_dir"), "--out", str(r / "out.npz")], "empty_dir"),
+    _c("train-config-folder", lambda c, r: ["train", "--config", str(c / "empty_dir"), "--out", str(r / "outdir"), "--no-progress"], "empty_dir"),
+    _c("train-config-binary", lambda c, r: ["train", "--config", str(c / "garbled.pt"), "--out", str(r / "outdir"), "--no-progress"], "garbled.pt"),
+    _c("denoise-config-folder", lambda c, r: ["denoise", "--motion", str(c / "motion.npz"), "--config", str(c / "empty_dir"), "--out", str(r / "outdir"), *_QUIET], "empty_dir"),
+    _c("complete-poses-folder-without-npz", lambda c, r: ["complete", "--poses", str(c / "empty_dir"), "--mask", "arms", "--out", str(r / "out.npz"), *_QUIET], "empty_dir"),
+    _c("interpolate-end-object_pose", lambda c, r: ["interpolate", "--start", str(c / "poses.npz"), "--end", str(c / "object_pose.npz"), "--out", str(r / "outdir")], "object_pose.npz"),
+]
 # outputs: an existing file where a folder is expected, a folder where a file is expected,
 # a path under a file, the input itself
 CASES += [
