@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from typing import List, Optional
 
@@ -53,6 +54,18 @@ def _one_line(e: BaseException) -> str:
     return " ".join(msg.split())
 
 
+def _is_out_of_memory(e: BaseException) -> bool:
+    text = str(e)
+    return "out of memory" in text.lower() or "can't allocate memory" in text or "Cannot allocate memory" in text
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """argparse's ``type=float`` accepts ``nan`` and ``inf``: refuse them for every option."""
+    for key, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{key.replace('_', '-')} must be a finite number, got {value}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the ``posendf`` command line; returns the exit status (2: bad input, one line on stderr)."""
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -60,11 +73,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_numbers(args)
         # log records (per-person warnings, skips) go through tqdm.write so progress bars stay intact
         with logging_redirect_tqdm():
             rc = args.func(args)
     except (ValueError, OSError, KeyError, TypeError, CLIError) as e:
         print(f"posendf {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and not _is_out_of_memory(e):
+            raise
+        print(f"posendf {args.command}: error: not enough memory ({_one_line(e)[:200]}); use smaller "
+              "inputs or sizes (e.g. --n, --steps, --max-poses)", file=sys.stderr)
         return 2
     return int(rc or 0)
 

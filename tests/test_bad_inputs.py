@@ -56,9 +56,10 @@ def _motion(n: int = 64, seed: int = 0, **over) -> Dict[str, np.ndarray]:
 
 
 def _huge_npz(path: Path, key: str) -> None:
-    """An .npz whose array header claims 10^11 x 63 floats (tens of TiB) over 64 bytes of data."""
+    """An .npz whose array header claims 10^13 x 63 floats (2.5 PB, beyond any address space)
+    over 64 bytes of data."""
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**11, 63)})
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**13, 63)})
     buf.write(b"\0" * 64)
     with zipfile.ZipFile(path, "w") as z:
         z.writestr(f"{key}.npy", buf.getvalue())
@@ -224,6 +225,18 @@ CASES += [
     _c("denoise-config-folder", lambda c, r: ["denoise", "--motion", str(c / "motion.npz"), "--config", str(c / "empty_dir"), "--out", str(r / "outdir"), *_QUIET], "empty_dir"),
     _c("complete-poses-folder-without-npz", lambda c, r: ["complete", "--poses", str(c / "empty_dir"), "--mask", "arms", "--out", str(r / "out.npz"), *_QUIET], "empty_dir"),
     _c("interpolate-end-object_pose", lambda c, r: ["interpolate", "--start", str(c / "poses.npz"), "--end", str(c / "object_pose.npz"), "--out", str(r / "outdir")], "object_pose.npz"),
+]
+# numbers: NaN / Inf / out of range / more than fits in memory
+CASES += [
+    _c("sample-sigma-nan", lambda c, r: ["sample", "--n", "2", "--around", str(c / "poses.npz"), "--sigma", "nan", "--out", str(r / "outdir")], "--sigma"),
+    _c("sample-near-deg-inf", lambda c, r: ["sample", "--n", "2", "--near-deg", "inf", "--out", str(r / "outdir")], "--near-deg"),
+    # 10^12 samples need 336 TB: more than any 64-bit address space, so the allocation fails
+    # at once everywhere (a smaller "huge" could succeed lazily under memory overcommit)
+    _c("sample-n-huge", lambda c, r: ["sample", "--n", str(10**12), "--out", str(r / "outdir")], "not enough memory"),
+    _c("project-step-size-nan", lambda c, r: ["project", "--poses", str(c / "poses.npz"), "--step-size", "nan", "--out", str(r / "out.npz")], "--step-size"),
+    _c("complete-lr-inf", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--lr", "inf", "--out", str(r / "out.npz"), *_QUIET], "--lr"),
+    _c("complete-max-poses-negative", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--max-poses", "-3", "--out", str(r / "out.npz"), *_QUIET], "--max-poses"),
+    _c("denoise-noise-nan", lambda c, r: ["denoise", "--motion", str(c / "motion.npz"), "--noise-mm", "nan", "--out", str(r / "outdir"), *_QUIET], "--noise-mm"),
 ]
 # outputs: an existing file where a folder is expected, a folder where a file is expected,
 # a path under a file, the input itself

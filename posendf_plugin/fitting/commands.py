@@ -91,6 +91,8 @@ def _complete(args: argparse.Namespace) -> int:
     ps = load_pose_set(args.poses)
     q = ps.quat
     if args.max_poses is not None:
+        if args.max_poses < 1:
+            raise ValueError(f"--max-poses must be >= 1, got {args.max_poses}")
         q = q[: args.max_poses]
     if len(q) == 0:
         raise ValueError(f"{args.poses}: no poses")
