@@ -53,20 +53,14 @@ def save_npz(path: PathLike, compressed: bool = True, **arrays: Any) -> Path:
 
 
 def save_json(path: PathLike, obj: Mapping[str, Any]) -> Path:
-    """Atomically write ``obj`` as indented, strict JSON.
+    """Atomically write ``obj`` as indented, strict JSON (RFC 8259, readable by any parser).
 
-    NaN and Inf are not JSON: a value that is undefined (e.g. the pairwise distance of a single
-    sample) must be given as ``None`` (written as ``null``; see :func:`finite_or_none`).
-
-    Raises:
-        ValueError: ``obj`` holds a NaN or Inf (the message names its key); nothing is written.
+    NaN and Inf are not JSON. Every float that is not finite — an undefined metric, such as the
+    pairwise distance of a single sample or an angle of a clip without hinge joints — is
+    written as ``null``: in every JSON file of this package, ``null`` means "undefined".
     """
     path = Path(path)
-    bad = _nonfinite_key(obj)
-    if bad is not None:
-        raise ValueError(f"{path}: refusing to write NaN/Inf at {bad} (not valid JSON); this is a bug, "
-                         "please report it")
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
+    text = json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
@@ -80,23 +74,17 @@ def finite_or_none(x: Any) -> Any:
     return v if np.isfinite(v) else None
 
 
-def _nonfinite_key(o: Any, where: str = "top level") -> Any:
-    """Path (``a.b[2]``) of the first NaN/Inf float in a JSON-like object, or None."""
+def _finite(o: Any) -> Any:
+    """A copy of a JSON-like object with every non-finite float (NaN, ±Inf) replaced by None."""
     if isinstance(o, (float, np.floating)):
-        return None if np.isfinite(o) else where
-    if isinstance(o, np.ndarray) and o.dtype.kind in "fc":
-        return None if np.isfinite(o).all() else where
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, np.ndarray) and o.dtype.kind == "f":
+        return _finite(o.tolist())
     if isinstance(o, Mapping):
-        for k, v in o.items():
-            r = _nonfinite_key(v, str(k) if where == "top level" else f"{where}.{k}")
-            if r is not None:
-                return r
-    elif isinstance(o, (list, tuple)):
-        for i, v in enumerate(o):
-            r = _nonfinite_key(v, f"{where}[{i}]")
-            if r is not None:
-                return r
-    return None
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def save_torch(path: PathLike, obj: Any) -> Path:
