@@ -3,7 +3,9 @@ exposes ``register(subparsers)``; this module only assembles them."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import math
 import sys
 from typing import List, Optional
@@ -54,6 +56,32 @@ def _one_line(e: BaseException) -> str:
     return " ".join(msg.split())
 
 
+class _TqdmHandler(logging.Handler):
+    """Writes records with ``tqdm.write``: a warning printed while a progress bar runs appears
+    on its own line and the bar is redrawn below it, instead of splitting the bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _warnings_through_tqdm():
+    """While a command runs, warnings of loggers without a configured handler (the package's
+    per-person warnings, skips) go through ``tqdm.write``. Only Python's last-resort handler is
+    replaced, so a command or application that configures logging keeps its own handlers."""
+    old = logging.lastResort
+    logging.lastResort = _TqdmHandler(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.lastResort = old
+
+
 def _is_out_of_memory(e: BaseException) -> bool:
     text = str(e)
     return "out of memory" in text.lower() or "can't allocate memory" in text or "Cannot allocate memory" in text
@@ -68,14 +96,11 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the ``posendf`` command line; returns the exit status (2: bad input, one line on stderr)."""
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         _check_numbers(args)
-        # log records (per-person warnings, skips) go through tqdm.write so progress bars stay intact
-        with logging_redirect_tqdm():
+        with _warnings_through_tqdm():
             rc = args.func(args)
     except (ValueError, OSError, KeyError, TypeError, CLIError) as e:
         print(f"posendf {args.command}: error: {_one_line(e)}", file=sys.stderr)

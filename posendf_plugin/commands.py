@@ -18,7 +18,7 @@ import torch
 from .io import atomic_path, check_output_dir, check_output_file, finite_or_none, load_npz, save_json
 from .skeleton import SMPL_JOINT_NAMES as _JOINT_NAMES
 
-__all__ = ["register", "draw_skeletons", "average_pairwise_distance"]
+__all__ = ["register", "draw_skeletons", "average_pairwise_distance", "SKELETON_SIDE_COLOURS"]
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ def average_pairwise_distance(q: torch.Tensor) -> float:
     return float(d.sum() / (n * (n - 1))) * 100.0
 
 
-#: bone colours of :func:`draw_skeletons`: (colour, legend text) for left limbs, right limbs, spine
-_SIDE_COLOURS = (("tab:blue", "person's left"), ("tab:red", "person's right"), ("k", "spine / head"))
+#: bone colours of the skeleton plots, (colour, legend text): the person's left limbs, right limbs, spine
+SKELETON_SIDE_COLOURS = (("tab:blue", "person's left"), ("tab:red", "person's right"), ("k", "spine / head"))
 
 
 def draw_skeletons(rows: Sequence[Tuple[str, torch.Tensor]], path: Path, titles: Optional[Sequence[str]] = None) -> Path:
@@ -120,7 +120,7 @@ def draw_skeletons(rows: Sequence[Tuple[str, torch.Tensor]], path: Path, titles:
             p = pos[c]
             for j, par in enumerate(SMPL_PARENTS):
                 if par >= 0:
-                    side = _SIDE_COLOURS[0 if "left" in _JOINT_NAMES[j] else 1 if "right" in _JOINT_NAMES[j] else 2][0]
+                    side = SKELETON_SIDE_COLOURS[0 if "left" in _JOINT_NAMES[j] else 1 if "right" in _JOINT_NAMES[j] else 2][0]
                     ax.plot([p[j, 0], p[par, 0]], [p[j, 1], p[par, 1]], color=side, lw=1.5)
             ax.set_xlim(-1.0, 1.0)
             ax.set_ylim(-1.1, 0.9)
@@ -131,7 +131,7 @@ def draw_skeletons(rows: Sequence[Tuple[str, torch.Tensor]], path: Path, titles:
                 ax.set_ylabel(label, fontsize=8)
             if titles is not None and c < len(titles):
                 ax.set_title(titles[r * ncol + c] if len(titles) > ncol else titles[c], fontsize=7)
-    legend = [Line2D([], [], color=c, lw=1.5, label=t) for c, t in _SIDE_COLOURS]
+    legend = [Line2D([], [], color=c, lw=1.5, label=t) for c, t in SKELETON_SIDE_COLOURS]
     across = fig.get_figwidth() >= 4.5  # a narrow figure stacks the legend entries
     fig.set_figheight(fig.get_figheight() + (0.25 if across else 0.6))
     fig.tight_layout(rect=(0, 0, 1, 1 - (0.25 if across else 0.6) / fig.get_figheight()))
