@@ -361,3 +361,21 @@ def test_sample_of_one_writes_strict_json(tmp_path, capsys):
     summary = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert summary["apd_cm"] is None and summary["apd_cm_initial"] is None
     assert "APD undefined" in capsys.readouterr().out
+
+
+def test_warnings_do_not_break_progress_bars(capsys, monkeypatch):
+    """Per-item warnings logged while a CLI bar runs get lines of their own (tqdm.write)."""
+    import logging
+
+    from tqdm import tqdm
+
+    from posendf_plugin.cli import _warnings_through_tqdm
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a plain `posendf` run (no pytest handlers)
+    log = logging.getLogger("posendf_plugin.test_bars")
+    with _warnings_through_tqdm():
+        for i in tqdm(range(3), desc="people", file=None, mininterval=0):
+            log.warning("person %d not fitted: test", i)
+    err = capsys.readouterr().err
+    shown = [line.rsplit("\r", 1)[-1] for line in err.split("\n")]
+    assert [s for s in shown if "not fitted" in s] == [f"person {i} not fitted: test" for i in range(3)]
