@@ -260,21 +260,20 @@ def _probe_write(folder: Path, what: str) -> None:
 
 
 def check_output_dir(path: PathLike, what: str = "output folder") -> Path:
-    """Create ``path`` if needed and check that files can be written in it — before any work.
+    """Check, before any work, that files can be written in ``path`` (created later, by the
+    first write, if it does not exist yet): nothing is left behind by the check, so a run that
+    then fails on its inputs creates no folder.
 
     Raises:
         ValueError: ``path`` (or a parent of it) is an existing file.
-        OSError: the folder cannot be created or written (one-line message naming it).
+        OSError: the folder (or its nearest existing parent) is not writable (one-line message
+            naming it).
     """
     path = Path(path)
     anc = _nearest_existing(path)
     if not anc.is_dir():
         raise ValueError(f"{what} {path}: {anc} is an existing file, not a folder; choose another path")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OSError(e.errno, f"cannot create {what} {path} ({e.strerror})") from e
-    _probe_write(path, what)
+    _probe_write(anc, what if anc == path.absolute() else f"{what} {path}: its parent")
     return path
 
 

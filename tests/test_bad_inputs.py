@@ -147,6 +147,16 @@ def _build_corpus(c: Path) -> None:
     d.mkdir()
     (d / "chunk_00000.npz").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
     (c / "a_file").write_text("not a folder\n")
+    # resumable runs whose saved state is a malicious pickle, and a config fine-tuning from one
+    d = c / "data_ok"
+    d.mkdir()
+    q = rng.normal(size=(64, 21, 4)).astype("f4")
+    np.savez(d / "chunk_00000.npz", quat=q / np.linalg.norm(q, axis=-1, keepdims=True), dist=np.r_[np.zeros(16), np.abs(rng.normal(size=48))].astype("f4"))
+    (c / "run_evil" / "checkpoints").mkdir(parents=True)
+    torch.save({"format": 1, "optimizer_state_dict": evil}, c / "run_evil" / "checkpoints" / "last.pt")
+    torch.save({"state_dict": evil}, c / "vposer.pt.partial")
+    tiny = (Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml").read_text()
+    (c / "init_evil.yaml").write_text(tiny.replace("  prior: posendf\n", f"  prior: posendf\n  init_from: '{c / 'evil.pt'}'\n", 1))
     (c / "garbled.json").write_text('{"images": [')
     (c / "list.json").write_text("[1, 2, 3]")
     (c / "images").mkdir()
@@ -214,6 +224,11 @@ for f in ("evil", "garbled", "hidden_int", "unknown_key", "list", "missing"):
     CASES.append(_c(f"train-config-{f}", lambda c, r, f=f: ["train", "--config", str(c / f"{f}.yaml"), "--out", str(r / "outdir"), "--no-progress"], f"{f}.yaml"))
     CASES.append(_c(f"denoise-config-{f}", lambda c, r, f=f: ["denoise", "--motion", str(c / "motion.npz"), "--config", str(c / f"{f}.yaml"), "--out", str(r / "outdir"), *_QUIET], f"{f}.yaml"))
     CASES.append(_c(f"baseline-config-{f}", lambda c, r, f=f: ["baseline", "train", "gmm", "--poses", str(c / "poses.npz"), "--config", str(c / f"{f}.yaml"), "--out", str(r / "out.npz")], f"{f}.yaml"))
+CASES += [
+    _c("train-resume-evil-checkpoint", lambda c, r: ["train", "--config", "configs/tiny.yaml", "--data", str(c / "data_ok"), "--out", str(c / "run_evil"), "--resume", "--no-progress"], "last.pt"),
+    _c("train-init-from-evil", lambda c, r: ["train", "--config", str(c / "init_evil.yaml"), "--data", str(c / "data_ok"), "--out", str(r / "outdir"), "--no-progress"], "evil.pt"),
+    _c("baseline-vposer-resume-evil", lambda c, r: ["baseline", "train", "vposer", "--poses", str(c / "motion.npz"), "--out", str(c / "vposer.pt"), "--resume"], "vposer.pt.partial"),
+]
 for d in ("data_dotdot", "data_abs", "data_garbled", "empty_dir"):
     CASES.append(_c(f"train-data-{d}", lambda c, r, d=d: ["train", "--config", "configs/tiny.yaml", "--data", str(c / d), "--out", str(r / "outdir"), "--no-progress"], d))
 # a folder where a file is expected, a binary file where text is expected
@@ -225,6 +240,18 @@ CASES += [
     _c("denoise-config-folder", lambda c, r: ["denoise", "--motion", str(c / "motion.npz"), "--config", str(c / "empty_dir"), "--out", str(r / "outdir"), *_QUIET], "empty_dir"),
     _c("complete-poses-folder-without-npz", lambda c, r: ["complete", "--poses", str(c / "empty_dir"), "--mask", "arms", "--out", str(r / "out.npz"), *_QUIET], "empty_dir"),
     _c("interpolate-end-object_pose", lambda c, r: ["interpolate", "--start", str(c / "poses.npz"), "--end", str(c / "object_pose.npz"), "--out", str(r / "outdir")], "object_pose.npz"),
+]
+# a bad input with an --out that does not exist yet: the failed run must not create it
+CASES += [
+    _c("project-new-out", lambda c, r: ["project", "--poses", str(c / "garbled.npz"), "--out", str(r / "new" / "x.npz")], "garbled.npz"),
+    _c("complete-new-out", lambda c, r: ["complete", "--poses", str(c / "garbled.npz"), "--mask", "arms", "--out", str(r / "new" / "x.npz"), *_QUIET], "garbled.npz"),
+    _c("sample-new-out", lambda c, r: ["sample", "--n", "2", "--around", str(c / "garbled.npz"), "--out", str(r / "new" / "s")], "garbled.npz"),
+    _c("interpolate-new-out", lambda c, r: ["interpolate", "--start", str(c / "garbled.npz"), "--end", str(c / "poses.npz"), "--out", str(r / "new" / "i")], "garbled.npz"),
+    _c("denoise-new-out", lambda c, r: ["denoise", "--motion", str(c / "garbled.npz"), "--out", str(r / "new" / "d"), *_QUIET], "garbled.npz"),
+    _c("train-new-out", lambda c, r: ["train", "--config", str(c / "hidden_int.yaml"), "--out", str(r / "new" / "t"), "--no-progress"], "hidden_int.yaml"),
+    _c("baseline-new-out", lambda c, r: ["baseline", "train", "gmm", "--poses", str(c / "garbled.npz"), "--out", str(r / "new" / "g.npz")], "garbled.npz"),
+    _c("data-amass-new-out", lambda c, r: ["data", "amass", "--amass-dir", str(c / "empty_dir"), "--out", str(r / "new" / "a"), "--quiet"], "empty_dir"),
+    _c("data-prepare-new-out", lambda c, r: ["data", "prepare", "--poses", str(c / "garbled.npz"), "--out", str(r / "new" / "p"), "--quiet"], "garbled.npz"),
 ]
 # numbers: NaN / Inf / out of range / more than fits in memory
 CASES += [
@@ -269,8 +296,7 @@ CASES += [
 def _snapshot(root: Path) -> Dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file():
-            out[str(p.relative_to(root))] = hashlib.sha1(p.read_bytes()).hexdigest()
+        out[str(p.relative_to(root))] = hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "folder"
     return out
 
 
@@ -304,7 +330,7 @@ def test_bad_input(case: Case, corpus: Path, tmp_path: Path, capsys, monkeypatch
     after = _snapshot(run)
     assert {k: v for k, v in after.items() if k in before_run} == before_run, "an earlier output changed"
     new = sorted(set(after) - set(before_run))
-    assert new == [], f"files written by a failing run: {new}"
+    assert new == [], f"files or folders written by a failing run: {new}"
     assert list(cwd.iterdir()) == [], "files written to the working folder"
 
 
