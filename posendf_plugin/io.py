@@ -14,7 +14,7 @@ import numpy as np
 __all__ = [
     "atomic_path", "save_npz", "save_json", "save_torch", "load_npz", "load_yaml", "NpzData",
     "read_array", "finite_or_none", "check_output_dir", "check_output_file", "load_torch_weights",
-    "describe_load_error",
+    "describe_load_error", "describe_npz_error",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -114,9 +114,15 @@ class NpzData(dict):
 
 
 def _npz_error(path: Path, e: BaseException) -> ValueError:
-    """A message for an unreadable ``.npz`` that never suggests unpickling it."""
+    return ValueError(f"{path}: not a readable .npz file ({describe_npz_error(e)}); write it with numpy.savez")
+
+
+def describe_npz_error(e: BaseException) -> str:
+    """Why ``np.load`` failed, in words that never suggest unpickling the file."""
     text = str(e)
-    if isinstance(e, ValueError) and ("pickle" in text or "allow_pickle" in text):
+    if isinstance(e, ValueError) and "Object arrays" in text:
+        why = "an array holds pickled Python objects, which are never loaded"
+    elif isinstance(e, ValueError) and ("pickle" in text or "allow_pickle" in text):
         why = "it is neither a zip archive of arrays nor a .npy array"
     elif isinstance(e, EOFError) or "truncated" in text.lower() or "No data left" in text:
         why = "the file is empty or truncated"
@@ -126,7 +132,7 @@ def _npz_error(path: Path, e: BaseException) -> ValueError:
         why = "an array header claims more data than fits in memory; the file is corrupt"
     else:
         why = f"{type(e).__name__}: {text}" if "pickle" not in text else type(e).__name__
-    return ValueError(f"{path}: not a readable .npz file ({why}); write it with numpy.savez")
+    return why
 
 
 def load_torch_weights(path: PathLike, what: str = "checkpoint", map_location: Any = "cpu") -> Any:
