@@ -147,6 +147,7 @@ def _build_corpus(c: Path) -> None:
     d.mkdir()
     (d / "chunk_00000.npz").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
     (c / "a_file").write_text("not a folder\n")
+    (c / "alias.npz").symlink_to(c / "poses.npz")  # an output path that is the input under another name
     # resumable runs whose saved state is a malicious pickle, and a config fine-tuning from one
     d = c / "data_ok"
     d.mkdir()
@@ -271,6 +272,8 @@ CASES += [
     _c("project-out-is-folder", lambda c, r: ["project", "--poses", str(c / "poses.npz"), "--out", str(r / "outdir")], "outdir"),
     _c("project-out-under-file", lambda c, r: ["project", "--poses", str(c / "poses.npz"), "--out", str(r / "out.npz" / "x.npz")], "out.npz"),
     _c("project-out-is-input", lambda c, r: ["project", "--poses", str(r / "out.npz"), "--out", str(r / "out.npz")], "out.npz"),
+    _c("project-out-is-symlink-to-input", lambda c, r: ["project", "--poses", str(c / "poses.npz"), "--out", str(c / "alias.npz")], "alias.npz"),
+    _c("complete-out-is-symlink-to-input", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--out", str(c / "alias.npz"), *_QUIET], "alias.npz"),
     _c("complete-out-is-folder", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--out", str(r / "outdir"), *_QUIET], "outdir"),
     _c("complete-out-is-input", lambda c, r: ["complete", "--poses", str(r / "out.npz"), "--mask", "arms", "--out", str(r / "out.npz"), *_QUIET], "out.npz"),
     _c("complete-bad-mask", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "tail", "--out", str(r / "out.npz"), *_QUIET], "tail"),
