@@ -1,9 +1,10 @@
 """Body models: real SMPL / SMPL+H / SMPL-X files through ``smplx``, or the embedded stand-in.
 
-* :func:`load_body_model` builds a ``smplx`` module from the official files. SMPL ``.pkl`` files
-  (which hold ``chumpy`` arrays, and ``chumpy`` does not import on current Python) are read by
-  :func:`load_smpl_pkl`, a restricted unpickler that maps the chumpy and scipy.sparse classes to
-  plain numpy and refuses any other code; SMPL+H / SMPL-X ``.npz`` go through ``smplx``.
+* :func:`load_body_model` builds a ``smplx`` module from the official files. No model file can
+  run code: every ``.pkl`` (SMPL, SMPL+H, SMPL-X; they hold ``chumpy`` arrays, and ``chumpy``
+  does not import on current Python) is read by :func:`load_smpl_pkl`, a restricted unpickler
+  that maps the chumpy and scipy.sparse classes to plain numpy and refuses any other class;
+  every ``.npz`` is read without unpickling. ``smplx`` only ever receives the plain arrays.
 * :func:`get_body_model` wraps the result in :class:`BodyModel`, a thin ``nn.Module`` whose
   :meth:`BodyModel.forward` takes a body pose in any layout of :mod:`posendf_plugin.skeleton`
   and returns a :class:`BodyOutput` dataclass. ``path=None`` gives the embedded procedural model
