@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = [
     "atomic_path", "save_npz", "save_json", "save_torch", "load_npz", "load_yaml", "NpzData",
-    "read_array", "finite_or_none", "check_output_dir", "check_output_file", "load_torch_weights",
+    "read_array", "finite_or_none", "json_text", "check_output_dir", "check_output_file", "load_torch_weights",
     "describe_load_error", "describe_npz_error",
 ]
 
@@ -60,10 +60,16 @@ def save_json(path: PathLike, obj: Mapping[str, Any]) -> Path:
     written as ``null``: in every JSON file of this package, ``null`` means "undefined".
     """
     path = Path(path)
-    text = json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
+    text = json_text(obj, indent=2) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
+
+
+def json_text(obj: Any, indent: Optional[int] = None) -> str:
+    """``obj`` as strict JSON text (non-finite floats as ``null``, numpy values as numbers), for
+    JSON stored inside other files (e.g. the metrics string of an ``.npz``)."""
+    return json.dumps(_finite(obj), indent=indent, sort_keys=False, default=_json_default, allow_nan=False)
 
 
 def finite_or_none(x: Any) -> Any:
