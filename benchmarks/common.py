@@ -40,6 +40,7 @@ __all__ = [
     "PriorUnavailable",
     "BenchContext",
     "skipped",
+    "OnceFilter",
     "is_metrics",
     "joint_positions",
     "nearest_geodesic",
@@ -66,6 +67,24 @@ PRIOR_NAMES: Tuple[str, ...] = ("none", "gmm", "vposer", "posendf", "nrdf")
 
 class PriorUnavailable(Exception):
     """A prior cannot be built (missing weights, unreadable checkpoint); the message says why."""
+
+
+class OnceFilter(logging.Filter):
+    """A logging filter that lets each distinct warning through once: a skip that every prior's
+    run of the same step reports (e.g. an image without keypoints) is shown once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
 
 
 def skipped(reason: str) -> Dict[str, str]:
@@ -424,12 +443,14 @@ def guarded(ctx: BenchContext, prior: str, fn: Callable[[], Dict]) -> Dict:
         return {"error": msg}
 
 
-def prior_rows(ctx: BenchContext, device: Optional[torch.device] = None) -> Iterable[Tuple[str, Optional[PosePrior], Optional[str]]]:
+def prior_rows(ctx: BenchContext, device: Optional[torch.device] = None,
+               setting: str = "") -> Iterable[Tuple[str, Optional[PosePrior], Optional[str]]]:
     """``(name, prior or None, skip reason or None)`` for each benchmarked prior, with a
-    progress bar named after the current task."""
+    progress bar named after the current task and, when a task runs several, the setting."""
     from tqdm.auto import tqdm
 
-    for name in tqdm(ctx.priors, desc=f"{ctx.current_task or 'priors'}", unit="prior", leave=False, disable=not ctx.progress):
+    desc = f"{ctx.current_task or 'priors'}" + (f" [{setting}]" if setting else "")
+    for name in tqdm(ctx.priors, desc=desc, unit="prior", leave=False, disable=not ctx.progress):
         try:
             yield name, ctx.prior(name, device), None
         except PriorUnavailable as e:

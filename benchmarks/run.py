@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    PRIOR_NAMES, BenchContext, is_metrics, markdown_task, write_json, write_text,
+    PRIOR_NAMES, BenchContext, OnceFilter, is_metrics, markdown_task, write_json, write_text,
 )
 from benchmarks.tasks import TASK_NAMES, load_task  # noqa: E402
 
@@ -273,6 +273,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    for h in logging.getLogger().handlers:
+        h.addFilter(OnceFilter())  # each skip / warning once, not once per prior
     try:
         tasks = list(TASK_NAMES) if args.task == "all" else [t.strip() for t in args.task.split(",") if t.strip()]
         bad = [t for t in tasks if t not in TASK_NAMES]
@@ -299,7 +301,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results = run_benchmarks(ctx, tasks, argv)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():  # warnings go through tqdm.write: progress bars stay whole
+        results = run_benchmarks(ctx, tasks, argv)
     print(f"\nwrote {ctx.out}/results.json, results.md, " + ", ".join(f"{t}.md" for t in tasks) + " and plots "
           f"({results['meta']['total_seconds']} s)")
     print("targets:")

@@ -1,9 +1,10 @@
 """Body models: real SMPL / SMPL+H / SMPL-X files through ``smplx``, or the embedded stand-in.
 
-* :func:`load_body_model` builds a ``smplx`` module from the official files. SMPL ``.pkl`` files
-  (which hold ``chumpy`` arrays, and ``chumpy`` does not import on current Python) are read by
-  :func:`load_smpl_pkl`, a restricted unpickler that maps the chumpy and scipy.sparse classes to
-  plain numpy and refuses any other code; SMPL+H / SMPL-X ``.npz`` go through ``smplx``.
+* :func:`load_body_model` builds a ``smplx`` module from the official files. No model file can
+  run code: every ``.pkl`` (SMPL, SMPL+H, SMPL-X; they hold ``chumpy`` arrays, and ``chumpy``
+  does not import on current Python) is read by :func:`load_smpl_pkl`, a restricted unpickler
+  that maps the chumpy and scipy.sparse classes to plain numpy and refuses any other class;
+  every ``.npz`` is read without unpickling. ``smplx`` only ever receives the plain arrays.
 * :func:`get_body_model` wraps the result in :class:`BodyModel`, a thin ``nn.Module`` whose
   :meth:`BodyModel.forward` takes a body pose in any layout of :mod:`posendf_plugin.skeleton`
   and returns a :class:`BodyOutput` dataclass. ``path=None`` gives the embedded procedural model
@@ -231,7 +232,8 @@ def load_smpl_pkl(path: PathLike) -> Dict[str, Any]:
     try:
         with open(path, "rb") as f:
             data = _SMPLUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError) as e:
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError,
+            KeyError, MemoryError, OverflowError, RecursionError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a readable SMPL .pkl file ({type(e).__name__}: {e})") from e
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a pickled dict of arrays, got {type(data).__name__}")
@@ -244,15 +246,46 @@ def load_smpl_pkl(path: PathLike) -> Dict[str, Any]:
 
 
 def _load_npz_plain(path: Path) -> Dict[str, Any]:
-    """Load an ``.npz`` model without unpickling: object-dtype entries (metadata) are skipped."""
-    out = {}
-    with np.load(path, allow_pickle=False) as z:
-        for k in z.files:
-            try:
-                out[k] = z[k]
-            except ValueError:
-                logger.debug("%s: skipping object entry %r", path, k)
-    return out
+    """Load an ``.npz`` model without unpickling: object-dtype entries (metadata such as SMPL-X's
+    ``joint2num``) are skipped.
+
+    Raises:
+        ValueError: not a readable ``.npz`` (the message never suggests unpickling it).
+    """
+    from .io import load_npz
+
+    data = load_npz(path)
+    for k in data.objects:
+        logger.debug("%s: skipping object entry %r", path, k)
+    return dict(data)
+
+
+#: arrays every model file must hold (``smplx`` reads them all); SMPL-X adds its landmarks.
+_REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
+_REQUIRED_EXTRA = {"smplx": ("lmk_faces_idx", "lmk_bary_coords")}
+
+
+def _load_model_arrays(path: Path, mtype: str) -> Dict[str, Any]:
+    """The arrays of a model file (``.pkl`` through the restricted unpickler, ``.npz`` without
+    unpickling), checked for the keys ``smplx`` needs.
+
+    Raises:
+        ValueError: unreadable file or wrong content. KeyError: missing arrays.
+    """
+    if path.suffix not in (".pkl", ".npz"):
+        raise ValueError(f"{path}: a body model file must be .pkl or .npz, got '{path.suffix}'")
+    data = _load_npz_plain(path) if path.suffix == ".npz" else load_smpl_pkl(path)
+    need = _REQUIRED_KEYS + _REQUIRED_EXTRA.get(mtype, ())
+    missing = [k for k in need if k not in data]
+    if missing:
+        raise KeyError(f"{path}: not a complete {mtype.upper()} model file: missing array(s) {missing}; "
+                       f"found {sorted(data)}. Use the official model files (see --help)")
+    for k in need:
+        v = data[k]
+        if not hasattr(v, "shape") or getattr(v, "dtype", np.dtype(object)).kind not in "biuf":
+            raise ValueError(f"{path}: model array '{k}' must be numeric, got {type(v).__name__} "
+                             f"{getattr(v, 'dtype', '')}".rstrip())
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,13 +364,16 @@ def find_body_model_file(path: PathLike, model_type: Optional[str] = None, gende
 
 @contextlib.contextmanager
 def _quiet_smplx():
-    """smplx prints warnings to stdout (e.g. 'only 10 shape coefficients'); log them instead."""
+    """smplx prints warnings to stdout (e.g. 'You are using a SMPL model, with only 10 shape
+    coefficients', which is expected: the package uses 10); log them at debug level instead."""
     buf = _io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        yield
-    for line in buf.getvalue().splitlines():
-        if line.strip():
-            logger.info("smplx: %s", line.strip())
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        for line in buf.getvalue().splitlines():
+            if line.strip():
+                logger.debug("smplx: %s", line.strip())
 
 
 def load_body_model(
@@ -380,23 +416,50 @@ def _build_smplx(path: Path, mtype: str, gender: str, num_betas: int, dtype: tor
                   create_transl=False)
     hands = dict(use_pca=False, flat_hand_mean=flat_hand_mean,
                  create_left_hand_pose=False, create_right_hand_pose=False)
-    with _quiet_smplx():
-        if mtype == "smpl":
-            data = _load_npz_plain(path) if path.suffix == ".npz" else load_smpl_pkl(path)
-            module = smplx.SMPL(str(path), data_struct=Struct(**data), **common)
-            return module, STANDIN_MARKER_KEY in data
-        if mtype == "smplh":
-            data = _load_npz_plain(path) if path.suffix == ".npz" else load_smpl_pkl(path)
-            n_hand = 3 * 15
+    # Every file is read here (restricted unpickler / no unpickling) and handed to smplx as a
+    # data_struct, so smplx never calls pickle.load or np.load(allow_pickle=True) on a user file.
+    data = _load_model_arrays(path, mtype)
+    try:
+        with _quiet_smplx():
+            if mtype == "smpl":
+                module = smplx.SMPL(str(path), data_struct=Struct(**data), **common)
+                return module, STANDIN_MARKER_KEY in data
+            if mtype == "smplh":
+                n_hand = 3 * 15
+                for side in ("l", "r"):
+                    data.setdefault(f"hands_components{side}", np.eye(n_hand))
+                    data.setdefault(f"hands_mean{side}", np.zeros(n_hand))
+                module = smplx.SMPLH(str(path), data_struct=Struct(**data), ext=path.suffix[1:], **common, **hands)
+                return module, False
             for side in ("l", "r"):
-                data.setdefault(f"hands_components{side}", np.eye(n_hand))
-                data.setdefault(f"hands_mean{side}", np.zeros(n_hand))
-            module = smplx.SMPLH(str(path), data_struct=Struct(**data), ext=path.suffix[1:], **common, **hands)
+                data.setdefault(f"hands_components{side}", np.eye(45))
+                data.setdefault(f"hands_mean{side}", np.zeros(45))
+            module = _smplx_from_arrays(smplx, data, path, num_expression_coeffs=num_expression_coeffs,
+                                        create_expression=False, create_jaw_pose=False, create_leye_pose=False,
+                                        create_reye_pose=False, **common, **hands)
             return module, False
-        module = smplx.SMPLX(str(path), ext=path.suffix[1:], num_expression_coeffs=num_expression_coeffs,
-                             create_expression=False, create_jaw_pose=False, create_leye_pose=False,
-                             create_reye_pose=False, **common, **hands)
-        return module, False
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path}: not a usable {mtype.upper()} model file ({type(e).__name__}: {e}); "
+                         "use the official model files") from e
+
+
+def _smplx_from_arrays(smplx, data: Dict[str, Any], path: Path, **kwargs) -> nn.Module:
+    """``smplx.SMPLX`` built from arrays already read safely.
+
+    ``smplx.SMPLX`` has no ``data_struct`` argument and unpickles its file itself; it is given
+    a plain-array copy of the model (``np.savez`` of numeric arrays only, so its
+    ``np.load(allow_pickle=True)`` finds nothing to unpickle) in a temporary folder instead.
+    """
+    import tempfile
+
+    plain = {k: np.asarray(v) for k, v in data.items()
+             if isinstance(v, np.ndarray) or np.isscalar(v)}
+    plain = {k: v for k, v in plain.items() if not v.dtype.hasobject}
+    with tempfile.TemporaryDirectory(prefix="posendf-smplx-") as tmp:
+        f = Path(tmp) / "model.npz"
+        np.savez(f, **plain)
+        module = smplx.SMPLX(str(f), ext="npz", **kwargs)
+    return module
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .io import atomic_path, load_npz, save_json
+from .io import atomic_path, check_output_dir, check_output_file, finite_or_none, load_npz, save_json
 from .skeleton import SMPL_JOINT_NAMES as _JOINT_NAMES
 
-__all__ = ["register", "draw_skeletons", "average_pairwise_distance"]
+__all__ = ["register", "draw_skeletons", "average_pairwise_distance", "SKELETON_SIDE_COLOURS"]
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,18 @@ def average_pairwise_distance(q: torch.Tensor) -> float:
     return float(d.sum() / (n * (n - 1))) * 100.0
 
 
+#: bone colours of the skeleton plots, (colour, legend text): the person's left limbs, right limbs, spine
+SKELETON_SIDE_COLOURS = (("tab:blue", "person's left"), ("tab:red", "person's right"), ("k", "spine / head"))
+
+
 def draw_skeletons(rows: Sequence[Tuple[str, torch.Tensor]], path: Path, titles: Optional[Sequence[str]] = None) -> Path:
-    """PNG grid of front-view skeletons: one row per ``(label, q (n, 21, 4))`` (atomic write)."""
+    """PNG grid of front-view skeletons: one row per ``(label, q (n, 21, 4))`` (atomic write).
+
+    Bones of the person's left limbs are blue, right limbs red, the spine black (a legend
+    says so)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     from .skeleton import SMPL_PARENTS, body_joint_positions
 
@@ -112,7 +120,7 @@ def draw_skeletons(rows: Sequence[Tuple[str, torch.Tensor]], path: Path, titles:
             p = pos[c]
             for j, par in enumerate(SMPL_PARENTS):
                 if par >= 0:
-                    side = "tab:blue" if "left" in _JOINT_NAMES[j] else "tab:red" if "right" in _JOINT_NAMES[j] else "k"
+                    side = SKELETON_SIDE_COLOURS[0 if "left" in _JOINT_NAMES[j] else 1 if "right" in _JOINT_NAMES[j] else 2][0]
                     ax.plot([p[j, 0], p[par, 0]], [p[j, 1], p[par, 1]], color=side, lw=1.5)
             ax.set_xlim(-1.0, 1.0)
             ax.set_ylim(-1.1, 0.9)
@@ -123,7 +131,12 @@ def draw_skeletons(rows: Sequence[Tuple[str, torch.Tensor]], path: Path, titles:
                 ax.set_ylabel(label, fontsize=8)
             if titles is not None and c < len(titles):
                 ax.set_title(titles[r * ncol + c] if len(titles) > ncol else titles[c], fontsize=7)
-    fig.tight_layout()
+    legend = [Line2D([], [], color=c, lw=1.5, label=t) for c, t in SKELETON_SIDE_COLOURS]
+    across = fig.get_figwidth() >= 4.5  # a narrow figure stacks the legend entries
+    fig.set_figheight(fig.get_figheight() + (0.25 if across else 0.6))
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.25 if across else 0.6) / fig.get_figheight()))
+    fig.legend(handles=legend, loc="upper center", ncol=len(legend) if across else 1, fontsize=7,
+               frameon=False, bbox_to_anchor=(0.5, 1.0))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
@@ -139,6 +152,8 @@ def _cmd_train(args) -> int:
     from .training import train
 
     cfg = load_config(args.config)
+    if args.out is not None:
+        check_output_dir(args.out, "--out folder")
     if args.threads is not None:
         cfg = cfg.replace(training={"num_threads": args.threads})
     res = train(cfg, out_dir=args.out, data_dir=args.data, device=args.device, resume=args.resume,
@@ -157,7 +172,7 @@ def _cmd_project(args) -> int:
     from .data.posesets import load_pose_set, save_pose_set
     from .skeleton import quat_to_pose, to_body_quat
 
-    prior = _load_prior(args)
+    check_output_file(args.out, inputs=[args.poses], what="--out file")
     raw = load_npz(args.poses)
     is_set = "quat" in raw
     if is_set:
@@ -166,6 +181,7 @@ def _cmd_project(args) -> int:
     else:
         motion = load_motion(args.poses)
         q = to_body_quat(motion.pose_body)
+    prior = _load_prior(args)
     t0 = time.perf_counter()
     before = prior.distance(q)
     res = prior.project(q, **_project_kwargs(args))
@@ -209,13 +225,17 @@ def _reference_poses(args) -> Tuple[Optional[torch.Tensor], str]:
 def _cmd_sample(args) -> int:
     from .data.posesets import load_pose_set
 
-    prior = _load_prior(args)
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.grid < 1:
+        raise ValueError(f"--grid must be >= 1, got {args.grid}")
+    out = check_output_dir(args.out, "--out folder")
     around = load_pose_set(args.around).quat if args.around else None
+    ref, ref_name = _reference_poses(args)  # read before the work: a bad --reference fails fast
+    prior = _load_prior(args)
     t0 = time.perf_counter()
     init, res = prior.sample_with_result(args.n, seed=args.seed, around=around, sigma=args.sigma, **_project_kwargs(args))
     secs = time.perf_counter() - t0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     _save_quat_motion(out / "samples.npz", res.poses)
     _save_quat_motion(out / "initial.npz", init)
     k = min(args.grid, args.n)
@@ -226,17 +246,19 @@ def _cmd_sample(args) -> int:
         "n": args.n, "seed": args.seed, "seconds": secs,
         "mean_f_initial": float(f0.mean()), "mean_f_projected": float(res.distance.mean()),
         "converged_share": float(res.converged.float().mean()),
-        "apd_cm_initial": average_pairwise_distance(init), "apd_cm": average_pairwise_distance(res.poses),
+        # APD is undefined for a single sample: null in the JSON
+        "apd_cm_initial": finite_or_none(average_pairwise_distance(init)),
+        "apd_cm": finite_or_none(average_pairwise_distance(res.poses)),
         "near_threshold_deg_rms_per_joint": args.near_deg,
     }
-    ref, ref_name = _reference_poses(args)
     if ref is not None:
         share, mean_deg = _nearest_share(res.poses, ref, args.near_deg)
         share0, _ = _nearest_share(init, ref, args.near_deg)
         summary.update(reference=ref_name, near_share=share, near_share_initial=share0, mean_nearest_deg_rms=mean_deg)
     save_json(out / "summary.json", summary)
     msg = (f"sampled {args.n} poses in {secs:.2f} s: mean f {summary['mean_f_initial']:.3f} -> {summary['mean_f_projected']:.4f} "
-           f"(converged {summary['converged_share'] * 100:.1f}%); APD {summary['apd_cm']:.1f} cm")
+           f"(converged {summary['converged_share'] * 100:.1f}%); "
+           + (f"APD {summary['apd_cm']:.1f} cm" if summary["apd_cm"] is not None else "APD undefined for one sample"))
     if ref is not None:
         msg += (f"; {summary['near_share'] * 100:.1f}% within {args.near_deg:g} deg RMS per-joint geodesic distance "
                 f"of a pose in {ref_name} (before projection: {summary['near_share_initial'] * 100:.1f}%)")
@@ -245,13 +267,14 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_interpolate(args) -> int:
-    prior = _load_prior(args)
+    if args.steps < 2:
+        raise ValueError(f"--steps must be >= 2 (both ends included), got {args.steps}")
+    out = check_output_dir(args.out, "--out folder")
     a, b = _read_pose(args.start), _read_pose(args.end)
+    prior = _load_prior(args)
     path = prior.interpolate(a, b, args.steps, project=True, **_project_kwargs(args))
     plain = prior.interpolate(a, b, args.steps, project=False)
     f_path, f_plain = prior.distance(path), prior.distance(plain)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     _save_quat_motion(out / "interpolation.npz", path)
     _save_quat_motion(out / "slerp.npz", plain)
     draw_skeletons([("slerp", plain), ("projected", path)], out / "interpolation.png",

@@ -119,6 +119,9 @@ class ModelConfig:
     output: str = "abs"
 
     def __post_init__(self) -> None:
+        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, (list, tuple)):
+            raise ValueError(f"config model.hidden must be a list of positive integers (e.g. [256, 512, 256]), "
+                             f"got {self.hidden!r}")
         object.__setattr__(self, "hidden", tuple(self.hidden))
         _choice("model", "parents", self.parents, PARENT_TABLES)
         _choice("model", "enc_activation", self.enc_activation, ACTIVATIONS)
@@ -249,6 +252,9 @@ class DataConfig:
     max_samples: int = 0
 
     def __post_init__(self) -> None:
+        if (isinstance(self.sigmas, (str, bytes)) or not isinstance(self.sigmas, (list, tuple))
+                or any(isinstance(s, bool) or not isinstance(s, (int, float)) for s in self.sigmas)):
+            raise ValueError(f"config data.sigmas must be a list of numbers (e.g. [0.01, 0.1, 0.5]), got {self.sigmas!r}")
         object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))
         _choice("data", "label_metric", self.label_metric, ("posendf", "nrdf"))
         _choice("data", "noise", self.noise, ("posendf", "nrdf"))

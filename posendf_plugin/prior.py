@@ -45,16 +45,9 @@ _TRAIN_CONFIG = {"posendf": "configs/cmu.yaml", "nrdf": "configs/nrdf.yaml"}
 
 
 def _read_checkpoint(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, EOF, pickle errors, foreign formats
-        raise ValueError(
-            f"{path}: cannot read the checkpoint; the file is truncated, corrupt or not a PyTorch "
-            f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-            "copy or download it again"
-        ) from e
+    from .io import load_torch_weights
+
+    return load_torch_weights(path, "checkpoint")
 
 
 def _check_state_dict(net: torch.nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:

@@ -63,7 +63,7 @@ import torch
 from tqdm import tqdm
 
 from .config import Config, save_config
-from .io import atomic_path, save_json, save_torch
+from .io import atomic_path, describe_load_error, save_json, save_torch
 from .model import PoseNDFNet
 from .rotations import quat_random
 from .skeleton import NUM_BODY_JOINTS
@@ -219,7 +219,7 @@ def _load_resume(path: Path) -> Dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated / corrupt file
-        raise ValueError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {e}); delete it to restart") from e
+        raise ValueError(f"{path}: cannot read the checkpoint ({describe_load_error(e)}); delete it to restart") from e
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "optimizer_state_dict" not in ck:
         raise ValueError(f"{path}: not a training checkpoint of this package (format {CHECKPOINT_FORMAT})")
     return ck
@@ -298,7 +298,7 @@ def _init_weights(path: Path, config: Config) -> Dict[str, torch.Tensor]:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"experiment.init_from: cannot read {path} ({type(e).__name__}: {e})") from e
+        raise ValueError(f"experiment.init_from: cannot read {path} ({describe_load_error(e)})") from e
     if not isinstance(ck, dict) or "model_state_dict" not in ck or "config" not in ck:
         raise ValueError(f"experiment.init_from: {path} is not a model file of this package (needs 'config' and 'model_state_dict')")
     diffs = _config_differences({"model": ck["config"].get("model", {})}, {"model": config.to_dict()["model"]})

@@ -234,6 +234,33 @@ def test_smplx_npz_and_63_wide_pose(smplx_dir):
     assert out.vertices.shape == (3, V_SMPLX, 3)
 
 
+def test_smplx_pkl_and_npz_never_reach_smplx_unpickling(smplx_dir, tmp_path, monkeypatch):
+    """SMPL-X files are read by the package (restricted unpickler / no unpickling) and smplx is
+    handed plain arrays: its own pickle.load / np.load(allow_pickle=True) never see a user file."""
+    import pickle
+
+    import smplx.body_models as sb
+
+    d, a = smplx_dir
+    (tmp_path / "smplx").mkdir()
+    (tmp_path / "smplx" / "SMPLX_NEUTRAL.pkl").write_bytes(pickle.dumps({k: np.asarray(v) for k, v in a.items()}, protocol=2))
+    seen = []
+    real_load = np.load
+
+    def spy(path, *args, **kwargs):
+        seen.append((str(path), kwargs.get("allow_pickle")))
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(sb.np, "load", spy)
+    monkeypatch.setattr(sb.pickle, "load", lambda *a_, **k: pytest.fail("smplx unpickled a file"))
+    pose = torch.full((2, 63), 0.1, dtype=torch.float64)
+    v_npz = get_body_model(d, model_type="smplx", dtype=torch.float64)(pose).vertices
+    v_pkl = get_body_model(tmp_path, model_type="smplx", dtype=torch.float64)(pose).vertices
+    torch.testing.assert_close(v_pkl, v_npz)
+    user_files = {str(d / "smplx" / "SMPLX_NEUTRAL.npz"), str(tmp_path / "smplx" / "SMPLX_NEUTRAL.pkl")}
+    assert not [p for p, allow in seen if p in user_files and allow]
+
+
 def test_smplh_amass_layout_without_hand_pca(tmp_path):
     rng = np.random.default_rng(2)
     parents = list(S.SMPL_PARENTS[:22])

@@ -39,3 +39,34 @@ def test_motion_round_trip_and_errors(tmp_path):
         load_motion(tmp_path / "trunc.npz")
     with pytest.raises(FileNotFoundError):
         load_motion(tmp_path / "missing.npz")
+
+
+def test_save_json_is_strict(tmp_path):
+    from posendf_plugin.io import finite_or_none, save_json
+
+    import json
+
+    assert finite_or_none(float("nan")) is None and finite_or_none(np.float32(2.5)) == 2.5
+    save_json(tmp_path / "a.json", {"m": {"fps": float("nan"), "ok": 1.5}, "x": [1.0, np.float32("inf")],
+                                    "arr": np.array([np.nan, 2.0])})
+    text = (tmp_path / "a.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    back = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert back == {"m": {"fps": None, "ok": 1.5}, "x": [1.0, None], "arr": [None, 2.0]}
+
+
+def test_motion_arrays_are_checked(tmp_path):
+    n = 4
+    base = dict(pose_body=np.zeros((n, 63), "f4"), root_orient=np.zeros((n, 3), "f4"), trans=np.zeros((n, 3), "f4"))
+    for name, extra, msg in (
+        ("nan_betas", dict(betas=np.full(16, np.nan)), r"'betas' holds 16 NaN"),
+        ("str_fps", dict(mocap_framerate=np.array("x")), r"'mocap_framerate' must be a numeric array"),
+        ("zero_fps", dict(mocap_framerate=np.array(0.0)), r"'mocap_framerate' must be one positive number"),
+        ("scalar", dict(pose_body=np.float32(1)), r"'pose_body' must be a 2-D or 3-D array, got shape \(\)"),
+        ("hand", dict(pose_hand=np.zeros((n, 12))), r"'pose_hand' must have 90 values per row"),
+    ):
+        save_npz(tmp_path / f"{name}.npz", **{**base, **extra})
+        with pytest.raises(ValueError, match=msg):
+            load_motion(tmp_path / f"{name}.npz")
+    with pytest.raises(ValueError, match="betas has NaN"):
+        Motion(base["pose_body"], base["root_orient"], base["trans"], betas=np.full(16, np.nan))

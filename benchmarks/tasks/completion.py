@@ -46,7 +46,7 @@ def run(ctx: BenchContext) -> Dict:
         setting = f"masked={int(frac * 100)}% ({k} joints)"
         mask = torch.as_tensor(_masks(ctx, n, k, 41 + fi), device=ctx.fit_device)
         res[setting] = {}
-        for name, prior, why in prior_rows(ctx, ctx.fit_device):
+        for name, prior, why in prior_rows(ctx, ctx.fit_device, setting=setting):
             if prior is None:
                 res[setting][name] = skipped(why)
                 continue

@@ -70,7 +70,7 @@ def run(ctx: BenchContext) -> Dict:
         setting = f"noise={noise:g}mm"
         res[setting] = {}
         cfg = DenoiseConfig(window=window, noise_mm=noise, **({'stages': (DenoiseStage(5),)} if ctx.tiny else {}))
-        for name, prior, why in prior_rows(ctx, ctx.fit_device):
+        for name, prior, why in prior_rows(ctx, ctx.fit_device, setting=setting):
             if prior is None:
                 res[setting][name] = skipped(why)
                 continue

@@ -134,7 +134,7 @@ def _qualitative(ctx: BenchContext) -> Optional[Dict]:
     if not folders:
         return None
     rows: Dict = {}
-    for name, prior, why in prior_rows(ctx, ctx.fit_device):
+    for name, prior, why in prior_rows(ctx, ctx.fit_device, setting="qualitative"):
         if prior is None:
             rows[name] = skipped(why)
             continue
@@ -171,7 +171,7 @@ def run(ctx: BenchContext) -> Dict:
     images = synthetic_images(ctx, n)
     setting = f"synthetic ({n} images)"
     res: Dict = {setting: {}}
-    for name, prior, why in prior_rows(ctx, ctx.fit_device):
+    for name, prior, why in prior_rows(ctx, ctx.fit_device, setting=setting):
         if prior is None:
             res[setting][name] = skipped(why)
             continue

@@ -48,7 +48,7 @@ def run(ctx: BenchContext) -> Dict:
     min_seconds = ctx.pick(0.01, 0.3, 2.0)
     test = ctx.test_poses()
     res: Dict = {}
-    rows = list(prior_rows(ctx))
+    rows = list(prior_rows(ctx, setting="throughput"))
     for B in BATCHES:
         q = test[torch.arange(B) % len(test)].to(ctx.device)
         for mode in ("forward", "forward+backward"):
@@ -63,7 +63,7 @@ def run(ctx: BenchContext) -> Dict:
     # fitting time with vs without a prior, taking turns per image
     n_img = ctx.pick(1, 4, 10)
     images = image_fit.synthetic_images(ctx, n_img, offset=60)
-    fit_rows = [(n, p, w) for n, p, w in prior_rows(ctx, ctx.fit_device)]
+    fit_rows = [(n, p, w) for n, p, w in prior_rows(ctx, ctx.fit_device, setting="fitting time")]
     if "none" not in [n for n, _, _ in fit_rows]:
         fit_rows.insert(0, ("none", ctx.prior("none", ctx.fit_device), None))
     times: Dict[str, List[float]] = {n: [] for n, p, _ in fit_rows if p is not None}

@@ -183,8 +183,10 @@ def read_amass_clip(path: PathLike) -> AmassClip:
             fps_arr = np.asarray(z[fps_key])
     except (KeyError, FileNotFoundError):
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable AMASS .npz ({type(e).__name__}: {e})") from e
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, MemoryError) as e:
+        from ..io import describe_npz_error
+
+        raise ValueError(f"{path}: not a readable AMASS .npz ({describe_npz_error(e)})") from e
     if poses.dtype.kind not in "fiu":
         raise ValueError(f"{path}: '{pose_key}' has dtype {poses.dtype}, expected floating point")
     if poses.ndim != 2:
@@ -308,8 +310,9 @@ def sample_amass(
         parts[split].append(q)
         clip_names[split].append(str(f.relative_to(root)))
     if not any(parts.values()):
-        first = "; ".join(s["reason"] for s in summary.skipped[:3])
-        raise ValueError(f"--amass-dir {root}: none of the {len(files)} .npz files could be read ({first})")
+        # each file's reason was logged as it was skipped: not repeated here
+        raise ValueError(f"--amass-dir {root}: none of the {len(files)} .npz files could be read (the "
+                         "warnings above give each file's reason)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dtype = np.float16 if config.float16 else np.float32
@@ -346,8 +349,11 @@ def sample_amass(
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    from ..io import check_output_dir
+
     cfg = AmassConfig(fps=None if args.fps <= 0 else args.fps, dedup_deg=args.dedup_deg, trim=args.trim,
                       float16=args.float16)
+    check_output_dir(args.out, "--out folder")
     summary = sample_amass(args.amass_dir, args.out, cfg, progress=not args.quiet)
     for split, e in summary.splits.items():
         print(f"{split:5s}: {e['kept']:>9d} poses from {e['files']} files -> {e['path'] or '(empty, not written)'}")

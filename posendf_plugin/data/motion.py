@@ -28,7 +28,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ..io import load_npz, save_npz
+from ..io import load_npz, read_array, save_npz
 from ..skeleton import pose_to_quat, quat_to_pose
 
 __all__ = ["Motion", "load_motion", "save_motion", "NUM_BETAS"]
@@ -68,8 +68,10 @@ class Motion:
                 raise ValueError(f"Motion.{name} has NaN/Inf in frame(s) {rows[:10].tolist()}")
         if self.pose_hand is None:
             self.pose_hand = np.zeros((n, 90), np.float32)
-        if self.fps <= 0:
-            raise ValueError(f"Motion.fps must be positive, got {self.fps}")
+        if not np.isfinite(np.asarray(self.betas, np.float64)).all():
+            raise ValueError(f"Motion.betas has NaN/Inf: {np.asarray(self.betas).reshape(-1)[:NUM_BETAS].tolist()}")
+        if not (np.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"Motion.fps must be a positive finite number, got {self.fps}")
 
     def __len__(self) -> int:
         return len(self.pose_body)
@@ -101,55 +103,75 @@ def save_motion(path: Union[str, Path], motion: Motion) -> Path:
 def load_motion(path: Union[str, Path]) -> Motion:
     """Read an AMASS / HuMoR / original-Pose-NDF motion ``.npz``.
 
+    Every array read is checked (numeric, shape, non-empty, finite), so a bad file gives one
+    message naming the file and the key.
+
     Raises:
         FileNotFoundError: no such file.
         KeyError: the body pose keys are missing (message lists the accepted key sets).
-        ValueError: inconsistent lengths, NaN, or an unknown body-pose width.
+        ValueError: inconsistent lengths, NaN, non-numeric or empty arrays, a bad frame rate, or
+            an unknown body-pose width.
     """
     data = load_npz(path)
     if "pose_body" in data:
-        body = np.asarray(data["pose_body"], np.float32).reshape(len(data["pose_body"]), -1)
-        root = data.get("root_orient")
+        body = read_array(data, "pose_body", path, ndim=(2, 3))
+        body = body.reshape(len(body), -1)
+        root = read_array(data, "root_orient", path, ndim=(2,), width=3) if "root_orient" in data else None
         if root is None and "poses" in data:
-            root = data["poses"][:, :3]
+            root = read_array(data, "poses", path, ndim=(2,))[:, :3]
     elif "poses" in data:
-        poses = np.asarray(data["poses"], np.float32)
-        body = _body63(poses)
+        poses = read_array(data, "poses", path, ndim=(2,))
+        body = _body63(poses, path, "poses")
         root = poses[:, :3] if poses.shape[1] in (72, 156, 165) else None
     elif "body_pose" in data:
-        bp = np.asarray(data["body_pose"], np.float32)
+        bp = read_array(data, "body_pose", path, ndim=(2, 3))
         if bp.ndim == 3 and bp.shape[1:] == (21, 4):
             body = quat_to_pose(torch.from_numpy(bp), 63).numpy()
         else:
-            body = _body63(bp.reshape(len(bp), -1))
-        root = data.get("root_orient")
+            body = _body63(bp.reshape(len(bp), -1), path, "body_pose")
+        root = read_array(data, "root_orient", path, ndim=(2,), width=3) if "root_orient" in data else None
     else:
         raise KeyError(
             f"{path}: no body pose found; expected 'pose_body' (AMASS/HuMoR), 'poses' (AMASS SMPL+H) "
-            f"or 'body_pose' (original Pose-NDF); found keys {sorted(data)}"
+            f"or 'body_pose' (original Pose-NDF); {data.describe()}"
         )
     n = len(body)
     if body.shape[1] != 63:
         raise ValueError(f"{path}: pose_body must be (N, 63), got {body.shape}")
-    root = np.zeros((n, 3), np.float32) if root is None else np.asarray(root, np.float32).reshape(n, 3)
-    trans = np.asarray(data.get("trans", np.zeros((n, 3))), np.float32)
+    root = np.zeros((n, 3), np.float32) if root is None else root
+    trans = read_array(data, "trans", path, ndim=(2,), width=3) if "trans" in data else np.zeros((n, 3), np.float32)
     if len(trans) != n or len(root) != n:
         raise ValueError(f"{path}: frame counts differ: pose {n}, root_orient {len(root)}, trans {len(trans)}")
-    betas = np.asarray(data.get("betas", np.zeros(NUM_BETAS)), np.float32)
+    betas = read_array(data, "betas", path, ndim=(1, 2)) if "betas" in data else np.zeros(NUM_BETAS, np.float32)
     if betas.ndim == 2:  # per-frame betas (HuMoR): take the first frame
         betas = betas[0]
     # AMASS SMPL+H spells it mocap_framerate, the AMASS SMPL-X release mocap_frame_rate
-    fps = float(data.get("mocap_framerate", data.get("mocap_frame_rate", data.get("fps", 30.0))))
+    fps_key = next((k for k in ("mocap_framerate", "mocap_frame_rate", "fps") if k in data), None)
+    fps = 30.0
+    if fps_key is not None:
+        f = read_array(data, fps_key, path, dtype=np.float64, finite=False)
+        if f.size != 1 or not np.isfinite(f).all() or float(f.reshape(-1)[0]) <= 0:
+            raise ValueError(f"{path}: '{fps_key}' must be one positive number (frames per second), got "
+                             f"{f.reshape(-1)[:3].tolist()}")
+        fps = float(f.reshape(-1)[0])
     gender = str(data.get("gender", "neutral"))
-    hand = data.get("pose_hand")
-    if hand is None and "poses" in data and data["poses"].shape[1] == 156:
+    hand = None
+    if "pose_hand" in data:
+        hand = read_array(data, "pose_hand", path, ndim=(2,), width=90)
+    elif "poses" in data and data["poses"].shape[1] == 156:
         hand = data["poses"][:, 66:156]
+    if hand is not None and len(hand) != n:
+        raise ValueError(f"{path}: 'pose_hand' has {len(hand)} frames, the pose {n}")
     return Motion(
         pose_body=body, root_orient=root, trans=trans, betas=betas, fps=fps, gender=gender,
         pose_hand=None if hand is None else np.asarray(hand, np.float32),
     )
 
 
-def _body63(pose: np.ndarray) -> np.ndarray:
+def _body63(pose: np.ndarray, path=None, key: str = "poses") -> np.ndarray:
     """Any flat layout (63/69/72/156/165) -> ``(N, 63)`` body axis-angle (numpy)."""
-    return quat_to_pose(pose_to_quat(torch.from_numpy(np.ascontiguousarray(pose))), 63).numpy()
+    try:
+        q = pose_to_quat(torch.from_numpy(np.ascontiguousarray(pose)))
+    except ValueError as e:
+        raise ValueError(f"{path}: '{key}' has an unknown layout ({e})") from e
+    return quat_to_pose(q, 63).numpy()

@@ -24,7 +24,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..io import load_npz, save_npz
+from ..io import NpzData, load_npz, read_array, save_npz
 from ..rotations import quat_canonical
 from ..skeleton import NUM_BODY_JOINTS, to_body_quat
 
@@ -75,11 +75,22 @@ def save_pose_set(
 def _from_arrays(data: dict, path: Path) -> PoseSet:
     key = next((k for k in _POSE_KEYS if k in data), None)
     if key is None:
-        raise KeyError(f"{path}: no poses found; expected one of {list(_POSE_KEYS)}, found keys {sorted(data)}")
-    q = to_body_quat(np.asarray(data[key], np.float32), f"{path}[{key}]")
+        found = data.describe() if isinstance(data, NpzData) else f"found keys {sorted(data)}"
+        raise KeyError(f"{path}: no poses found; expected one of {list(_POSE_KEYS)}, {found}")
+    arr = read_array(data, key, path, ndim=(2, 3, 4))
+    try:
+        q = to_body_quat(arr, f"{path}[{key}]")
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: '{key}' has an unknown pose layout ({e})") from e
     q = quat_canonical(q.reshape(-1, NUM_BODY_JOINTS, 4))
     n = q.shape[0]
-    cid = torch.from_numpy(np.asarray(data.get("clip_id", np.zeros(n)), np.int64))
+    if "clip_id" in data:
+        cid_np = read_array(data, "clip_id", path, ndim=(1,), dtype=np.int64, nonempty=False)
+        if cid_np.shape != (n,):
+            raise ValueError(f"{path}: 'clip_id' must have shape ({n},), got {cid_np.shape}")
+    else:
+        cid_np = np.zeros(n, np.int64)
+    cid = torch.from_numpy(np.ascontiguousarray(cid_np))
     names = [str(s) for s in np.asarray(data.get("clip_names", [path.stem])).reshape(-1)]
     return PoseSet(q, cid, names, str(data.get("source", "")))
 

@@ -49,10 +49,7 @@ def _fit_image(args: argparse.Namespace) -> int:
     s = fit_image_dir(args.image_dir, args.out, prior=args.prior, prior_checkpoint=args.prior_checkpoint,
                       body_model=args.body_model, coco_json=args.coco_json, config=cfg,
                       progress=not args.quiet, render=not args.no_render, camera=camera)
-    for name, why in s.skipped:
-        print(f"skipped {name}: {why}")
-    for name, why in s.failed:
-        print(f"failed {name}: {why}")
+    # each skipped or failed image was already reported (logged) as it happened: not printed again
     people = sum(f["people"] for f in s.fitted)
     errs = [e for f in s.fitted for e in f["reprojection_error_px"] if e is not None]
     msg = f"fitted {people} people in {len(s.fitted)} image(s), skipped {len(s.skipped)} image(s)"
@@ -69,7 +66,12 @@ def _denoise(args: argparse.Namespace) -> int:
 
     from .denoise import DenoiseConfig, denoise_motion, load_denoise_config
 
+    from ..io import check_output_dir
+
     _check_body_model(args.body_model)
+    if args.motion.is_dir():
+        raise ValueError(f"--motion {args.motion} is a folder; give one motion .npz file")
+    check_output_dir(args.out, "--out folder")
     cfg = load_denoise_config(args.config) if args.config else DenoiseConfig()
     if args.noise_mm is not None:
         cfg = replace(cfg, noise_mm=args.noise_mm)
@@ -94,10 +96,15 @@ def _complete(args: argparse.Namespace) -> int:
     from ..skeleton import quat_to_pose
     from .completion import _errors, complete_poses, parse_mask
 
+    from ..io import check_output_file
+
+    check_output_file(args.out, inputs=[args.poses], what="--out file")
     mask = parse_mask(args.mask)
     ps = load_pose_set(args.poses)
     q = ps.quat
     if args.max_poses is not None:
+        if args.max_poses < 1:
+            raise ValueError(f"--max-poses must be >= 1, got {args.max_poses}")
         q = q[: args.max_poses]
     if len(q) == 0:
         raise ValueError(f"{args.poses}: no poses")

@@ -27,7 +27,6 @@ noise, no prior: MPJPE 68 mm with the rising weight, 31 mm with the constant one
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ import torch
 from .. import rotations as R
 from ..body_model import BodyModel, get_body_model
 from ..data.motion import Motion, load_motion, save_motion
-from ..io import atomic_path, save_json, save_npz
+from ..io import atomic_path, json_text, save_json, save_npz
 from ..priors.base import PosePrior
 from ..skeleton import SMPL_PARENTS, forward_kinematics
 from . import losses as L
@@ -328,10 +327,12 @@ def denoise_motion(
     """
     from tqdm.auto import tqdm
 
+    where = "the motion"
     if not isinstance(motion, Motion):
         path = Path(motion)
         name = name or path.stem
         motion = load_motion(path)
+        where = str(path)
     name = name or "motion"
     if abs(motion.fps - 30.0) > 0.5:
         log.warning("the motion is at %g fps; HuMoR's protocol uses 30 fps windows of 60 frames "
@@ -339,11 +340,11 @@ def denoise_motion(
     n = len(motion)
     W = config.window
     if start < 0 or start >= n:
-        raise ValueError(f"start frame {start} is outside the motion (0..{n - 1})")
+        raise ValueError(f"{where}: start frame {start} is outside the motion (0..{n - 1})")
     nwin = (n - start) // W
     if nwin == 0:
         raise ValueError(
-            f"the motion has {n - start} frames from frame {start}, fewer than one window of {W} frames; "
+            f"{where}: {n - start} frames from frame {start}, fewer than one window of {W} frames; "
             "use a longer clip or set window smaller in the config"
         )
     if max_windows is not None:
@@ -386,8 +387,8 @@ def _assemble(motion: Motion, parts, wm, config: DenoiseConfig, prior: PosePrior
 def _write(out_dir: Path, name: str, res: DenoiseResult, config: DenoiseConfig, seed: int) -> None:
     save_motion(out_dir / f"{name}_denoised.npz", res.motion)
     save_npz(out_dir / f"{name}_denoise.npz", gt_joints=res.gt_joints, noisy_joints=res.noisy_joints,
-             joints=res.joints, window_metrics=np.asarray(json.dumps(res.window_metrics)),
-             metrics=np.asarray(json.dumps(res.metrics)), config=np.asarray(json.dumps(config.to_dict())),
+             joints=res.joints, window_metrics=np.asarray(json_text(res.window_metrics)),
+             metrics=np.asarray(json_text(res.metrics)), config=np.asarray(json_text(config.to_dict())),
              seed=np.asarray(seed))
     save_json(out_dir / f"{name}_metrics.json", {"metrics": res.metrics, "windows": res.window_metrics,
                                                  "seed": seed, "config": config.to_dict()})

@@ -376,7 +376,9 @@ def _restore(part: Path, model: VPoser, opt, cfg: VPoserTrainConfig, n: int):
         obj = torch.load(part, map_location="cpu", weights_only=True)
         ts = obj["train_state"]
     except Exception as e:
-        raise ValueError(f"{part}: not a readable VPoser resume state ({type(e).__name__}: {e}); delete it") from e
+        from ..io import describe_load_error
+
+        raise ValueError(f"{part}: not a readable VPoser resume state ({describe_load_error(e)}); delete it") from e
     saved = dict(ts["train_config"])
     now = asdict(cfg)
     diff = sorted(k for k in now if k != "epochs" and saved.get(k) != now[k])
@@ -415,10 +417,12 @@ def train_gmm(
 
 
 def _cmd_train(args) -> int:
+    from ..io import check_output_file
+
     poses_path = Path(args.poses)
+    out = check_output_file(args.out, inputs=[poses_path], what="--out file")
     poses = load_pose_set(poses_path)
     source = f"{poses_path.name}: {poses.source}" if poses.source else poses_path.name
-    out = Path(args.out)
     if args.prior == "vposer":
         cfg = load_yaml_config(args.config, VPoserTrainConfig) if args.config else VPoserTrainConfig()
         if args.seed is not None:

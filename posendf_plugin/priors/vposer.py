@@ -461,11 +461,11 @@ def load_vposer_state(
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError (not a zip/pickle), EOFError...
+        from ..io import describe_load_error
+
         raise ValueError(
-            f"{path}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}). If it is a trusted Lightning .ckpt "
-            "holding extra Python objects, re-save only its weights: "
-            "torch.save({'state_dict': torch.load(p, weights_only=False)['state_dict']}, p2)"
+            f"{path}: cannot be read as a weights-only torch checkpoint ({describe_load_error(e)}). "
+            "Use the official VPoser V02_05 weights or a checkpoint of 'posendf baseline train'"
         ) from e
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
