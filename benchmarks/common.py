@@ -373,10 +373,10 @@ def markdown_task(task: str, res: Mapping[str, Any], notes: Sequence[str] = ()) 
 
 
 def write_json(path: Path, obj: Mapping[str, Any]) -> Path:
-    """Atomic JSON (NaN/inf become strings so the file stays strict JSON)."""
+    """Atomic strict JSON (NaN/inf become ``null``: undefined)."""
     def clean(o):
         if isinstance(o, float) and not math.isfinite(o):
-            return str(o)
+            return None
         if isinstance(o, Mapping):
             return {str(k): clean(v) for k, v in o.items()}
         if isinstance(o, (list, tuple)):

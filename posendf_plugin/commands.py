@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .io import atomic_path, check_output_dir, check_output_file, finite_or_none, load_npz, save_json
+from .skeleton import SKELETON_SIDE_COLOURS
 from .skeleton import SMPL_JOINT_NAMES as _JOINT_NAMES
 
 __all__ = ["register", "draw_skeletons", "average_pairwise_distance", "SKELETON_SIDE_COLOURS"]
@@ -96,7 +97,6 @@ def average_pairwise_distance(q: torch.Tensor) -> float:
 
 
 #: bone colours of the skeleton plots, (colour, legend text): the person's left limbs, right limbs, spine
-SKELETON_SIDE_COLOURS = (("tab:blue", "person's left"), ("tab:red", "person's right"), ("k", "spine / head"))
 
 
 def draw_skeletons(rows: Sequence[Tuple[str, torch.Tensor]], path: Path, titles: Optional[Sequence[str]] = None) -> Path:

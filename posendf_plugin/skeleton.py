@@ -47,6 +47,7 @@ __all__ = [
     "forward_kinematics",
     "body_joint_positions",
     "BODY_MIRROR",
+    "SKELETON_SIDE_COLOURS",
     "mirror_body_quat",
 ]
 
@@ -285,4 +286,10 @@ def mirror_body_quat(q: torch.Tensor) -> torch.Tensor:
     check_shape(q, ("*", NUM_BODY_JOINTS, 4), "q")
     sign = q.new_tensor([1.0, 1.0, -1.0, -1.0])
     return (q * sign)[..., list(BODY_MIRROR), :]
+
+
+#: colours of skeleton plots (matplotlib names) with their legend text: the person's left, right,
+#: and the joints on the midline
+SKELETON_SIDE_COLOURS: Tuple[Tuple[str, str], ...] = (
+    ("tab:blue", "person's left"), ("tab:red", "person's right"), ("k", "spine / head"))
 

@@ -160,6 +160,7 @@ def _build_corpus(c: Path) -> None:
     (c / "init_evil.yaml").write_text(tiny.replace("  prior: posendf\n", f"  prior: posendf\n  init_from: '{c / 'evil.pt'}'\n", 1))
     (c / "garbled.json").write_text('{"images": [')
     (c / "list.json").write_text("[1, 2, 3]")
+    (c / "coco_bad.json").write_text('{"images": [1, "a"], "annotations": [3, null]}')
     (c / "images").mkdir()
     from PIL import Image
     Image.new("RGB", (64, 48)).save(c / "images" / "a.png")
@@ -292,6 +293,7 @@ CASES += [
     _c("data-prepare-out-is-file", lambda c, r: ["data", "prepare", "--poses", str(c / "poses.npz"), "--out", str(r / "out.npz"), "--quiet"], "out.npz"),
     _c("fit-image-coco-garbled", lambda c, r: ["fit-image", "--image-dir", str(c / "images"), "--coco-json", str(c / "garbled.json"), "--out", str(r / "outdir"), "--quiet"], "garbled.json"),
     _c("fit-image-coco-list", lambda c, r: ["fit-image", "--image-dir", str(c / "images"), "--coco-json", str(c / "list.json"), "--out", str(r / "outdir"), "--quiet"], "list.json"),
+    _c("fit-image-coco-not-objects", lambda c, r: ["fit-image", "--image-dir", str(c / "images"), "--coco-json", str(c / "coco_bad.json"), "--out", str(r / "outdir"), "--quiet"], "coco_bad.json"),
     _c("data-amass-empty", lambda c, r: ["data", "amass", "--amass-dir", str(c / "empty_dir"), "--out", str(r / "outdir"), "--quiet"], "empty_dir"),
 ]
 

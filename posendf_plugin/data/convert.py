@@ -37,7 +37,7 @@ import torch
 
 from .. import rotations as R
 from ..io import atomic_path
-from ..skeleton import NUM_BODY_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics
+from ..skeleton import NUM_BODY_JOINTS, SKELETON_SIDE_COLOURS, SMPL_JOINT_NAMES, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics
 from .anatomy import MIN_STANDING_FRAMES, calibrate_axes, calibrate_offset, calibration_weights, rotation_power, standing_weights, swing, unit
 from .bvh import BvhClip, bvh_clip_name, read_bvh
 from .motion import Motion
@@ -559,7 +559,8 @@ def plot_frames(result: ConversionResult, path: Union[str, Path], frames: Option
             ax.scatter(*(srcj[f, m] - root).T, color="k", s=6)
             for p, j in _DRAW_BONES:
                 name = SMPL_JOINT_NAMES[j]
-                color = "r" if name.startswith("left") else ("b" if name.startswith("right") else "g")
+                color = SKELETON_SIDE_COLOURS[0][0] if name.startswith("left") else (
+                    SKELETON_SIDE_COLOURS[1][0] if name.startswith("right") else SKELETON_SIDE_COLOURS[2][0])
                 seg = np.stack([smpl[f, p], smpl[f, j]]) - smpl[f, 0] + shift
                 ax.plot(*seg.T, color=color, lw=2)
                 seg = np.stack([srcj[f, p], srcj[f, j]]) - root
@@ -574,8 +575,11 @@ def plot_frames(result: ConversionResult, path: Union[str, Path], frames: Option
             ax.set_xlabel("x")
             ax.set_ylabel("y")
             ax.set_zlabel("z (up)")
-    fig.suptitle("left: source BVH (grey; dashed = its joints on the SMPL tree)   right: converted SMPL, "
-                 "shifted +0.9 m in x   (red = left side, blue = right side)", fontsize=10)
+    fig.suptitle("left: source (grey; dashed = its joints on the SMPL tree)   right: converted SMPL, "
+                 "shifted +0.9 m in x", fontsize=10)
+    from matplotlib.lines import Line2D
+
+    fig.legend(handles=[Line2D([], [], color=c, label=t) for c, t in SKELETON_SIDE_COLOURS], loc="lower center", ncol=3)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

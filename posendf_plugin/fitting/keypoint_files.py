@@ -130,6 +130,12 @@ def read_coco_annotations(path: Union[str, Path]) -> Dict[str, PersonKeypoints]:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise ValueError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations')")
+    for key in ("images", "annotations"):
+        if not isinstance(data[key], list):
+            raise ValueError(f"{path}: '{key}' must be a list of objects, got {type(data[key]).__name__}")
+        for i, x in enumerate(data[key]):
+            if not isinstance(x, dict):
+                raise ValueError(f"{path}: {key}[{i}] must be an object, got {type(x).__name__}")
     names = {}
     for im in data["images"]:
         if "id" not in im or "file_name" not in im:
