@@ -27,6 +27,7 @@ pose, compared with the BVH joint positions as bone directions in degrees.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,11 +151,35 @@ def _estimate_scale(clip: BvhClip, mapping: RigMapping) -> float:
     return float(units[np.argmin(np.abs(np.log(units * leg / smpl_leg)))])
 
 
+def _arm_branch(parents: Sequence[int], mapping: RigMapping) -> Optional[int]:
+    """The source joint where the two arm chains meet (lowest common ancestor of the shoulders),
+    unless that is the mapped pelvis or another mapped joint."""
+    a, b = mapping.source[_IDX["left_shoulder"]], mapping.source[_IDX["right_shoulder"]]
+    if a is None or b is None:
+        return None
+    anc = set()
+    while a >= 0:
+        anc.add(a)
+        a = parents[a]
+    while b >= 0 and b not in anc:
+        b = parents[b]
+    return b if b >= 0 and b not in mapping.source else None
+
+
 def source_targets(clip: BvhClip, mapping: RigMapping, scale: Optional[float] = None) -> Targets:
-    """Forward kinematics of ``clip`` and placement of the 24 SMPL joints on it."""
+    """Forward kinematics of ``clip`` and placement of the 24 SMPL joints on it.
+
+    A rig whose profile names no chest joint (spine3) gets the joint where its two arms branch
+    off the spine: the thorax orientation must come from the thorax, not from the pelvis.
+    """
     profile = mapping.profile
     if scale is None:
         scale = profile.scale if profile.scale is not None else _estimate_scale(clip, mapping)
+    th = _IDX["spine3"]
+    if mapping.source[th] is None:
+        chest = _arm_branch(clip.parents, mapping)
+        if chest is not None:
+            mapping = dataclasses.replace(mapping, source=[chest if j == th else s for j, s in enumerate(mapping.source)])
     used = [s for s in mapping.source if s is not None] + list(mapping.ends.values())
     pos, rot = clip.global_transforms(used)
     pos = pos * scale

@@ -214,7 +214,8 @@ _CMU_ASF = _profile(
 
 _DAZ = _profile(
     "daz",
-    {"pelvis": ["hip"], "spine1": ["abdomen"], "spine3": ["chest"], "neck": ["neck"], "head": ["head"]},
+    {"pelvis": ["hip"], "spine1": ["abdomen", "abdomenLower"], "spine2": ["abdomenUpper"],
+     "spine3": ["chest", "chestUpper"], "neck": ["neck", "neckLower"], "head": ["head"]},
     {
         # rButtock sits ~3 cm above rThigh and barely moves: rThigh starts the femur (hip joint)
         "hip": ["{S}Thigh"], "knee": ["{S}Shin"], "ankle": ["{S}Foot"], "foot": ["{S}Toe", "{S}Foot_End"],
