@@ -38,9 +38,13 @@ __all__ = [
     "CmuSource",
     "BandaiSource",
     "DataSource",
+    "BandaiData",
     "bandai_files",
     "bandai_subset",
+    "cache_key",
     "load_bandai",
+    "data_source_name",
+    "parse_sources",
     "resolve_sources",
 ]
 
@@ -395,10 +399,11 @@ class BandaiSource(Source):
         return self._data
 
     def _load_poses(self) -> torch.Tensor:
+        from posendf_plugin.rotations import quat_canonical
         from posendf_plugin.skeleton import to_body_quat
 
         d = self.data()
-        return to_body_quat(torch.from_numpy(d.pose_body[d.kept]))
+        return quat_canonical(to_body_quat(torch.from_numpy(d.pose_body[d.kept])))  # w >= 0, as pose sets are loaded
 
     def _load_motions(self) -> List[Tuple[str, Any]]:
         from posendf_plugin.data.motion import Motion
