@@ -265,6 +265,11 @@ def run_benchmarks(ctx: BenchContext, tasks: Sequence[str], argv: Sequence[str] 
             write_json(ctx.out / "results.json", results)
         body.append(f"# source {src.name}\n\n{src.description}\n\n" + _targets_md(results["targets"][src.name], src.name)
                     + "\n" + "\n".join(sections))
+    rank = {n: i for i, n in enumerate(SOURCE_NAMES)}
+    for d in (results["meta"]["sources"], results["sources"]):  # built-in sources in their order, skipped ones included
+        items = sorted(d.items(), key=lambda kv: rank.get(kv[0], len(rank)))
+        d.clear()
+        d.update(items)
     results["meta"]["total_seconds"] = round(time.perf_counter() - t_all, 1)
     results["meta"]["errors"] = list(ctx.errors)
     results["meta"]["prior_errors"] = dict(ctx.prior_errors)

@@ -238,7 +238,7 @@ def test_bandai_source_skipped_cleanly_without_shared_data(tmp_path, monkeypatch
     out = tmp_path / "out"
     rc = bench_run.main(["--tiny", "--no-progress", "--task", "discrimination", "--priors", "none", "--out", str(out)])
     res = json.loads((out / "results.json").read_text())
-    assert rc == 0 and list(res["targets"]) == ["cmu"]
+    assert rc == 0 and list(res["targets"]) == ["cmu"] and list(res["sources"]) == ["cmu", "bandai"]
     assert res["sources"]["bandai"] == {"skipped": notes["bandai"]} and res["meta"]["sources"]["bandai"] == res["sources"]["bandai"]
     assert notes["bandai"] in (out / "results.md").read_text() and not (out / "discrimination_bandai.md").exists()
     assert f"source bandai: {notes['bandai']}" in capsys.readouterr().out
