@@ -1,5 +1,8 @@
-"""Calibration of the fitting prior weights (``prior_scale``) on the **validation** subject
-(CMU 6), so the test subject that ``benchmarks/run.py`` reports stays unseen by every choice.
+"""Calibration of the fitting prior weights (``prior_scale``) on a **validation** set — the
+shipped CMU val split (default), or ``--data PATH``: any validation pose set / motion folder,
+e.g. one holding a rig and subjects not in training (``data/default/val.npz`` written by
+``posendf data default``) — so the test subjects and the cross-source test clips that
+``benchmarks/run.py`` reports stay unseen by every choice (test sets are refused).
 
 * ``--task image_fit`` (default): the ``image_fit`` protocol (:mod:`benchmarks.tasks.image_fit`)
   on val poses — random shapes, known camera, 4 px noise, 20 % of keypoints dropped — with the
@@ -17,11 +20,13 @@ Examples::
     python benchmarks/calibrate.py --scales posendf=1000,3000,10000 --images 32
     python benchmarks/calibrate.py --priors none --init zero --bend 20,5,2
     python benchmarks/calibrate.py --checkpoint posendf=runs/cmu/model.pt
+    python benchmarks/calibrate.py --data data/default/val.npz       # another validation set
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import time
 from pathlib import Path
@@ -69,7 +74,10 @@ def main(argv=None) -> int:
     ap.add_argument("--scales", action="append", default=[], metavar="PRIOR=V1,V2,...",
                     help="prior_scale values to try for PRIOR (default: DEFAULT_SCALES)")
     ap.add_argument("--checkpoint", action="append", default=[], metavar="PRIOR=PATH", help="weights replacing the shipped ones")
-    ap.add_argument("--split", default="val", choices=["val", "test", "train"], help="pose split the images are made from")
+    ap.add_argument("--split", default="val", choices=["val", "test", "train"], help="shipped CMU pose split the images are made from")
+    ap.add_argument("--data", default=None, metavar="PATH",
+                    help="validation pose set (.npz) or folder of AMASS-layout motions instead of the shipped split "
+                         "(test sets and the Bandai-Namco clips are refused)")
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", choices=["mean", "zero", "truth"], default=None,
@@ -87,7 +95,14 @@ def main(argv=None) -> int:
         name, _, vals = item.partition("=")
         scales[name] = [float(v) for v in vals.split(",")]
     ckpts = {k: Path(v) for k, _, v in (c.partition("=") for c in args.checkpoint)}
-    ctx = BenchContext(seed=args.seed, progress=False, checkpoints=ckpts, split=args.split)
+    data = None
+    if args.data is not None:
+        data = Path(args.data)
+        why = _not_for_calibration(data)
+        if why:
+            print(f"error: --data {data}: {why}", file=sys.stderr)
+            return 2
+    ctx = BenchContext(seed=args.seed, progress=False, checkpoints=ckpts, split=args.split, data=data)
     if args.task == "denoise":
         return _denoise(args, ctx, scales)
     images = T.synthetic_images(ctx, args.images)
@@ -105,7 +120,7 @@ def main(argv=None) -> int:
         over["latent_lr_scale"] = args.latent_lr_scale
     base = dataclasses.replace(base, **over)
 
-    print(f"split {args.split}, {args.images} images, seed {args.seed}, init {'truth' if args.init == 'truth' else base.init_pose}\n")
+    print(f"{ctx.data_name}: {args.images} images, seed {args.seed}, init {'truth' if args.init == 'truth' else base.init_pose}\n")
 
     def evaluate(prior, cfg) -> Dict[str, float]:
         per, secs = [], []
@@ -120,9 +135,23 @@ def main(argv=None) -> int:
                ("reprojection_px", "reprojection px", ".1f"), ("seconds_per_image", "s / image", ".2f")]
     rows = _grid(ctx, args.priors.split(","), scales, base, evaluate, columns)
     if args.out:
-        write_json(Path(args.out), {"task": "image_fit", "split": args.split, "images": args.images, "seed": args.seed,
+        write_json(Path(args.out), {"task": "image_fit", "split": args.split, "data": ctx.data_name, "images": args.images, "seed": args.seed,
                                     "config": base.to_dict(), "rows": rows})
     return 0
+
+
+def _not_for_calibration(path: Path) -> str:
+    """Why ``path`` must not be used to choose weights ("" when it may): a missing path, or a
+    file / folder named like a test split (``test.npz``, ``test_bandai.npz``, ``amass_test/``)
+    or the Bandai-Namco clips (the cross-source test set)."""
+    if not path.exists():
+        return "no such file or folder"
+    name = path.resolve().name
+    words = re.split(r"[^a-z0-9]+", name.lower().split(".")[0])
+    if "test" in words or "bandai" in words:
+        return (f"'{name}' looks like a test set or the Bandai-Namco cross-source test clips; weights are chosen on "
+                "validation data only (e.g. the val split written by 'posendf data default')")
+    return ""
 
 
 def _grid(ctx: BenchContext, priors: List[str], scales: Dict[str, List[float]], base, evaluate, columns) -> List[Dict]:
@@ -150,7 +179,7 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     if not wins:
         raise SystemExit(f"no motion of at least {base.window} frames in {ctx.data_name}")
     bm = ctx.body_model()
-    print(f"split {args.split}, {len(wins)} windows of {base.window} frames from {len({w[0] for w in wins})} clips, "
+    print(f"{ctx.data_name}: {len(wins)} windows of {base.window} frames from {len({w[0] for w in wins})} clips, "
           f"{args.noise_mm:g} mm noise, seed {args.seed}\n")
 
     def evaluate(prior, cfg) -> Dict[str, float]:
@@ -164,7 +193,7 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
                ("seconds_per_window", "s / window", ".2f")]
     rows = _grid(ctx, args.priors.split(","), scales, base, evaluate, columns)
     if args.out:
-        write_json(Path(args.out), {"task": "denoise", "split": args.split, "windows": len(wins), "seed": args.seed,
+        write_json(Path(args.out), {"task": "denoise", "split": args.split, "data": ctx.data_name, "windows": len(wins), "seed": args.seed,
                                     "config": base.to_dict(), "rows": rows})
     return 0
 

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from posendf_plugin.io import atomic_path, save_json  # noqa: E402
 from posendf_plugin.metrics import apd_cm, auroc, fid, joint_positions, nearest_geodesic, rms_deg  # noqa: E402,F401
 from posendf_plugin.priors.base import PosePrior, get_prior  # noqa: E402
 from posendf_plugin.skeleton import SMPL_PARENTS  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sources import Source
 
 __all__ = [
     "PRIOR_NAMES",
@@ -122,6 +125,10 @@ class BenchContext:
         shared_images: folder of images + keypoints for the qualitative image run, or None.
         split: the shipped CMU split used without ``data``: ``test`` (the reported tables) or
             ``val`` (choosing weights, so the test subject stays unseen).
+        source: the data source the tasks run on (:mod:`benchmarks.sources`; set by the
+            runner for each source in turn, see :meth:`use_source`); None = built from
+            ``data`` / ``split`` on first use.
+        primary_source: True while the run's first source is active.
         progress: show tqdm bars.
     """
 
@@ -137,6 +144,8 @@ class BenchContext:
     checkpoints: Dict[str, Path] = field(default_factory=dict)
     shared_images: Optional[Path] = None
     split: str = "test"
+    source: Optional["Source"] = None
+    primary_source: bool = True
     progress: bool = True
     current_task: str = ""
     errors: List[str] = field(default_factory=list)
@@ -195,35 +204,44 @@ class BenchContext:
 
     # -- data -------------------------------------------------------------------------------
     @property
+    def active_source(self) -> "Source":
+        """The data source the tasks run on now (:mod:`benchmarks.sources`); without one set by
+        the runner: ``data`` when given, else the shipped CMU ``split``."""
+        if self.source is None:
+            from .sources import CmuSource, DataSource
+
+            self.source = DataSource(self.data) if self.data is not None else CmuSource(self.split)
+        return self.source
+
+    def use_source(self, source: "Source", primary: bool = True) -> None:
+        """Run the next tasks on ``source``; ``primary``: the run's first source (where the
+        source-independent measurements — speed, the qualitative image fits — are made)."""
+        self.source = source
+        self.primary_source = primary
+        for k in [k for k in self._cache if isinstance(k, str) and k.startswith("source:")]:
+            del self._cache[k]
+
+    @property
+    def source_name(self) -> str:
+        """Short name of the active source (``cmu``, ``bandai``, the ``--data`` folder's name)."""
+        return self.active_source.name
+
+    def source_path(self, stem: str, suffix: str = ".png") -> Path:
+        """``out/<stem>_<source><suffix>``: a per-source output file (plots, tables)."""
+        return self.out / f"{stem}_{self.source_name}{suffix}"
+
+    def source_title(self, title: str) -> str:
+        """A plot title naming the source."""
+        return f"{title} [{self.source_name}]"
+
+    @property
     def data_name(self) -> str:
-        if self.data is not None:
-            return str(self.data)
-        return f"default CMU {self.split} split (posendf_plugin/assets/cmu_{self.split}.npz)"
+        """One line describing the active source's data (for tables and ``_settings``)."""
+        return self.active_source.description
 
     def test_poses(self) -> torch.Tensor:
-        """Held-out poses ``(N, 21, 4)`` (CPU float32): ``--data`` or the shipped test split."""
-        if "test" not in self._cache:
-            if self.data is not None:
-                from posendf_plugin.data.posesets import load_pose_set
-
-                try:
-                    q = load_pose_set(self.data).quat
-                except KeyError as e:  # e.g. AMASS folders also hold shape.npz files without poses
-                    log.warning("%s; using the frames of the readable motions instead", e)
-                    from posendf_plugin.skeleton import to_body_quat
-
-                    ms = self.motions()
-                    if not ms:
-                        raise ValueError(f"{self.data}: no readable poses or motions") from e
-                    q = torch.cat([to_body_quat(torch.as_tensor(m.pose_body, dtype=torch.float32)) for _, m in ms])
-            else:
-                from posendf_plugin.data.default import default_pose_set
-
-                q = default_pose_set(self.split).quat
-            if len(q) == 0:
-                raise ValueError(f"{self.data_name}: no poses")
-            self._cache["test"] = q.float()
-        return self._cache["test"]
+        """Held-out poses ``(N, 21, 4)`` (CPU float32) of the active source."""
+        return self.active_source.poses()
 
     def train_poses(self) -> torch.Tensor:
         """The shipped CMU training split ``(N, 21, 4)`` — what the shipped priors were trained
@@ -235,39 +253,15 @@ class BenchContext:
         return self._cache["train"]
 
     def motions(self) -> List[Tuple[str, Any]]:
-        """Clean motions for denoising: ``[(name, Motion)]``.
+        """Clean motions for denoising of the active source: ``[(name, Motion)]``.
 
-        With ``--data``: the AMASS-layout ``.npz`` files of the folder (or the one file), read
-        with :func:`posendf_plugin.data.motion.load_motion`. Without: each clip of the held-out
-        pose set as a pseudo-motion (its kept poses in time order — 30 fps poses after dropping
-        near-duplicates, so consecutive frames are >= 5 degrees apart on some joint; root
-        orientation and translation zero, mean shape).
+        ``--data``: the AMASS-layout ``.npz`` files of the folder (or the one file), read with
+        :func:`posendf_plugin.data.motion.load_motion`; ``bandai``: the converted clips at
+        30 fps; ``cmu``: each clip of the shipped pose set as a pseudo-motion (its kept poses
+        in time order — 30 fps poses after dropping near-duplicates, so consecutive frames are
+        >= 5 degrees apart on some joint; root orientation and translation zero, mean shape).
         """
-        if "motions" not in self._cache:
-            from posendf_plugin.data.motion import Motion, load_motion
-            from posendf_plugin.skeleton import quat_to_pose
-
-            out: List[Tuple[str, Any]] = []
-            if self.data is not None:
-                files = sorted(self.data.rglob("*.npz")) if self.data.is_dir() else [self.data]
-                for f in files:
-                    try:
-                        out.append((f.stem, load_motion(f)))
-                    except (KeyError, ValueError) as e:
-                        log.warning("denoise: skipping %s: %s", f, e)
-            else:
-                from posendf_plugin.data.default import default_pose_set
-
-                ps = default_pose_set(self.split)
-                for c, name in enumerate(ps.clip_names):
-                    q = ps.quat[ps.clip_id == c].float()
-                    if len(q) == 0:
-                        continue
-                    T = len(q)
-                    out.append((str(name), Motion(pose_body=quat_to_pose(q, 63).numpy(), root_orient=np.zeros((T, 3), np.float32),
-                                                  trans=np.zeros((T, 3), np.float32), betas=np.zeros(16, np.float32), fps=30.0)))
-            self._cache["motions"] = out
-        return self._cache["motions"]
+        return self.active_source.motions()
 
     def body_model(self, device: Optional[torch.device] = None):
         """The body model on ``device`` (default :attr:`fit_device`): ``--body-model`` or the

@@ -1,8 +1,9 @@
 """denoise: HuMoR-protocol motion denoising with each prior
 (:func:`posendf_plugin.fitting.denoise.denoise_window`, schedule :class:`DenoiseConfig`).
 
-Windows of ``window`` frames are cut from the clean motions (``--data`` AMASS-layout files, or
-the held-out pose-set clips as pseudo-motions, see :meth:`BenchContext.motions`); Gaussian
+Windows of ``window`` frames are cut from the clean motions of the source (``--data``
+AMASS-layout files, the converted Bandai-Namco clips, or the CMU pose-set clips as
+pseudo-motions, see :meth:`BenchContext.motions`); Gaussian
 noise of 20 / 40 / 100 mm is added to the 22 body joints; every prior fits the *same* noisy
 joints (one seeded generator per window and noise level). Metrics (means over windows):
 ``mpjpe_mm``, ``v2v_mm``, ``accel_mm`` (mm/frame²), ``pa_mpjpe_mm``, and the noisy input's
@@ -19,7 +20,8 @@ from ..common import BenchContext, guarded, is_metrics, mpl, prior_rows, save_fi
 
 NAME = "denoise"
 NOTES = ["HuMoR protocol: MPJPE / V2V in mm, accel_mm = acceleration error (mm/frame²); noisy_* = the noisy input; every prior sees the same noise.",
-         "Without --data the clean 'motions' are the held-out pose-set clips (near-duplicate frames dropped), so motion is faster than 30 fps capture."]
+         "On the cmu source the clean 'motions' are the held-out pose-set clips (near-duplicate frames dropped), so motion is faster than "
+         "30 fps capture; bandai and --data motions are real frame sequences."]
 NOISE_MM = (20.0, 40.0, 100.0)
 _KEYS = ("mpjpe_mm", "v2v_mm", "accel_mm", "pa_mpjpe_mm", "noisy_mpjpe_mm", "noisy_accel_mm")
 
@@ -35,12 +37,15 @@ def _slice(m, a: int, b: int, step: int):
 def _windows(ctx: BenchContext, window: int, max_windows: int) -> List[Tuple[str, int, object]]:
     """Up to ``max_windows`` non-overlapping windows of ``window`` frames at ~30 fps (motions
     captured faster are subsampled, as in HuMoR), one per motion in turn so that quick runs
-    cover several clips."""
+    cover several clips; with more long-enough motions than windows, the motions are taken
+    evenly spaced through the (sorted) list, so they span its contents."""
     motions = []
     for name, m in ctx.motions():
         step = max(1, int(round(m.fps / 30.0)))
         if len(m) >= window * step:
             motions.append((name, m, step))
+    if 0 < max_windows < len(motions):
+        motions = [motions[(i * len(motions)) // max_windows] for i in range(max_windows)]
     out: List[Tuple[str, int, object]] = []
     k = 0
     while len(out) < max_windows:
@@ -60,7 +65,7 @@ def run(ctx: BenchContext) -> Dict:
     from posendf_plugin.fitting.denoise import DenoiseConfig, DenoiseStage, denoise_window
 
     window = ctx.pick(12, 60, 60)
-    max_windows = ctx.pick(2, 4, 10**6 if ctx.data is not None else 40)
+    max_windows = ctx.pick(2, 2, 10**6 if ctx.active_source.kind == "data" else 40)
     wins = _windows(ctx, window, max_windows)
     if not wins:
         return {"skipped": f"no motion of at least {window} frames in {ctx.data_name}"}
@@ -109,7 +114,7 @@ def plot(result: Dict, ctx: BenchContext) -> List:
     ax.plot(NOISE_MM, noisy, "k--", lw=0.9, label="noisy input")
     ax.set_xlabel("joint noise σ (mm)")
     ax.set_ylabel("MPJPE after denoising (mm)")
-    ax.set_title("denoising error vs noise level", fontsize=9)
+    ax.set_title(ctx.source_title("denoising error vs noise level"), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return [save_figure(fig, ctx.out / "denoise_error_vs_noise.png")]
+    return [save_figure(fig, ctx.source_path("denoise_error_vs_noise"))]

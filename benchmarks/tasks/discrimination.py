@@ -72,6 +72,6 @@ def plot(result: Dict, ctx: BenchContext) -> List:
     ax.set_ylim(0.4, 1.02)
     ax.axhline(0.5, color="0.7", lw=0.8, ls="--")
     ax.legend(fontsize=8)
-    ax.set_title("energy separates real from noisy poses", fontsize=9)
+    ax.set_title(ctx.source_title("energy separates real from noisy poses"), fontsize=9)
     fig.tight_layout()
-    return [save_figure(fig, ctx.out / "discrimination_auroc.png")]
+    return [save_figure(fig, ctx.source_path("discrimination_auroc"))]

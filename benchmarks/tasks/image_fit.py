@@ -166,7 +166,7 @@ def _shown_path(path: Path) -> str:
 
 
 def run(ctx: BenchContext) -> Dict:
-    n = ctx.pick(1, 12, 100)
+    n = ctx.pick(1, 6, 100)
     config = fit_config(ctx)
     images = synthetic_images(ctx, n)
     setting = f"synthetic ({n} images)"
@@ -187,7 +187,7 @@ def run(ctx: BenchContext) -> Dict:
             return row
 
         res[setting][name] = guarded(ctx, name, one)
-    if ctx.shared_images is not None and not ctx.quick:
+    if ctx.shared_images is not None and not ctx.quick and ctx.primary_source:  # real photos: once per run
         q = _qualitative(ctx)
         if q is not None:
             res[f"qualitative ({_shown_path(ctx.shared_images)})"] = q

@@ -61,7 +61,7 @@ def run(ctx: BenchContext) -> Dict:
                 res[setting][name] = guarded(ctx, name, lambda prior=prior, q=q, mode=mode: {
                     "poses_per_s": _throughput(prior, q, ctx.device, mode != "forward", min_seconds)})
     # fitting time with vs without a prior, taking turns per image
-    n_img = ctx.pick(1, 4, 10)
+    n_img = ctx.pick(1, 3, 10)
     images = image_fit.synthetic_images(ctx, n_img, offset=60)
     fit_rows = [(n, p, w) for n, p, w in prior_rows(ctx, ctx.fit_device, setting="fitting time")]
     if "none" not in [n for n, _, _ in fit_rows]:
@@ -119,10 +119,10 @@ def plot(result: Dict, ctx: BenchContext) -> List:
         ax.set_xticklabels([f"B={b}" for b in BATCHES])
         ax.set_yscale("log")
         ax.set_ylabel("poses / s")
-        ax.set_title(f"{mode} ({ctx.device})", fontsize=9)
+        ax.set_title(ctx.source_title(f"{mode} ({ctx.device})"), fontsize=9)
     if not drew:
         plt.close(fig)
         return []
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    return [save_figure(fig, ctx.out / "speed_throughput.png")]
+    return [save_figure(fig, ctx.source_path("speed_throughput"))]
