@@ -319,7 +319,7 @@ def test_config_yaml_matches_defaults_and_rejects_unknown(tmp_path):
 
 def test_cli_train_vposer(tmp_path, capsys):
     save_pose_set(tmp_path / "poses.npz", _structured_quats(200, 4))
-    (tmp_path / "c.yaml").write_text("num_neurons: 16\nlatent_dim: 4\nepochs: 1\nmin_steps: 8\nbatch_size: 50\n")
+    (tmp_path / "c.yaml").write_text("num_neurons: 16\nlatent_dim: 4\nepochs: 1\nmin_steps: 16\nbatch_size: 50\n")
     parser = argparse.ArgumentParser(prog="posendf")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args([
@@ -332,8 +332,10 @@ def test_cli_train_vposer(tmp_path, capsys):
     assert m.config == VPoserConfig(16, 4)
     info = torch.load(tmp_path / "v.pt", weights_only=True)["training"]
     assert info["train_config"]["seed"] == 3
-    # 190 training poses / batch 50 = 4 steps per epoch; min_steps 8 raises 1 epoch to 2
-    assert len(info["history"]) == 2 == num_epochs(VPoserTrainConfig(**info["train_config"]), 190)
+    # 190 training poses + their mirror images / batch 50 = 8 steps per epoch; min_steps 16 raises
+    # 1 epoch to 2
+    assert info["num_train_poses"] == 380
+    assert len(info["history"]) == 2 == num_epochs(VPoserTrainConfig(**info["train_config"]), 380)
 
 
 def test_matrix_geodesic_angle():

@@ -61,7 +61,7 @@ INIT_MODES = ("identity", "input")
 #: ``complete_poses(parameterisation=...)``: ``"auto"`` = latent for VPoser, else energy
 COMPLETION_PARAMETERISATIONS = ("auto", "axis_angle", "vposer_latent")
 #: default weight of ``‖z‖²`` in VPoser latent completion, chosen on the CMU validation subject
-DEFAULT_LATENT_WEIGHT = 1e-3
+DEFAULT_LATENT_WEIGHT = 1.0
 
 
 def parse_mask(spec: Union[str, Sequence[Union[str, int]], torch.Tensor, np.ndarray]) -> torch.Tensor:

@@ -112,10 +112,10 @@ class DenoiseConfig(StagedFitConfig):
     stages: Tuple[DenoiseStage, ...] = _POSENDF_STAGES
     squared_priors: Tuple[str, ...] = ("posendf", "nrdf")
     prior_scale: Mapping[str, float] = field(
-        default_factory=lambda: {"none": 0.0, "posendf": 3e-4, "nrdf": 1e-6, "vposer": 1e-8, "gmm": 1e-9})
+        default_factory=lambda: {"none": 0.0, "posendf": 3e-4, "nrdf": 1e-6, "vposer": 1e-10, "gmm": 1e-9})
     optimise_betas: bool = True
     pose_parameterisation: str = "auto"
-    latent_lr_scale: float = 10.0
+    latent_lr_scale: float = 3.0
     latent_init: str = "zero"
 
     STAGE: ClassVar[type] = DenoiseStage
