@@ -9,6 +9,10 @@ e.g. one holding a rig and subjects not in training (``data/default/val.npz`` wr
   library's default schedule (``ImageFitConfig()`` = ``configs/fit_image.yaml``).
 * ``--task denoise``: the ``denoise`` protocol (:mod:`benchmarks.tasks.denoise`) on windows of
   the val clips at ``--noise-mm`` (default 40), ``DenoiseConfig()`` = ``configs/denoise.yaml``.
+* ``--task completion``: the ``completion`` protocol (:mod:`benchmarks.tasks.completion`) on
+  ``--poses`` val poses, 25 % and 50 % of the joints hidden; the grid value is VPoser's
+  ``latent_weight`` (the other priors have no weight here). A ``mean pose`` row fills the hidden
+  joints with the training mean pose, the trivial baseline.
 
 For each prior and each value of its ``prior_scale`` the mean errors are printed as a Markdown
 table (one row per setting); ``--out FILE`` also writes them as JSON.
@@ -17,6 +21,7 @@ Examples::
 
     python benchmarks/calibrate.py                                   # the shipped image-fit grid
     python benchmarks/calibrate.py --task denoise                    # the shipped denoise grid
+    python benchmarks/calibrate.py --task completion --priors none,vposer
     python benchmarks/calibrate.py --scales posendf=1000,3000,10000 --images 32
     python benchmarks/calibrate.py --priors none --init zero --bend 20,5,2
     python benchmarks/calibrate.py --checkpoint posendf=runs/cmu/model.pt
@@ -48,6 +53,8 @@ DENOISE_SCALES = {
     "posendf": [1e-4, 3e-4, 1e-3],
     "nrdf": [3e-7, 1e-6, 3e-6],
 }
+#: the grid behind ``fitting.completion.DEFAULT_LATENT_WEIGHT`` (VPoser latent completion)
+COMPLETION_WEIGHTS = {"vposer": [1e-3, 1e-2, 0.1, 1.0, 10.0]}
 #: the grid behind the shipped ``prior_scale`` values (configs/fit_image.yaml)
 DEFAULT_SCALES = {
     "none": [0.0],
@@ -67,10 +74,11 @@ def _floats(text: str, n: int, what: str) -> List[float]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", choices=["image_fit", "denoise"], default="image_fit")
+    ap.add_argument("--task", choices=["image_fit", "denoise", "completion"], default="image_fit")
     ap.add_argument("--priors", default="none,gmm,vposer,posendf,nrdf")
     ap.add_argument("--windows", type=int, default=6, help="denoise: windows of 60 frames")
     ap.add_argument("--noise-mm", type=float, default=40.0, help="denoise: joint noise")
+    ap.add_argument("--poses", type=int, default=200, help="completion: held-out poses")
     ap.add_argument("--scales", action="append", default=[], metavar="PRIOR=V1,V2,...",
                     help="prior_scale values to try for PRIOR (default: DEFAULT_SCALES)")
     ap.add_argument("--checkpoint", action="append", default=[], metavar="PRIOR=PATH", help="weights replacing the shipped ones")
@@ -90,7 +98,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    scales: Dict[str, List[float]] = dict(DEFAULT_SCALES if args.task == "image_fit" else DENOISE_SCALES)
+    scales: Dict[str, List[float]] = dict(
+        {"image_fit": DEFAULT_SCALES, "denoise": DENOISE_SCALES, "completion": COMPLETION_WEIGHTS}[args.task])
     for item in args.scales:
         name, _, vals = item.partition("=")
         scales[name] = [float(v) for v in vals.split(",")]
@@ -105,6 +114,8 @@ def main(argv=None) -> int:
     ctx = BenchContext(seed=args.seed, progress=False, checkpoints=ckpts, split=args.split, data=data)
     if args.task == "denoise":
         return _denoise(args, ctx, scales)
+    if args.task == "completion":
+        return _completion(args, ctx, scales)
     images = T.synthetic_images(ctx, args.images)
 
     base = T.fit_config(ctx)
@@ -195,6 +206,47 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     if args.out:
         write_json(Path(args.out), {"task": "denoise", "split": args.split, "data": ctx.data_name, "windows": len(wins), "seed": args.seed,
                                     "config": base.to_dict(), "rows": rows})
+    return 0
+
+
+def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
+    from benchmarks.tasks.completion import FRACTIONS, _masks
+    from posendf_plugin.data.default import default_mean_pose
+    from posendf_plugin.fitting.completion import _errors, evaluate_completion
+    from posendf_plugin.skeleton import NUM_BODY_JOINTS
+
+    test = ctx.test_poses()
+    n = min(len(test), args.poses)
+    poses = test[torch.as_tensor(np.sort(ctx.rng(40).choice(len(test), n, replace=False)))]
+    masks = [torch.as_tensor(_masks(ctx, n, int(round(f * NUM_BODY_JOINTS)), 41 + i)) for i, f in enumerate(FRACTIONS)]
+    print(f"split {args.split}, {n} poses, 200 iterations, seed {args.seed}\n")
+    columns = [(f"{k}_{int(f * 100)}", f"{int(f * 100)} % {label}", ".2f" if k == "angle" else ".1f")
+               for f in FRACTIONS for k, label in (("angle", "angle °"), ("position", "position mm"))]
+    print("| prior | latent_weight | " + " | ".join(label for _, label, _ in columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    rows = []
+
+    def emit(name, w, per):
+        row = {"prior": name, "latent_weight": w}
+        for f, (a, p) in zip(FRACTIONS, per):
+            row[f"angle_{int(f * 100)}"], row[f"position_{int(f * 100)}"] = a, p
+        rows.append(row)
+        print(f"| {name} | {'' if w is None else format(w, 'g')} | " + " | ".join(format(row[k], fm) for k, _, fm in columns) + " |", flush=True)
+
+    mean = default_mean_pose().expand_as(poses)
+    emit("mean pose", None, [_errors(torch.where(m[..., None], mean, poses), poses, m) for m in masks])
+    for name in args.priors.split(","):
+        prior = ctx.prior(name, torch.device("cpu"))
+        for w in scales.get(name, [None]):
+            per = []
+            for m in masks:
+                kw = {} if w is None else {"latent_weight": w}
+                ev = evaluate_completion(prior, poses=poses, masks=[m], n_poses=n, seed=ctx.seed, iterations=200, **kw)
+                r = next(iter(ev.per_mask.values()))
+                per.append((r["angle_deg"], r["position_mm"]))
+            emit(name, w, per)
+    if args.out:
+        write_json(Path(args.out), {"task": "completion", "split": args.split, "poses": n, "seed": args.seed, "rows": rows})
     return 0
 
 

@@ -319,7 +319,7 @@ def test_config_yaml_matches_defaults_and_rejects_unknown(tmp_path):
 
 def test_cli_train_vposer(tmp_path, capsys):
     save_pose_set(tmp_path / "poses.npz", _structured_quats(200, 4))
-    (tmp_path / "c.yaml").write_text("num_neurons: 16\nlatent_dim: 4\nepochs: 1\nmin_steps: 8\nbatch_size: 50\n")
+    (tmp_path / "c.yaml").write_text("num_neurons: 16\nlatent_dim: 4\nepochs: 1\nmin_steps: 16\nbatch_size: 50\n")
     parser = argparse.ArgumentParser(prog="posendf")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args([
@@ -332,8 +332,10 @@ def test_cli_train_vposer(tmp_path, capsys):
     assert m.config == VPoserConfig(16, 4)
     info = torch.load(tmp_path / "v.pt", weights_only=True)["training"]
     assert info["train_config"]["seed"] == 3
-    # 190 training poses / batch 50 = 4 steps per epoch; min_steps 8 raises 1 epoch to 2
-    assert len(info["history"]) == 2 == num_epochs(VPoserTrainConfig(**info["train_config"]), 190)
+    # 190 training poses + their mirror images / batch 50 = 8 steps per epoch; min_steps 16 raises
+    # 1 epoch to 2
+    assert info["num_train_poses"] == 380
+    assert len(info["history"]) == 2 == num_epochs(VPoserTrainConfig(**info["train_config"]), 380)
 
 
 def test_matrix_geodesic_angle():
@@ -361,3 +363,88 @@ def test_shipped_vposer_separates_test_poses_from_noisy():
     noisy = R.quat_mul(q, R.axis_angle_to_quat(0.25 * torch.randn(q.shape[:-1] + (3,), generator=g)))
     with torch.no_grad():
         assert m.energy(q).median() < 0.2 * m.energy(noisy).median()
+
+
+# -- latent fitting, mirror augmentation, validation / early stopping -------------------------
+
+
+def test_latent_init_zero_or_encoded():
+    from posendf_plugin.fitting.params import BodyPoseVariable
+
+    m = _small_model()
+    init = _poses(3, 11)
+    enc = BodyPoseVariable(init, m, "auto", latent_init="encode")
+    assert enc.mode == "vposer_latent"
+    torch.testing.assert_close(enc.value.detach(), m.encode_mean(init))
+    zero = BodyPoseVariable(init, m, "auto", latent_init="zero")
+    assert zero.value.shape == (3, SMALL.latent_dim) and bool((zero.value == 0).all())
+    # z = 0 decodes to the decoder's mean pose whatever the initial pose
+    torch.testing.assert_close(zero.pose(), quat_to_pose(m.decode_to_quat(torch.zeros(3, SMALL.latent_dim)), 63))
+    with pytest.raises(ValueError, match="latent_init"):
+        BodyPoseVariable(init, m, "auto", latent_init="mean")
+
+
+def test_fit_configs_check_latent_init():
+    from posendf_plugin.fitting.denoise import DenoiseConfig
+    from posendf_plugin.fitting.image import ImageFitConfig
+
+    assert DenoiseConfig().latent_init == "zero"  # its start pose (T-pose) is no estimate
+    assert ImageFitConfig().latent_init == "encode"  # its start pose is the mean pose
+    for cls in (DenoiseConfig, ImageFitConfig):
+        with pytest.raises(ValueError, match="latent_init"):
+            cls(latent_init="random")
+
+
+def test_mirror_body_quat_is_an_involution_and_mirrors_positions():
+    from posendf_plugin.priors.train_baselines import mirror_body_quat
+    from posendf_plugin.skeleton import SMPL_JOINT_NAMES, SMPL_REST_JOINTS, body_joint_positions
+
+    q = _structured_quats(5, 7)
+    torch.testing.assert_close(mirror_body_quat(mirror_body_quat(q)), q)
+    # on a left-right symmetric rest skeleton, FK of the mirrored pose is the mirror image
+    swap = [SMPL_JOINT_NAMES.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
+            for n in SMPL_JOINT_NAMES]
+    flip = torch.tensor([-1.0, 1.0, 1.0])
+    sym = 0.5 * (SMPL_REST_JOINTS + SMPL_REST_JOINTS[swap] * flip)
+    pos = body_joint_positions(q, rest_joints=sym)
+    mirrored = body_joint_positions(mirror_body_quat(q), rest_joints=sym)
+    torch.testing.assert_close(mirrored, pos[:, swap] * flip, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="q"):
+        mirror_body_quat(torch.zeros(4, 20, 4))
+
+
+def test_clip_validation_early_stopping_keeps_best_and_resumes(tmp_path):
+    from posendf_plugin.data.posesets import PoseSet
+    from posendf_plugin.priors.train_baselines import _split
+
+    q = _structured_quats(400, 8)
+    clips = torch.arange(400) // 50  # 8 clips of 50 poses
+    ps = PoseSet(quat=q, clip_id=clips, clip_names=[f"c{i}" for i in range(8)])
+    cfg = VPoserTrainConfig(num_neurons=16, latent_dim=4, epochs=30, min_steps=0, batch_size=32, lr=3e-2, seed=2,
+                            val_fraction=0.2, val_by_clip=True, early_stopping_patience=3, lr_plateau_patience=1,
+                            mirror=True)
+    i_val, i_train = _split(400, clips, cfg, torch.Generator().manual_seed(2))
+    held = set(clips[i_val].tolist())
+    assert len(i_val) == 100 and len(held) == 2 and not held & set(clips[i_train].tolist())
+    res = train_vposer(ps, cfg, out=tmp_path / "es.pt", progress=False)
+    h = res.history
+    best = min(h, key=lambda r: r["val_total"])
+    assert res.finished and len(h) < 30 and h[-1]["epoch"] - best["epoch"] == 3  # stopped 3 epochs after the best
+    assert min(r["lr"] for r in h) < cfg.lr  # the plateau schedule lowered the learning rate
+    info = torch.load(tmp_path / "es.pt", weights_only=True)["training"]
+    assert info["best_epoch"] == best["epoch"] and info["num_train_poses"] == 2 * 300 and info["num_val_poses"] == 100
+    # the saved weights are those of the best epoch: its validation loss is reproduced
+    from posendf_plugin.priors.train_baselines import _evaluate, _joints_from_body_mats
+
+    m = VPoser.from_checkpoint(tmp_path / "es.pt")
+    qv = q[i_val]
+    mats = R.quat_to_matrix(qv)
+    val = _evaluate(m, (quat_to_pose(qv, 63), mats, _joints_from_body_mats(mats)), cfg, best["epoch"] - 1)
+    assert val["total"] == pytest.approx(best["val_total"], rel=1e-5)
+    # an interrupted run resumes to the same result
+    first = train_vposer(ps, cfg, out=tmp_path / "r.pt", stop_after=3, progress=False)
+    assert not first.finished
+    second = train_vposer(ps, cfg, out=tmp_path / "r.pt", resume=True, progress=False)
+    assert [r["epoch"] for r in second.history] == [r["epoch"] for r in h]
+    for k, v in res.model.state_dict().items():
+        torch.testing.assert_close(second.model.state_dict()[k], v, rtol=0, atol=0)

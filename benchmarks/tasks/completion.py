@@ -2,7 +2,8 @@
 (:func:`posendf_plugin.fitting.completion.evaluate_completion`).
 
 For each pose a random 25% (5 of 21) or 50% (10 of 21) of the body joints are hidden; only the
-hidden joints are optimised to minimise the prior's energy (Adam, from the identity). Metrics
+hidden joints are optimised to minimise the prior's energy (Adam, from the identity); VPoser fits
+its latent code to the known joints instead and decodes the hidden ones. Metrics
 (means over poses): ``angle_deg`` — geodesic error of the completed joints; ``position_mm`` —
 position error of the joints they move (rest skeleton); ``init_*`` — the same for the initial
 guess (identity rotations), which is what the ``none`` prior returns.

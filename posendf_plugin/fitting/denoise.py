@@ -101,6 +101,9 @@ class DenoiseConfig(StagedFitConfig):
         pose_parameterisation: ``"auto"`` (VPoser latent space for ``vposer``), ``"axis_angle"``
             or ``"vposer_latent"``.
         latent_lr_scale: the VPoser latent code's learning rate is the stage's times this.
+        latent_init: where the VPoser latent code starts (``"zero"`` or ``"encode"``, see
+            :class:`~posendf_plugin.fitting.params.BodyPoseVariable`); the pose starts at the
+            T-pose, which is no estimate, hence ``"zero"`` (SMPLify-X's start).
     """
 
     window: int = 60
@@ -108,10 +111,11 @@ class DenoiseConfig(StagedFitConfig):
     stages: Tuple[DenoiseStage, ...] = _POSENDF_STAGES
     squared_priors: Tuple[str, ...] = ("posendf", "nrdf")
     prior_scale: Mapping[str, float] = field(
-        default_factory=lambda: {"none": 0.0, "posendf": 3e-4, "nrdf": 1e-6, "vposer": 1e-8, "gmm": 1e-9})
+        default_factory=lambda: {"none": 0.0, "posendf": 3e-4, "nrdf": 1e-6, "vposer": 1e-10, "gmm": 1e-9})
     optimise_betas: bool = True
     pose_parameterisation: str = "auto"
-    latent_lr_scale: float = 10.0
+    latent_lr_scale: float = 3.0
+    latent_init: str = "zero"
 
     STAGE: ClassVar[type] = DenoiseStage
 
@@ -241,7 +245,7 @@ def denoise_window(
     root = torch.nn.Parameter(root0.clone())
     trans = torch.nn.Parameter(trans0.clone())
     betas = torch.nn.Parameter(torch.zeros(1, nb, dtype=dt)) if config.optimise_betas else None
-    pose_var = BodyPoseVariable(torch.zeros(T, 63, dtype=dt), prior, config.pose_parameterisation)
+    pose_var = BodyPoseVariable(torch.zeros(T, 63, dtype=dt), prior, config.pose_parameterisation, config.latent_init)
     pname = getattr(prior, "name", "")
     pscale = config.scale_for(pname)
     squared = pname in config.squared_priors

@@ -90,6 +90,9 @@ class ImageFitConfig(StagedFitConfig):
         prior_scale: per-prior multiplier of ``prior_weight``; unknown priors use 1.
         num_betas: shape coefficients fitted.
         latent_lr_scale: the VPoser latent code's learning rate is the stage's times this.
+        latent_init: where the VPoser latent code starts: ``"encode"`` (the posterior mean of
+            the start pose) or ``"zero"`` (``z = 0``, SMPLify-X); see
+            :class:`~posendf_plugin.fitting.params.BodyPoseVariable`.
         init_pose: the body pose the pose stages start from: ``"mean"`` (the mean pose of the
             embedded training poses, :func:`posendf_plugin.data.default.default_mean_pose`, as
             SMPLify starts from its prior's mean) or ``"zero"`` (the T-pose, SMPLify-X's start
@@ -109,6 +112,7 @@ class ImageFitConfig(StagedFitConfig):
     prior_scale: Mapping[str, float] = field(default_factory=lambda: dict(_DEFAULT_PRIOR_SCALE))
     num_betas: int = 10
     latent_lr_scale: float = 3.0
+    latent_init: str = "encode"
     init_pose: str = "mean"
 
     STAGE: ClassVar[type] = ImageStage
@@ -383,7 +387,7 @@ def fit_people(
         trans.logz.copy_(t_state["logz"])
     go = torch.nn.Parameter(go_init.clone())
     betas = torch.nn.Parameter(torch.zeros(P, nb))
-    pose_var = BodyPoseVariable(init, prior, config.pose_parameterisation)
+    pose_var = BodyPoseVariable(init, prior, config.pose_parameterisation, config.latent_init)
     pscale = config.scale_for(getattr(prior, "name", ""))
     terms: Dict[str, torch.Tensor] = {}
 

@@ -6,7 +6,10 @@
   ``prior.energy(pose)`` (Pose-NDF, NRDF, GMM, VPoser's ``‖μ(x)‖²``, or zero for ``none``).
 * ``"vposer_latent"``: a ``(B, Z)`` VPoser latent code, decoded to the pose with
   :meth:`~posendf_plugin.priors.vposer.VPoser.decode_to_quat`; the prior term is ``‖z‖²``
-  (SMPLify-X's default way of using VPoser).
+  (SMPLify-X's default way of using VPoser). The code starts either at ``z = 0`` (SMPLify-X:
+  the pose embedding is initialised with zeros, which decodes to VPoser's mean pose) or at the
+  posterior mean of the initial pose (human_body_prior's IK engine: ``encode(pose).mean``);
+  see :data:`LATENT_INITS`.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from ..skeleton import quat_to_pose
 
 __all__ = [
     "POSE_PARAMETERISATIONS",
+    "LATENT_INITS",
     "load_prior",
     "BodyPoseVariable",
     "config_from_dict",
@@ -30,6 +34,9 @@ __all__ = [
 ]
 
 POSE_PARAMETERISATIONS = ("axis_angle", "vposer_latent", "auto")
+#: how a VPoser latent code starts: ``"zero"`` (``z = 0``, SMPLify-X) or ``"encode"`` (the
+#: posterior mean ``μ(init)`` of the initial pose, human_body_prior's IK engine)
+LATENT_INITS = ("zero", "encode")
 BODY_AA = 63
 
 
@@ -76,12 +83,18 @@ class BodyPoseVariable(nn.Module):
         prior: the prior; decides the latent mode when ``mode="auto"``.
         mode: ``"axis_angle"``, ``"vposer_latent"`` or ``"auto"`` (latent for VPoser,
             axis-angle otherwise).
+        latent_init: latent mode only: ``"encode"`` starts at ``μ(init)``; ``"zero"`` starts
+            at ``z = 0`` and ignores ``init`` (use it when ``init`` is no estimate of the pose,
+            e.g. the T-pose: a VPoser trained without T-poses encodes it far from the origin,
+            to a code that decodes to a distorted pose).
     """
 
-    def __init__(self, init: torch.Tensor, prior: PosePrior, mode: str = "auto") -> None:
+    def __init__(self, init: torch.Tensor, prior: PosePrior, mode: str = "auto", latent_init: str = "encode") -> None:
         super().__init__()
         if mode not in POSE_PARAMETERISATIONS:
             raise ValueError(f"pose parameterisation must be one of {POSE_PARAMETERISATIONS}, got {mode!r}")
+        if latent_init not in LATENT_INITS:
+            raise ValueError(f"latent_init must be one of {LATENT_INITS}, got {latent_init!r}")
         if mode == "auto":
             mode = "vposer_latent" if getattr(prior, "name", "") == "vposer" else "axis_angle"
         if mode == "vposer_latent" and not hasattr(prior, "decode_to_quat"):
@@ -96,6 +109,8 @@ class BodyPoseVariable(nn.Module):
         if mode == "vposer_latent":
             with torch.no_grad():
                 z = prior.encode_mean(init.detach()).to(init)
+                if latent_init == "zero":
+                    z = torch.zeros_like(z)
             self.value = nn.Parameter(z.clone())
         else:
             self.value = nn.Parameter(init.detach().clone())
@@ -211,6 +226,8 @@ class StagedFitConfig:
             raise ValueError(
                 f"pose_parameterisation must be 'auto', 'axis_angle' or 'vposer_latent', got {self.pose_parameterisation!r}"
             )
+        if self.latent_init not in LATENT_INITS:
+            raise ValueError(f"latent_init must be one of {LATENT_INITS}, got {self.latent_init!r}")
 
     def scale_for(self, prior_name: str) -> float:
         return float(dict(self.prior_scale).get(prior_name, 1.0))

@@ -41,6 +41,7 @@ __all__ = [
     "train_gmm",
     "load_yaml_config",
     "matrix_geodesic_angle",
+    "mirror_body_quat",
     "register",
 ]
 
@@ -64,14 +65,24 @@ class VPoserTrainConfig:
             the defaults, sets above ~50k poses train for ``epochs``.
         batch_size: poses per step.
         lr, weight_decay: Adam settings (V02_05: 1e-3, 1e-5).
-        kl_weight: weight of ``mean_b Σ_z KL(q(z|x) ‖ N(0, I))`` (V02_05: 0.005).
+        kl_weight: weight of ``mean_b Σ_z KL(q(z|x) ‖ N(0, I))`` (V02_05: 0.005; 0.002 chosen on
+            the CMU validation subject, see ``BASELINES_CARD.md``).
         joint_weight: weight of the L1 loss on the 24 joint positions in metres (stands in for
             V02_05's mesh L1, weight 4).
         matrot_weight: weight of the mean geodesic angle (radians) between decoded and true
             joint rotations (V02_05: 2).
         matrot_until_epoch: use the geodesic term only in epochs ``< matrot_until_epoch``
             (V02_05: 15); ``None`` = always.
-        val_fraction: fraction of poses held out for the validation losses in the history.
+        val_fraction: fraction of poses held out for the validation losses in the history,
+            early stopping and the learning-rate schedule.
+        val_by_clip: hold out whole clips (when the pose set names more than one clip), so the
+            validation poses are not near-duplicates of training frames; else random poses.
+        early_stopping_patience: stop when the validation loss has not improved for this many
+            epochs, and keep the weights of the best validation epoch (V02_05: 10 epochs);
+            ``None`` = train all epochs and keep the last weights.
+        lr_plateau_patience: divide the learning rate by 10 when the validation loss has not
+            improved for this many epochs (V02_05: ReduceLROnPlateau, patience 5); ``None`` = off.
+        mirror: add the left-right mirror image of every training pose (doubles the data).
         max_poses: train on at most this many poses (random subset); ``None`` = all.
         seed: seeds initialisation, split, shuffling, dropout and posterior samples.
     """
@@ -83,11 +94,15 @@ class VPoserTrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    kl_weight: float = 0.005
+    kl_weight: float = 0.002
     joint_weight: float = 4.0
     matrot_weight: float = 2.0
     matrot_until_epoch: Optional[int] = None
     val_fraction: float = 0.05
+    val_by_clip: bool = True
+    early_stopping_patience: Optional[int] = 10
+    lr_plateau_patience: Optional[int] = 5
+    mirror: bool = True
     max_poses: Optional[int] = None
     seed: int = 0
 
@@ -107,6 +122,13 @@ class VPoserTrainConfig:
                 raise ValueError(f"VPoserTrainConfig.{k} must be >= 0, got {getattr(self, k)!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"VPoserTrainConfig.val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        for k in ("val_by_clip", "mirror"):
+            if not isinstance(getattr(self, k), bool):
+                raise ValueError(f"VPoserTrainConfig.{k} must be true or false, got {getattr(self, k)!r}")
+        for k in ("early_stopping_patience", "lr_plateau_patience"):
+            v = getattr(self, k)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"VPoserTrainConfig.{k} must be a positive integer or null, got {v!r}")
         for k in ("matrot_until_epoch", "max_poses"):
             v = getattr(self, k)
             if v is not None and (not isinstance(v, int) or v < 0):
@@ -158,6 +180,23 @@ def matrix_geodesic_angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     s = torch.sqrt((v * v).sum(-1).clamp(min=1e-24))
     c = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2] - 1.0
     return torch.atan2(s, c)
+
+
+#: body joint (0..20) -> its left/right counterpart (itself on the spine)
+_MIRROR_BODY_JOINTS = (1, 0, 2, 4, 3, 5, 7, 6, 8, 10, 9, 11, 13, 12, 14, 16, 15, 18, 17, 20, 19)
+
+
+def mirror_body_quat(q: torch.Tensor) -> torch.Tensor:
+    """Left-right mirror image of body poses: ``(..., 21, 4) -> (..., 21, 4)``, ``(w, x, y, z)``.
+
+    The mirror is the reflection ``x -> -x`` of the SMPL body frame (``x`` points to the body's
+    left), so every joint rotation ``R`` becomes ``M R M`` with ``M = diag(-1, 1, 1)`` —
+    quaternion ``(w, x, -y, -z)`` — and moves to its left/right counterpart. Applying it twice
+    gives the input back.
+    """
+    check_shape(q, ("*", NUM_BODY_JOINTS, 4), "q")
+    sign = q.new_tensor([1.0, 1.0, -1.0, -1.0])
+    return q[..., list(_MIRROR_BODY_JOINTS), :] * sign
 
 
 def _joints_from_body_mats(mats: torch.Tensor) -> torch.Tensor:
@@ -219,13 +258,39 @@ def partial_path(out: Union[str, Path]) -> Path:
 
 
 def _as_quat(poses) -> torch.Tensor:
-    if isinstance(poses, PoseSet):
-        return poses.quat.float()
+    return _quat_and_clips(poses)[0]
+
+
+def _quat_and_clips(poses):
+    """``(quat (N, 21, 4) float32, clip ids (N,) int64 or None)``."""
     if isinstance(poses, (str, Path)):
-        return load_pose_set(poses).quat.float()
+        poses = load_pose_set(poses)
+    if isinstance(poses, PoseSet):
+        return poses.quat.float(), torch.as_tensor(poses.clip_id).long()
     from ..skeleton import to_body_quat
 
-    return to_body_quat(poses, "poses").reshape(-1, NUM_BODY_JOINTS, 4).float()
+    return to_body_quat(poses, "poses").reshape(-1, NUM_BODY_JOINTS, 4).float(), None
+
+
+def _split(n: int, clips: Optional[torch.Tensor], cfg: "VPoserTrainConfig", gen: torch.Generator):
+    """Indices ``(val, train)`` of ``n`` poses: ``round(val_fraction n)`` random poses, or with
+    ``val_by_clip`` and more than one clip, whole clips in random order until at least that many
+    poses are held out (never all clips)."""
+    n_val = int(round(cfg.val_fraction * n))
+    perm = torch.randperm(n, generator=gen)
+    if cfg.val_by_clip and clips is not None and n_val > 0:
+        ids = torch.unique(clips)
+        if len(ids) > 1:
+            held = []
+            count = 0
+            for c in ids[torch.randperm(len(ids), generator=gen)][:-1]:
+                held.append(int(c))
+                count += int((clips == c).sum())
+                if count >= n_val:
+                    break
+            is_val = torch.isin(clips, torch.as_tensor(held))
+            return torch.nonzero(is_val).reshape(-1), torch.nonzero(~is_val).reshape(-1)
+    return perm[:n_val], perm[n_val:]
 
 
 def train_vposer(
@@ -256,17 +321,20 @@ def train_vposer(
     from tqdm.auto import tqdm
 
     cfg = config
-    q_all = _as_quat(poses)
+    q_all, clips = _quat_and_clips(poses)
     n_all = q_all.shape[0]
     gen = torch.Generator().manual_seed(cfg.seed)
     if cfg.max_poses is not None and n_all > cfg.max_poses:
-        q_all = q_all[torch.randperm(n_all, generator=gen)[: cfg.max_poses].sort().values]
+        keep = torch.randperm(n_all, generator=gen)[: cfg.max_poses].sort().values
+        q_all = q_all[keep]
+        clips = clips[keep] if clips is not None else None
     n = q_all.shape[0]
-    n_val = int(round(cfg.val_fraction * n))
-    if n - n_val < 2:
-        raise ValueError(f"need at least 2 training poses (after holding out {n_val} for validation), got {n}")
-    split = torch.randperm(n, generator=gen)
-    q_val, q_train = q_all[split[:n_val]], q_all[split[n_val:]]
+    i_val, i_train = _split(n, clips, cfg, gen)
+    if len(i_train) < 2:
+        raise ValueError(f"need at least 2 training poses (after holding out {len(i_val)} for validation), got {n}")
+    q_val, q_train = q_all[i_val], q_all[i_train]
+    if cfg.mirror:
+        q_train = torch.cat((q_train, mirror_body_quat(q_train)))
 
     def prep(q: torch.Tensor):
         with torch.no_grad():
@@ -280,7 +348,10 @@ def train_vposer(
         torch.manual_seed(cfg.seed)
         model = VPoser(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=cfg.lr_plateau_patience)
+             if cfg.lr_plateau_patience is not None and len(i_val) else None)
     history: List[Dict[str, float]] = []
+    best: Optional[Dict] = None  # {"epoch", "val_total", "state_dict"} of the best validation epoch
     start = 0
 
     part = partial_path(out) if out is not None else None
@@ -288,7 +359,7 @@ def train_vposer(
         if part is None:
             raise ValueError("resume=True needs out= (the state is kept in '<out>.partial')")
         if part.is_file():
-            start, history = _restore(part, model, opt, cfg, n)
+            start, history, best = _restore(part, model, opt, sched, cfg, n)
             logger.info("resuming VPoser training from %s after epoch %d", part, start)
         elif Path(out).is_file():
             raise ValueError(
@@ -303,6 +374,8 @@ def train_vposer(
     epochs = num_epochs(cfg, n_train)
     last = epochs if stop_after is None else min(epochs, start + stop_after)
     for epoch in range(start, last):
+        if _should_stop(history, best, cfg):
+            break
         t0 = time.perf_counter()
         model.train()
         sums: Dict[str, float] = {}
@@ -327,21 +400,33 @@ def train_vposer(
         rec = {"epoch": epoch + 1}
         rec.update({f"train_{k}": v / n_train for k, v in sums.items()})
         rec.update({f"val_{k}": v for k, v in _evaluate(model, val_data, cfg, epoch).items()})
+        rec["lr"] = opt.param_groups[0]["lr"]
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
         logger.info("vposer epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in rec.items()})
+        if "val_total" in rec:
+            if sched is not None:
+                sched.step(rec["val_total"])
+            if cfg.early_stopping_patience is not None and (best is None or rec["val_total"] < best["val_total"]):
+                best = {"epoch": epoch + 1, "val_total": rec["val_total"],
+                        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         if part is not None:
             save_torch(part, model.checkpoint_dict(train_state={
                 "epoch": epoch + 1, "optimizer": opt.state_dict(), "history": history,
                 "train_config": asdict(cfg), "num_poses": n,
+                "scheduler": sched.state_dict() if sched is not None else None, "best": best,
             }))
 
     model.eval()
-    finished = last >= epochs
+    finished = last >= epochs or _should_stop(history, best, cfg)
+    if finished and best is not None:
+        model.load_state_dict(best["state_dict"])
     path = None
     if out is not None and finished:
         path = model.save(out, training={
             "train_config": asdict(cfg), "history": history, "num_poses": n, "source": str(source),
+            "num_train_poses": int(q_train.shape[0]), "num_val_poses": int(q_val.shape[0]),
+            "best_epoch": best["epoch"] if best is not None else len(history),
         })
         if part is not None and part.is_file():
             part.unlink()
@@ -371,7 +456,14 @@ def _evaluate(model: VPoser, data, cfg: VPoserTrainConfig, epoch: int) -> Dict[s
     return {k: v / data[0].shape[0] for k, v in sums.items()}
 
 
-def _restore(part: Path, model: VPoser, opt, cfg: VPoserTrainConfig, n: int):
+def _should_stop(history: List[Dict[str, float]], best: Optional[Dict], cfg: VPoserTrainConfig) -> bool:
+    """Early stopping: ``early_stopping_patience`` epochs since the best validation loss."""
+    if cfg.early_stopping_patience is None or best is None or not history:
+        return False
+    return int(history[-1]["epoch"]) - int(best["epoch"]) >= cfg.early_stopping_patience
+
+
+def _restore(part: Path, model: VPoser, opt, sched, cfg: VPoserTrainConfig, n: int):
     try:
         obj = torch.load(part, map_location="cpu", weights_only=True)
         ts = obj["train_state"]
@@ -392,7 +484,9 @@ def _restore(part: Path, model: VPoser, opt, cfg: VPoserTrainConfig, n: int):
     sd, _ = load_vposer_state(part)
     model.load_state_dict(sd, strict=True)
     opt.load_state_dict(ts["optimizer"])
-    return int(ts["epoch"]), list(ts["history"])
+    if sched is not None and ts.get("scheduler") is not None:
+        sched.load_state_dict(ts["scheduler"])
+    return int(ts["epoch"]), list(ts["history"]), ts.get("best")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,11 +522,13 @@ def _cmd_train(args) -> int:
         if args.seed is not None:
             cfg = VPoserTrainConfig(**{**asdict(cfg), "seed": args.seed})
         res = train_vposer(poses, cfg, out=out, resume=args.resume, source=source)
-        last = res.history[-1] if res.history else {}
+        vals = [h for h in res.history if "val_total" in h]
+        kept = min(vals, key=lambda h: h["val_total"]) if vals and cfg.early_stopping_patience is not None else (
+            vals[-1] if vals else {})
         print(
             f"wrote {res.path} ({len(poses)} poses, {len(res.history)} epochs"
-            + (f", val joints L1 {last['val_joints']:.4f} m, val geodesic {last['val_matrot']:.4f} rad"
-               if "val_joints" in last else "")
+            + (f"; weights of epoch {kept['epoch']}: val joints L1 {kept['val_joints']:.4f} m, "
+               f"val geodesic {kept['val_matrot']:.4f} rad" if kept else "")
             + ")"
         )
     else:
