@@ -126,7 +126,7 @@ def test_metric_sanity(tiny_run):
     assert t["denoise40_mpjpe_vs_baselines"]["pass"] is None and "nrdf" in t["denoise40_mpjpe_vs_baselines"]["reason"]
     assert t["generation_apd_vs_vposer"]["pass"] is None and "vposer" in t["generation_apd_vs_vposer"]["reason"]
     c = res["completion"]["masked=50% (10 joints)"]["posendf"]
-    assert t["completion50_vs_init"]["value"] == pytest.approx(c["angle_deg"] / c["init_angle_deg"])
+    assert t["completion50_vs_init"]["value"] == pytest.approx(c["angle_deg"] / c["identity_angle_deg"])
     d = res["discrimination"]["sigma=0.1"]["posendf"]
     assert t["heldout_f_vs_noise01"]["value"] == pytest.approx(d["energy_real"] / d["energy_noisy"])
 
@@ -308,10 +308,10 @@ def test_targets_per_source_issue15():
     res = {
         "image_fit": {"synthetic (8 images)": {"none": m(pa_mpjpe_mm=60.0), "gmm": m(pa_mpjpe_mm=55.0), "vposer": m(pa_mpjpe_mm=58.0),
                                                "posendf": m(pa_mpjpe_mm=50.0), "nrdf": m(pa_mpjpe_mm=52.0)}},
-        "completion": {"masked=25% (5 joints)": {"none": m(angle_deg=20.0, init_angle_deg=20.0),
-                                                  "posendf": m(angle_deg=18.0, init_angle_deg=20.0),
-                                                  "nrdf": m(angle_deg=17.0, init_angle_deg=20.0)},
-                       "masked=50% (10 joints)": {"posendf": m(angle_deg=21.0, init_angle_deg=20.0),
+        "completion": {"masked=25% (5 joints)": {"none": m(angle_deg=20.0, identity_angle_deg=20.0),
+                                                  "posendf": m(angle_deg=18.0, identity_angle_deg=20.0),
+                                                  "nrdf": m(angle_deg=17.0, identity_angle_deg=20.0)},
+                       "masked=50% (10 joints)": {"posendf": m(angle_deg=21.0, identity_angle_deg=20.0),
                                                    "nrdf": {"skipped": "no weights"}}},
         "discrimination": {"sigma=0.1": {"posendf": m(energy_real=0.1, energy_noisy=0.8)}},
         "speed": {"skipped": "measured once per run, on source 'cmu'", "measured_on": "cmu"},

@@ -57,7 +57,7 @@ JOINT_GROUPS: Dict[str, Tuple[str, ...]] = {
 }
 JOINT_GROUPS["arms"] = JOINT_GROUPS["left_arm"] + JOINT_GROUPS["right_arm"]
 JOINT_GROUPS["legs"] = JOINT_GROUPS["left_leg"] + JOINT_GROUPS["right_leg"]
-INIT_MODES = ("identity", "input")
+INIT_MODES = ("identity", "input", "mean")
 #: ``complete_poses(parameterisation=...)``: ``"auto"`` = latent for VPoser, else energy
 COMPLETION_PARAMETERISATIONS = ("auto", "axis_angle", "vposer_latent")
 #: default weight of ``‖z‖²`` in VPoser latent completion, chosen on the CMU validation subject
@@ -139,9 +139,11 @@ def complete_poses(
             The values of unknown joints are used only with ``init="input"``.
         mask: ``(21,)`` or ``(N, 21)`` bool (True = unknown), or a spec for :func:`parse_mask`.
         prior: a prior or its name.
-        init: ``"identity"`` (unknown joints start unrotated) or ``"input"`` (from ``poses``).
-            In latent mode the code starts at ``z = 0`` (``"identity"``) or at the posterior
-            mean of the input pose (``"input"``).
+        init: ``"identity"`` (unknown joints start unrotated), ``"mean"`` (at the embedded
+            training poses' mean, :func:`posendf_plugin.data.default.default_mean_pose`, as the
+            image fit starts) or ``"input"`` (from ``poses``). In latent mode the code starts at
+            ``z = 0`` (``"identity"``, ``"mean"``) or at the posterior mean of the input pose
+            (``"input"``).
         parameterisation: ``"auto"`` (``"vposer_latent"`` for VPoser, else ``"axis_angle"``),
             ``"axis_angle"`` (minimise the energy over the unknown joints) or ``"vposer_latent"``.
         latent_weight: weight of ``‖z‖²`` in latent mode.
@@ -180,7 +182,9 @@ def complete_poses(
             with torch.no_grad():
                 e1s.append(prior.energy(res).reshape(-1))
             continue
-        aa0 = R.quat_to_axis_angle(qb) if init == "input" else torch.zeros(qb.shape[:-1] + (3,))
+        aa0 = (R.quat_to_axis_angle(qb) if init == "input" else
+               R.quat_to_axis_angle(_mean_pose()).expand(qb.shape[:-1] + (3,)).clone() if init == "mean" else
+               torch.zeros(qb.shape[:-1] + (3,)))
         # start slightly off zero so that gradients of the axis-angle map are well defined
         aa0 = torch.where(mb[..., None], aa0 + 1e-4, aa0)
         var = torch.nn.Parameter(aa0.clone())
@@ -203,13 +207,20 @@ def complete_poses(
     return CompletionResult(torch.cat(out_q), m.clone(), torch.cat(e0s), torch.cat(e1s))
 
 
+def _mean_pose() -> torch.Tensor:
+    """``(21, 4)`` mean training pose (lazy import: data sits below fitting)."""
+    from ..data.default import default_mean_pose
+
+    return default_mean_pose().float()
+
+
 def _complete_latent(qb: torch.Tensor, mb: torch.Tensor, prior: PosePrior, iterations: int, lr: float,
                      weight: float, init: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """VPoser latent completion of one batch ``(B, 21, 4)`` / mask ``(B, 21)``; returns the
     completed poses and the energy of the initial guess (unknown joints at the identity, or
     as given with ``init="input"``)."""
-    identity = qb.new_tensor([1.0, 0.0, 0.0, 0.0]).expand_as(qb)
-    guess = qb if init == "input" else torch.where(mb[..., None], identity, qb)
+    start = _mean_pose().to(qb).expand_as(qb) if init == "mean" else qb.new_tensor([1.0, 0.0, 0.0, 0.0]).expand_as(qb)
+    guess = qb if init == "input" else torch.where(mb[..., None], start, qb)
     with torch.no_grad():
         e0 = prior.energy(guess).reshape(-1)
         z0 = prior.encode_mean(guess)
@@ -303,10 +314,13 @@ def evaluate_completion(
         res = complete_poses(q, m, prior_m, iterations=iterations, lr=lr, init=init,
                              parameterisation=parameterisation, latent_weight=latent_weight)
         init_q = complete_poses(q, m, "none", iterations=0, init=init).quat
+        ident_q = complete_poses(q, m, "none", iterations=0, init="identity").quat
         a, p = _errors(res.quat, q, m)
         a0, p0 = _errors(init_q, q, m)
+        ai, pi = _errors(ident_q, q, m)
         ev.per_mask[str(spec)] = {
             "angle_deg": a, "position_mm": p, "init_angle_deg": a0, "init_position_mm": p0,
+            "identity_angle_deg": ai, "identity_position_mm": pi,
             "energy": float(res.energy.mean()), "init_energy": float(res.energy_init.mean()), "poses": len(q),
         }
     return ev

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..io import load_npz, save_npz
-from ..skeleton import NUM_BODY_JOINTS, pose_to_quat, to_body_quat
+from ..skeleton import NUM_BODY_JOINTS, mirror_body_quat, pose_to_quat, to_body_quat
 from .base import PosePrior, register_prior
 from .vposer import body_axis_angle
 
@@ -319,6 +319,9 @@ class GMMFitConfig:
         n_init: EM restarts (best kept).
         max_poses: fit on at most this many poses (random subset); ``None`` = all.
         seed: random seed (k-means init, subset).
+        mirror: add the left/right mirror image of every pose
+            (:func:`~posendf_plugin.skeleton.mirror_body_quat`), as the shipped Pose-NDF, NRDF and
+            VPoser are trained.
     """
 
     num_components: int = 8
@@ -328,6 +331,7 @@ class GMMFitConfig:
     n_init: int = 1
     max_poses: Optional[int] = None
     seed: int = 0
+    mirror: bool = True
 
     def __post_init__(self) -> None:
         if self.dim not in GMM_DIMS:
@@ -367,6 +371,8 @@ def fit_gmm(poses, config: GMMFitConfig = GMMFitConfig(), source: str = "") -> G
     from sklearn.mixture import GaussianMixture
 
     q = to_body_quat(poses, "poses").reshape(-1, NUM_BODY_JOINTS, 4)
+    if config.mirror:
+        q = torch.cat((q, mirror_body_quat(q)))
     aa = body_axis_angle(q).double().cpu().numpy()
     n = len(aa)
     if n < 2 * config.num_components:

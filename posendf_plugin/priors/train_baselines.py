@@ -29,7 +29,7 @@ from .._checks import check_shape
 from ..data.posesets import PoseSet, load_pose_set
 from ..io import load_yaml, save_torch
 from ..rotations import quat_to_matrix
-from ..skeleton import NUM_BODY_JOINTS, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics, quat_to_pose
+from ..skeleton import NUM_BODY_JOINTS, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics, mirror_body_quat, quat_to_pose
 from .gmm import GaussianMixturePrior, GMMFitConfig, fit_gmm
 from .vposer import VPoser, VPoserConfig, load_vposer_state
 
@@ -182,21 +182,6 @@ def matrix_geodesic_angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.atan2(s, c)
 
 
-#: body joint (0..20) -> its left/right counterpart (itself on the spine)
-_MIRROR_BODY_JOINTS = (1, 0, 2, 4, 3, 5, 7, 6, 8, 10, 9, 11, 13, 12, 14, 16, 15, 18, 17, 20, 19)
-
-
-def mirror_body_quat(q: torch.Tensor) -> torch.Tensor:
-    """Left-right mirror image of body poses: ``(..., 21, 4) -> (..., 21, 4)``, ``(w, x, y, z)``.
-
-    The mirror is the reflection ``x -> -x`` of the SMPL body frame (``x`` points to the body's
-    left), so every joint rotation ``R`` becomes ``M R M`` with ``M = diag(-1, 1, 1)`` —
-    quaternion ``(w, x, -y, -z)`` — and moves to its left/right counterpart. Applying it twice
-    gives the input back.
-    """
-    check_shape(q, ("*", NUM_BODY_JOINTS, 4), "q")
-    sign = q.new_tensor([1.0, 1.0, -1.0, -1.0])
-    return q[..., list(_MIRROR_BODY_JOINTS), :] * sign
 
 
 def _joints_from_body_mats(mats: torch.Tensor) -> torch.Tensor:
