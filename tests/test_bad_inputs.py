@@ -161,6 +161,10 @@ def _build_corpus(c: Path) -> None:
     (c / "garbled.json").write_text('{"images": [')
     (c / "list.json").write_text("[1, 2, 3]")
     (c / "coco_bad.json").write_text('{"images": [1, "a"], "annotations": [3, null]}')
+    (c / "garbled.bvh").write_bytes(rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    (c / "empty.bvh").write_bytes(b"")
+    (c / "still.bvh").write_text("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0 0\n  CHANNELS 3 Zrotation Xrotation Yrotation\n"
+                                 "  End Site\n  {\n    OFFSET 0 10 0\n  }\n}\nMOTION\nFrames: 2\nFrame Time: 0.033\n0 0 0\n0 0 0\n")
     (c / "images").mkdir()
     from PIL import Image
     Image.new("RGB", (64, 48)).save(c / "images" / "a.png")
@@ -294,6 +298,11 @@ CASES += [
     _c("fit-image-coco-garbled", lambda c, r: ["fit-image", "--image-dir", str(c / "images"), "--coco-json", str(c / "garbled.json"), "--out", str(r / "outdir"), "--quiet"], "garbled.json"),
     _c("fit-image-coco-list", lambda c, r: ["fit-image", "--image-dir", str(c / "images"), "--coco-json", str(c / "list.json"), "--out", str(r / "outdir"), "--quiet"], "list.json"),
     _c("fit-image-coco-not-objects", lambda c, r: ["fit-image", "--image-dir", str(c / "images"), "--coco-json", str(c / "coco_bad.json"), "--out", str(r / "outdir"), "--quiet"], "coco_bad.json"),
+    _c("data-bvh-garbled", lambda c, r: ["data", "bvh", str(c / "garbled.bvh"), "--out", str(r / "outdir")], "garbled.bvh"),
+    _c("data-bvh-empty", lambda c, r: ["data", "bvh", str(c / "empty.bvh"), "--out", str(r / "outdir")], "empty.bvh"),
+    _c("data-mocap-still", lambda c, r: ["data", "mocap", str(c / "still.bvh"), "--out", str(r / "outdir")], "still.bvh"),
+    _c("data-bvh-out-is-file", lambda c, r: ["data", "bvh", str(c / "empty.bvh"), "--out", str(r / "out.npz")], "out.npz"),
+    _c("data-mocap-bad-source-fps", lambda c, r: ["data", "mocap", str(c / "empty.bvh"), "--source-fps", "0", "--out", str(r / "outdir")], "--source-fps"),
     _c("data-amass-empty", lambda c, r: ["data", "amass", "--amass-dir", str(c / "empty_dir"), "--out", str(r / "outdir"), "--quiet"], "empty_dir"),
 ]
 

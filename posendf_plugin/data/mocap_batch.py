@@ -248,7 +248,8 @@ def run_mocap(inputs: Sequence[Union[str, Path]], out: Union[str, Path], fps: Op
     out = Path(out)
     shared = {} if keep_reference_frames or len(files) < 2 else _shared_frame0([f for f, _ in files], skel, source_fps)
     summary = BatchSummary()
-    for f, rel in tqdm(files, desc="mocap -> smpl", unit="clip", disable=not progress):
+    single = len(files) == 1  # one file: its error is the command's one-line error, not a warning too
+    for f, rel in tqdm(files, desc="mocap -> smpl", unit="clip", disable=not progress or single):
         try:
             res, ref = convert_mocap(f, rig=rig, fps=fps, source_fps=source_fps, asf=skel,
                                      drop_reference=not keep_reference_frames, shared_reference=f in shared)
@@ -277,7 +278,8 @@ def run_mocap(inputs: Sequence[Union[str, Path]], out: Union[str, Path], fps: Op
                 msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             if str(f) not in msg:
                 msg = f"{f}: {msg}"
-            log.warning("skipping %s", msg)
+            if not single:
+                log.warning("skipping %s", msg)
             summary.failed.append({"file": str(f), "error": msg})
     if report:
         rows = summary.converted
@@ -344,10 +346,15 @@ def _cli(args: argparse.Namespace) -> int:
         raise ValueError(f"--fps must be positive, got {args.fps}")
     if args.source_fps is not None and not args.source_fps > 0:
         raise ValueError(f"--source-fps must be positive, got {args.source_fps}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: --out must be a folder, but a file of that name exists; pass another folder")
     rig = load_rig_yaml(args.rig) if args.rig else None
     summary = run_mocap(args.inputs, args.out, fps=args.fps, report=args.report, rig=rig, plot_dir=args.plot,
                         source_fps=args.source_fps, asf=args.asf, keep_reference_frames=args.keep_reference_frames,
                         report_name=args.report_name)
+    if not summary.converted and len(summary.failed) == 1:
+        raise ValueError(summary.failed[0]["error"])
     _print_table(summary, args.report)
     if not summary.converted:
         raise ValueError(f"no clip could be converted ({len(summary.failed)} failed); see the messages above")
