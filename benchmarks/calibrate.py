@@ -50,7 +50,7 @@ DENOISE_SCALES = {
     "none": [0.0],
     "gmm": [1e-10, 1e-9, 1e-8],
     "vposer": [1e-10, 1e-9, 1e-8],
-    "posendf": [1e-4, 3e-4, 1e-3],
+    "posendf": [3e-6, 1e-5, 3e-5],
     "nrdf": [3e-7, 1e-6, 3e-6],
 }
 #: the grid behind ``fitting.completion.DEFAULT_LATENT_WEIGHT`` (VPoser latent completion)
@@ -58,10 +58,10 @@ COMPLETION_WEIGHTS = {"vposer": [1e-3, 1e-2, 0.1, 1.0, 10.0]}
 #: the grid behind the shipped ``prior_scale`` values (configs/fit_image.yaml)
 DEFAULT_SCALES = {
     "none": [0.0],
-    "gmm": [0.5, 2.0, 5.0],
-    "vposer": [0.3, 1.0, 3.0],
-    "posendf": [300.0, 1000.0, 3000.0, 10000.0],
-    "nrdf": [30.0, 100.0, 300.0, 1000.0],
+    "gmm": [2.0, 5.0, 10.0, 20.0, 40.0],
+    "vposer": [0.3, 1.0, 3.0, 10.0],
+    "posendf": [1000.0, 3000.0, 10000.0, 30000.0],
+    "nrdf": [3.0, 10.0, 30.0, 100.0, 300.0],
 }
 
 
@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bend", default=None, help="override the stages' bend_weight, e.g. 20,5,2")
     ap.add_argument("--pose-l2", default=None, help="override the stages' pose_l2_weight")
     ap.add_argument("--latent-lr-scale", type=float, default=None)
+    ap.add_argument("--squared-priors", default=None, metavar="A,B",
+                    help="denoise: priors whose term is the squared energy (default: configs/denoise.yaml's; '' = none)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
@@ -185,7 +187,8 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     from benchmarks.tasks import denoise as D
     from posendf_plugin.fitting.denoise import DenoiseConfig, denoise_window
 
-    base = DenoiseConfig(noise_mm=args.noise_mm)
+    base = DenoiseConfig(noise_mm=args.noise_mm, **({} if args.squared_priors is None else
+                                                     {"squared_priors": tuple(p for p in args.squared_priors.split(",") if p)}))
     wins = D._windows(ctx, base.window, args.windows)
     if not wins:
         raise SystemExit(f"no motion of at least {base.window} frames in {ctx.data_name}")

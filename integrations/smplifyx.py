@@ -78,8 +78,8 @@ SMPLIFYX_DEFAULT_NUM_STAGES = 5
 #: nrdf vposer gmm``; see integrations/README.md). A 5-stage config repeats the last weight, as
 #: fit_smplx.yaml repeats 4.78.
 CALIBRATED_STAGE_WEIGHTS: Dict[str, Tuple[float, ...]] = {
-    "posendf": (22890.0, 22890.0, 3252.0, 271.0),
-    "nrdf": (12450.0, 12450.0, 1770.0, 147.0),
+    "posendf": (7083.0, 7083.0, 1006.0, 83.8),
+    "nrdf": (3306.0, 3306.0, 469.7, 39.11),
 }
 
 _PRIOR_MODULE_CANDIDATES = ("smplifyx.prior", "prior")

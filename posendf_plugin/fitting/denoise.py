@@ -109,9 +109,9 @@ class DenoiseConfig(StagedFitConfig):
     window: int = 60
     noise_mm: float = 40.0
     stages: Tuple[DenoiseStage, ...] = _POSENDF_STAGES
-    squared_priors: Tuple[str, ...] = ("posendf", "nrdf")
+    squared_priors: Tuple[str, ...] = ("nrdf",)
     prior_scale: Mapping[str, float] = field(
-        default_factory=lambda: {"none": 0.0, "posendf": 3e-4, "nrdf": 1e-6, "vposer": 1e-10, "gmm": 1e-9})
+        default_factory=lambda: {"none": 0.0, "posendf": 3e-6, "nrdf": 3e-6, "vposer": 1e-10, "gmm": 1e-9})
     optimise_betas: bool = True
     pose_parameterisation: str = "auto"
     latent_lr_scale: float = 3.0
