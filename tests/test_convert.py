@@ -248,8 +248,10 @@ def test_cli_batch_skips_bad_files(tmp_path, poses, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no .bvh or .bvh.gz"):
         _cli([str(tmp_path / "empty"), "--out", str(out)])
-    with pytest.raises(ValueError, match="no clip could be converted"):
+    with pytest.raises(ValueError, match=r"nan.bvh: NaN/Inf value"):  # one file: its own error, once
         _cli([str(src / "nan.bvh"), "--out", str(out)])
+    with pytest.raises(ValueError, match="no clip could be converted"):
+        _cli([str(src / "nan.bvh"), str(src / "truncated.bvh"), "--out", str(out)])
 
 
 def test_posendf_cli_entry_point(tmp_path, poses, capsys):

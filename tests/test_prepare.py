@@ -194,11 +194,12 @@ def test_nrdf_config_and_separate_reference(pose_file, tmp_path):
     clean = c["sigma"] == 0
     assert clean.any() and (c["dist"][clean] > 0).all()  # clean poses are not in the reference set
     assert np.isin(np.unique(c["sigma"][~clean]), np.float32([0.05, 0.1, 0.2, 0.4, 0.8])).all()
-    assert r.recall["recall"] == 1.0 and r.manifest["reference"]["n"] == 300
+    assert r.recall["recall"] == 1.0 and r.manifest["reference"]["n"] == 300 * (2 if cfg.mirror else 1)  # + mirror images
 
 
 def test_config_errors(pose_file, tmp_path):
-    assert load_prepare_config(REPO / "configs" / "prepare_posendf.yaml") == PrepareConfig()
+    # the shipped recipe: the defaults with 500 k samples and mirror images
+    assert load_prepare_config(REPO / "configs" / "prepare_posendf.yaml") == PrepareConfig(n_samples=500_000, mirror=True)
     bad = tmp_path / "bad.yaml"
     bad.write_text("noise: posendf\nsigmaz: [0.1]\n")
     with pytest.raises(ValueError, match="sigmaz"):

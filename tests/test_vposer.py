@@ -362,7 +362,7 @@ def test_shipped_vposer_separates_test_poses_from_noisy():
     g = torch.Generator().manual_seed(0)
     noisy = R.quat_mul(q, R.axis_angle_to_quat(0.25 * torch.randn(q.shape[:-1] + (3,), generator=g)))
     with torch.no_grad():
-        assert m.energy(q).median() < 0.2 * m.energy(noisy).median()
+        assert m.energy(q).median() < 0.3 * m.energy(noisy).median()
 
 
 # -- latent fitting, mirror augmentation, validation / early stopping -------------------------
