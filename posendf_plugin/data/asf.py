@@ -37,17 +37,15 @@ NaN values, a broken hierarchy) raises ``ValueError`` naming the file and the pr
 """
 from __future__ import annotations
 
-import gzip
 import logging
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .bvh import BvhClip, euler_to_matrix
+from .bvh import BvhClip, euler_to_matrix, read_mocap_text
 
 __all__ = [
     "AsfBone",
@@ -157,19 +155,6 @@ def _fixed_axes(angles_deg: np.ndarray, order: str) -> np.ndarray:
     return euler_to_matrix(np.stack([a[..., _AXIS_IDX[c]] for c in seq], -1), seq)
 
 
-def _read_text(path: Path, what: str) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such {what} file")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({type(e).__name__}: {e})") from e
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _num(tok: str, src: str, ln: int, what: str) -> float:
@@ -197,7 +182,7 @@ def read_asf(path: Union[str, Path]) -> AsfSkeleton:
         ValueError: not a valid ASF; the message names the file and the problem.
     """
     path = Path(path)
-    return read_asf_text(_read_text(path, "ASF skeleton"), str(path))
+    return read_asf_text(read_mocap_text(path, "ASF skeleton"), str(path))
 
 
 def read_asf_text(text: str, src: str = "<asf>") -> AsfSkeleton:
@@ -405,7 +390,7 @@ def read_amc(path: Union[str, Path], skeleton: Union[AsfSkeleton, str, Path], fp
     """
     path = Path(path)
     skel = skeleton if isinstance(skeleton, AsfSkeleton) else read_asf(skeleton)
-    return read_amc_text(_read_text(path, "AMC motion"), skel, str(path), fps=fps, max_frames=max_frames)
+    return read_amc_text(read_mocap_text(path, "AMC motion"), skel, str(path), fps=fps, max_frames=max_frames)
 
 
 def read_amc_text(text: str, skeleton: AsfSkeleton, src: str = "<amc>", fps: float = CMU_AMC_FPS,

@@ -28,7 +28,7 @@ import torch
 
 from .. import rotations as R
 
-__all__ = ["BvhClip", "read_bvh", "read_bvh_text", "write_bvh", "euler_to_matrix", "matrix_to_euler", "bvh_clip_name"]
+__all__ = ["BvhClip", "read_bvh", "read_bvh_text", "write_bvh", "euler_to_matrix", "matrix_to_euler", "bvh_clip_name", "read_mocap_text"]
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 _ROT_CHANNELS = ("xrotation", "yrotation", "zrotation")
@@ -263,8 +263,20 @@ def read_bvh(path: Union[str, Path], max_frames: Optional[int] = None) -> BvhCli
         ValueError: the file is not valid BVH; the message names the file and the problem.
     """
     path = Path(path)
+    return read_bvh_text(read_mocap_text(path, "BVH"), str(path), max_frames=max_frames)
+
+
+def read_mocap_text(path: Union[str, Path], what: str) -> str:
+    """The text of a plain or gzipped mocap file (gzip is detected from the content; UTF-8,
+    else Latin-1).
+
+    Raises:
+        FileNotFoundError: no such file (the message says ``no such <what> file``).
+        ValueError: corrupt gzip data; the message names the file.
+    """
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such BVH file")
+        raise FileNotFoundError(f"{path}: no such {what} file")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -272,10 +284,9 @@ def read_bvh(path: Union[str, Path], max_frames: Optional[int] = None) -> BvhCli
         except (OSError, EOFError, zlib.error) as e:
             raise ValueError(f"{path}: corrupt or truncated gzip data ({type(e).__name__}: {e})") from e
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return read_bvh_text(text, str(path), max_frames=max_frames)
+        return raw.decode("latin-1")
 
 
 #: deepest joint nesting accepted (a humanoid with fingers is ~15 deep)
