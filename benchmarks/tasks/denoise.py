@@ -73,7 +73,8 @@ def run(ctx: BenchContext) -> Dict:
         return {"skipped": f"no motion of at least {window} frames in {ctx.data_name}"}
     bm = ctx.body_model()
     res: Dict = {}
-    for ni, noise in enumerate(ctx.pick(NOISE_MM, QUICK_NOISE_MM, NOISE_MM)):
+    for noise in ctx.pick(NOISE_MM, QUICK_NOISE_MM, NOISE_MM):
+        ni = NOISE_MM.index(noise)  # the noise of a level is the same in quick and full runs
         setting = f"noise={noise:g}mm"
         res[setting] = {}
         cfg = DenoiseConfig(window=window, noise_mm=noise, **({'stages': (DenoiseStage(5),)} if ctx.tiny else {}))
