@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-device", default="cpu",
                    help="device of the fitting tasks (denoise, image_fit, completion); default cpu")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", dest="quick", action="store_true", default=True, help="small settings, ~8 min on 2 CPU cores for the cmu and bandai sources (default)")
+    g.add_argument("--quick", dest="quick", action="store_true", default=True, help="small settings, ~5 min on 2 CPU cores for the cmu and bandai sources (default)")
     g.add_argument("--full", dest="quick", action="store_false", help="paper-scale settings (use a GPU and --data for AMASS)")
     p.add_argument("--out", default="runs/benchmarks", metavar="DIR", help="output folder (default runs/benchmarks)")
     p.add_argument("--seed", type=int, default=0, help="base random seed (default 0); same seed -> same inputs")
