@@ -11,7 +11,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from posendf_plugin import rotations as R
-from posendf_plugin.data.anatomy import calibrate_offset, frame_from_axes, rotation_power, standing_weights
+from posendf_plugin.data.anatomy import calibrate_offset, rotation_power, standing_weights, swing
 from posendf_plugin.data.convert import convert_bvh, quality_report
 from posendf_plugin.data.default import default_pose_set
 from posendf_plugin.data.rerig import RIG_VARIANTS, rig_variant, variant_profile, write_rig_bvh
@@ -35,16 +35,19 @@ def motion() -> torch.Tensor:
     return torch.cat([z, q])
 
 
-def test_rotation_power_and_frames():
+def test_rotation_power_and_swing():
     rots = Rotation.random(50, random_state=0).as_matrix()
     third = rotation_power(rots, 1.0 / 3.0)
     np.testing.assert_allclose(third @ third @ third, rots, atol=1e-9)
     near_pi = Rotation.from_rotvec(np.array([[0.0, np.pi - 1e-9, 0.0], [np.pi, 0.0, 0.0]])).as_matrix()
     half = rotation_power(near_pi, 0.5)
     np.testing.assert_allclose(half @ half, near_pi, atol=1e-6)
-    f = frame_from_axes(np.array([[2.0, 0.1, 0.0]]), np.array([[0.0, 1.0, 0.3]]))[0]
-    np.testing.assert_allclose(f.T @ f, np.eye(3), atol=1e-12)
-    assert np.linalg.det(f) > 0.999
+    v = Rotation.random(20, random_state=1).apply([0.0, 1.0, 0.0])
+    w = Rotation.random(20, random_state=2).apply([0.0, 1.0, 0.0])
+    w[0] = -v[0]  # antiparallel
+    S = swing(v, w)
+    np.testing.assert_allclose(np.einsum("fij,fj->fi", S, v), w, atol=1e-9)
+    np.testing.assert_allclose(S @ np.swapaxes(S, -1, -2), np.broadcast_to(np.eye(3), S.shape), atol=1e-9)
 
 
 def test_calibrate_offset_recovers_a_constant():

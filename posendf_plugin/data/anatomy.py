@@ -40,20 +40,23 @@ about the hip line, the spine's and the head's bend, foot and wrist flexion): SM
 stance, and mocap clips contain upright frames. A clip without any (sitting, crawling) falls
 back to the clip average for these offsets; :func:`standing_weights` says which frames count.
 
-All functions are pure numpy, float64, Y-up, metres.
+All functions take and return numpy arrays (float64, Y-up, metres); axis-angle maps go through
+:mod:`posendf_plugin.rotations`.
 """
 from __future__ import annotations
 
 from typing import Dict, Optional
 
 import numpy as np
+import torch
+
+from .. import rotations as R
 
 __all__ = [
     "standing_weights",
     "calibrate_offset",
     "calibrate_axes",
     "calibration_weights",
-    "frame_from_axes",
     "rotation_power",
     "swing",
     "kabsch",
@@ -94,44 +97,20 @@ def swing(v: np.ndarray, w: np.ndarray) -> np.ndarray:
     perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(v, np.array([0.0, 1.0, 0.0])), perp)
     axis = unit(np.where((s < 1e-9)[..., None], perp, axis))
     angle = np.arctan2(s, c)
-    K = np.zeros(v.shape[:-1] + (3, 3))
-    K[..., 0, 1], K[..., 0, 2] = -axis[..., 2], axis[..., 1]
-    K[..., 1, 0], K[..., 1, 2] = axis[..., 2], -axis[..., 0]
-    K[..., 2, 0], K[..., 2, 1] = -axis[..., 1], axis[..., 0]
-    sa, ca = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
-    return np.eye(3) + sa * K + (1 - ca) * (K @ K)
+    return _aa_to_matrix(axis * angle[..., None])
 
 
 def rotation_power(Rm: np.ndarray, t: float) -> np.ndarray:
     """``R^t``: the rotation about the same axis by ``t`` times the angle (angle in [0, π]).
     ``(..., 3, 3) -> (..., 3, 3)``."""
-    cos = np.clip((np.trace(Rm, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
-    ang = np.arccos(cos)
-    v = np.stack([Rm[..., 2, 1] - Rm[..., 1, 2], Rm[..., 0, 2] - Rm[..., 2, 0], Rm[..., 1, 0] - Rm[..., 0, 1]], -1)
-    sin = np.sin(ang)
-    axis = unit(v)
-    # near π the antisymmetric part vanishes: take the axis from the symmetric part instead
-    near_pi = sin < 1e-6
-    if np.any(near_pi & (ang > 1.0)):
-        S = (Rm + np.swapaxes(Rm, -1, -2)) / 2.0 - cos[..., None, None] * np.eye(3)
-        k = np.argmax(np.diagonal(S, axis1=-2, axis2=-1), axis=-1)
-        col = np.take_along_axis(S, k[..., None, None].repeat(3, -2), -1)[..., 0]
-        axis = np.where((near_pi & (ang > 1.0))[..., None], unit(col), axis)
-    a = ang * t
-    K = np.zeros(Rm.shape)
-    K[..., 0, 1], K[..., 0, 2] = -axis[..., 2], axis[..., 1]
-    K[..., 1, 0], K[..., 1, 2] = axis[..., 2], -axis[..., 0]
-    K[..., 2, 0], K[..., 2, 1] = -axis[..., 1], axis[..., 0]
-    return np.eye(3) + np.sin(a)[..., None, None] * K + (1 - np.cos(a))[..., None, None] * (K @ K)
+    aa = R.matrix_to_axis_angle(torch.from_numpy(np.ascontiguousarray(Rm, dtype=np.float64)))
+    return R.axis_angle_to_matrix(aa * t).numpy()
 
 
-def frame_from_axes(lateral: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """Right-handed frame with x along ``lateral`` and y along ``up`` made orthogonal to it.
-    ``(..., 3), (..., 3) -> (..., 3, 3)`` (columns x, y, z)."""
-    x = unit(lateral)
-    y = unit(up - np.sum(up * x, -1, keepdims=True) * x)
-    z = np.cross(x, y)
-    return np.stack([x, y, z], -1)
+def _aa_to_matrix(aa: np.ndarray) -> np.ndarray:
+    """Axis-angle ``(..., 3)`` to rotation matrices ``(..., 3, 3)``, float64, through
+    :mod:`posendf_plugin.rotations`."""
+    return R.axis_angle_to_matrix(torch.from_numpy(np.ascontiguousarray(aa, dtype=np.float64))).numpy()
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -175,14 +154,11 @@ def standing_weights(pos: Dict[str, np.ndarray], up: np.ndarray = np.array([0.0,
 
 def calibrate_offset(orient: np.ndarray, target: np.ndarray, weights: Optional[np.ndarray] = None) -> np.ndarray:
     """Constant rotation ``C`` with ``orient[t] @ C ≈ target[t]`` in the weighted least-squares
-    sense over frames. ``(F, 3, 3), (F, 3, 3), (F,) -> (3, 3)`` (identity without data)."""
-    ok = np.isfinite(orient).all(axis=(1, 2)) & np.isfinite(target).all(axis=(1, 2))
-    w = np.ones(len(orient)) if weights is None else np.nan_to_num(np.asarray(weights, float))
-    w = w * ok
-    if w.sum() == 0:
-        return np.eye(3)
-    H = np.einsum("f,fba,fbc->ac", w, np.nan_to_num(orient), np.nan_to_num(target))
-    return kabsch(H)
+    sense over frames: :func:`calibrate_axes` on the three axes of ``target``.
+    ``(F, 3, 3), (F, 3, 3), (F,) -> (3, 3)`` (identity without data)."""
+    w = 1.0 if weights is None else np.nan_to_num(np.asarray(weights, float))
+    ok = np.isfinite(target).all(axis=(1, 2))
+    return calibrate_axes(orient, [(np.eye(3)[k], target[..., k], w * ok) for k in range(3)])
 
 
 def calibrate_axes(orient: np.ndarray, pairs) -> np.ndarray:

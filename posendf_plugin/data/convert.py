@@ -39,7 +39,8 @@ import torch
 from .. import rotations as R
 from ..io import atomic_path
 from ..skeleton import NUM_BODY_JOINTS, SKELETON_SIDE_COLOURS, SMPL_JOINT_NAMES, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics
-from .anatomy import MIN_STANDING_FRAMES, calibrate_axes, calibrate_offset, calibration_weights, rotation_power, standing_weights, swing, unit
+from .anatomy import MIN_STANDING_FRAMES, calibrate_axes, calibrate_offset, calibration_weights, rotation_power, standing_weights, swing
+from .anatomy import unit as _unit
 from .bvh import BvhClip, bvh_clip_name, read_bvh
 from .motion import Motion
 from .rigs import RigMapping, RigProfile, detect_rig, resolve_rig
@@ -90,14 +91,6 @@ _END_SWING = frozenset(_IDX[n] for n in ("left_ankle", "right_ankle", "left_wris
 _UP = np.array([0.0, 1.0, 0.0])  # the solver frame's up axis
 _MIN_BONE_M = 0.01  # bones shorter than this (in the source) give no direction
 _FALLBACK_WEIGHT = 0.05  # weight of "follow the parent" pairs in the calibration
-
-
-# ---------------------------------------------------------------------------------------------
-# Small numpy rotation helpers (float64, batched over leading dims)
-# ---------------------------------------------------------------------------------------------
-
-
-_unit = unit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,23 +242,24 @@ def _limb_rotation(j: int, tg: Targets, G: np.ndarray, rest: np.ndarray,
     pairs += [(np.eye(3)[k], G[:, p, :, k], _FALLBACK_WEIGHT) for k in range(3)]
     ok = np.isfinite(O[:, j]).all(axis=(1, 2))
     C = calibrate_axes(O[:, j], pairs)
-    G0 = np.where(ok[:, None, None], O[:, j] @ C, G[:, p])
-    cur = np.einsum("fij,j->fi", G0, a)
+    return _swing_onto(np.where(ok[:, None, None], O[:, j] @ C, G[:, p]), a, b)
+
+
+def _swing_onto(G: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Swing the rotations ``G`` (F, 3, 3) so that their direction ``a`` (3,) points along
+    ``b`` (F, 3) in every frame where ``b`` is finite and longer than 1 cm (elsewhere unchanged)."""
+    cur = np.einsum("fij,j->fi", G, a)
     bu = _unit(b)
     good = np.isfinite(bu).all(-1) & (np.linalg.norm(b, axis=-1) > _MIN_BONE_M)
-    return swing(cur, np.where(good[:, None], bu, cur)) @ G0
+    return swing(cur, np.where(good[:, None], bu, cur)) @ G
 
 
 def _follow_direction(G: np.ndarray, b: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Swing the rotations ``G`` (F, 3, 3) so that the direction ``b`` (F, 3), whose weighted
     mean in the frame of ``G`` is taken as neutral, is met exactly in every frame."""
-    bu = _unit(b)
-    bl = np.einsum("fji,fj->fi", G, bu)  # b in the frame of G
+    bl = np.einsum("fji,fj->fi", G, _unit(b))  # b in the frame of G
     wts = weights * np.isfinite(bl).all(-1)
-    neutral = _unit(np.einsum("f,fi->i", wts, np.nan_to_num(bl)))
-    cur = np.einsum("fij,j->fi", G, neutral)
-    good = np.isfinite(bu).all(-1) & (np.linalg.norm(b, axis=-1) > _MIN_BONE_M)
-    return swing(cur, np.where(good[:, None], bu, cur)) @ G
+    return _swing_onto(G, _unit(np.einsum("f,fi->i", wts, np.nan_to_num(bl))), b)
 
 
 def standing_frames(tg: Targets) -> Dict[str, np.ndarray]:
@@ -304,7 +298,7 @@ def solve_smpl(tg: Targets) -> Tuple[np.ndarray, np.ndarray]:
         stand = neutral["trunk"]
     pairs = [(_unit(rest[lh] - rest[rh]), T[:, lh] - T[:, rh], 1.0)]
     if stand.sum() >= MIN_STANDING_FRAMES:
-        pairs.append((np.array([0.0, 1.0, 0.0]), np.broadcast_to(_UP, T[:, 0].shape), stand))
+        pairs.append((_UP, np.broadcast_to(_UP, T[:, 0].shape), stand))
     else:
         pairs.append((rest_trunk, trunk, 1.0))
     G[:, 0] = O[:, 0] @ calibrate_axes(O[:, 0], pairs)
