@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 __all__ = [
-    "atomic_path", "save_npz", "save_json", "save_torch", "load_npz", "load_yaml", "NpzData",
+    "atomic_path", "save_npz", "save_json", "save_torch", "load_npz", "load_yaml", "load_json", "NpzData",
     "read_array", "finite_or_none", "json_text", "check_output_dir", "check_output_file", "load_torch_weights",
     "describe_load_error", "describe_npz_error",
 ]
@@ -321,16 +321,32 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def load_yaml(path: PathLike, what: str = "config file") -> Any:
-    """Read a YAML file with clear errors: ``FileNotFoundError`` naming ``what`` for a missing
-    file, ``ValueError`` for invalid YAML. An empty file gives ``None``."""
-    import yaml
-
+def _existing_file(path: PathLike, what: str) -> Path:
+    """``path`` as a Path; ``ValueError`` for a folder, ``FileNotFoundError`` naming ``what``."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path}: is a folder; expected a {what}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such {what}")
+    return path
+
+
+def load_json(path: PathLike, what: str = "JSON file") -> Any:
+    """Read a JSON file with clear errors, as :func:`load_yaml`: ``FileNotFoundError`` naming
+    ``what`` for a missing file, ``ValueError`` for a folder or invalid JSON."""
+    path = _existing_file(path, what)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def load_yaml(path: PathLike, what: str = "config file") -> Any:
+    """Read a YAML file with clear errors: ``FileNotFoundError`` naming ``what`` for a missing
+    file, ``ValueError`` for invalid YAML. An empty file gives ``None``."""
+    import yaml
+
+    path = _existing_file(path, what)
     try:
         return yaml.safe_load(path.read_text())
     except UnicodeDecodeError as e:

@@ -49,6 +49,7 @@ __all__ = [
     "BODY_MIRROR",
     "SKELETON_SIDE_COLOURS",
     "mirror_body_quat",
+    "with_mirror_images",
 ]
 
 SMPL_JOINT_NAMES: Tuple[str, ...] = (
@@ -286,6 +287,12 @@ def mirror_body_quat(q: torch.Tensor) -> torch.Tensor:
     check_shape(q, ("*", NUM_BODY_JOINTS, 4), "q")
     sign = q.new_tensor([1.0, 1.0, -1.0, -1.0])
     return (q * sign)[..., list(BODY_MIRROR), :]
+
+
+def with_mirror_images(q: torch.Tensor) -> torch.Tensor:
+    """``(N, 21, 4)`` poses followed by their mirror images (:func:`mirror_body_quat`):
+    ``(2N, 21, 4)``, the left/right augmentation every shipped prior is trained with."""
+    return torch.cat((q, mirror_body_quat(q)))
 
 
 #: colours of skeleton plots (matplotlib names) with their legend text: the person's left, right,

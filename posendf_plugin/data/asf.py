@@ -45,7 +45,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .bvh import BvhClip, euler_to_matrix, read_mocap_text
+from .bvh import BvhClip, euler_to_matrix, parse_number, read_mocap_text
 
 __all__ = [
     "AsfBone",
@@ -157,16 +157,6 @@ def _fixed_axes(angles_deg: np.ndarray, order: str) -> np.ndarray:
 
 
 
-def _num(tok: str, src: str, ln: int, what: str) -> float:
-    try:
-        v = float(tok)
-    except ValueError:
-        raise ValueError(f"{src}: line {ln}: expected a number for {what}, found {tok!r}") from None
-    if not np.isfinite(v):
-        raise ValueError(f"{src}: line {ln}: {what} is {tok}")
-    return v
-
-
 def _order_token(tok: str, src: str, ln: int, what: str) -> str:
     t = tok.lower()
     if len(t) != 3 or sorted(t) != ["x", "y", "z"]:
@@ -214,7 +204,7 @@ def read_asf_text(text: str, src: str = "<asf>") -> AsfSkeleton:
             continue
         if section == ":units":
             if key in ("length", "mass") and len(toks) >= 2:
-                units[key] = _num(toks[1], src, ln, f":units {key}")
+                units[key] = parse_number(toks[1], src, ln, f":units {key}")
                 if not units[key] > 0:
                     raise ValueError(f"{src}: line {ln}: :units {key} must be positive, got {toks[1]}")
             elif key == "angle" and len(toks) >= 2:
@@ -234,9 +224,9 @@ def read_asf_text(text: str, src: str = "<asf>") -> AsfSkeleton:
             elif key == "axis" and len(toks) >= 2:
                 root_axis = _order_token(toks[1], src, ln, "root axis")
             elif key == "position" and len(toks) >= 4:
-                root_pos = np.array([_num(t, src, ln, "root position") for t in toks[1:4]])
+                root_pos = np.array([parse_number(t, src, ln, "root position") for t in toks[1:4]])
             elif key == "orientation" and len(toks) >= 4:
-                root_ori = np.array([_num(t, src, ln, "root orientation") for t in toks[1:4]])
+                root_ori = np.array([parse_number(t, src, ln, "root orientation") for t in toks[1:4]])
         elif section == ":bonedata":
             if key == "begin":
                 if cur is not None:
@@ -282,10 +272,10 @@ def read_asf_text(text: str, src: str = "<asf>") -> AsfSkeleton:
         ln, d = b["direction"]
         if len(d) < 3:
             raise ValueError(f"{src}: line {ln}: direction of {name!r} needs 3 numbers")
-        direction = np.array([_num(t, src, ln, f"direction of {name!r}") for t in d[:3]])
+        direction = np.array([parse_number(t, src, ln, f"direction of {name!r}") for t in d[:3]])
         n = float(np.linalg.norm(direction))
         ln, lv = b["length"]
-        length = _num(lv[0], src, ln, f"length of {name!r}")
+        length = parse_number(lv[0], src, ln, f"length of {name!r}")
         if length < 0:
             raise ValueError(f"{src}: line {ln}: length of {name!r} is negative ({length})")
         if n < 1e-12 and length > 0:
@@ -296,7 +286,7 @@ def read_asf_text(text: str, src: str = "<asf>") -> AsfSkeleton:
             ln, a = b["axis"]
             if len(a) < 3:
                 raise ValueError(f"{src}: line {ln}: axis of {name!r} needs 3 angles and an order")
-            axis = np.array([_num(t, src, ln, f"axis of {name!r}") for t in a[:3]]) * to_deg
+            axis = np.array([parse_number(t, src, ln, f"axis of {name!r}") for t in a[:3]]) * to_deg
             if len(a) >= 4:
                 order = _order_token(a[3], src, ln, f"axis order of {name!r}")
         dof: List[str] = []

@@ -28,7 +28,7 @@ import torch
 
 from .. import rotations as R
 
-__all__ = ["BvhClip", "read_bvh", "read_bvh_text", "write_bvh", "euler_to_matrix", "matrix_to_euler", "bvh_clip_name", "read_mocap_text"]
+__all__ = ["BvhClip", "read_bvh", "read_bvh_text", "write_bvh", "euler_to_matrix", "matrix_to_euler", "bvh_clip_name", "read_mocap_text", "parse_number"]
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 _ROT_CHANNELS = ("xrotation", "yrotation", "zrotation")
@@ -293,6 +293,21 @@ def read_mocap_text(path: Union[str, Path], what: str) -> str:
 MAX_DEPTH = 256
 
 
+def parse_number(tok: str, src: str, ln: int, what: str) -> float:
+    """A finite number from a token of a mocap text file (BVH, ASF, AMC).
+
+    Raises:
+        ValueError: not a number, NaN or Inf; the message names the file, the line and ``what``.
+    """
+    try:
+        v = float(tok)
+    except ValueError:
+        raise ValueError(f"{src}: line {ln}: expected a number for {what}, found {tok!r}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{src}: line {ln}: {what} is {tok}")
+    return v
+
+
 class _Tokens:
     def __init__(self, header: str, src: str):
         self.toks: List[Tuple[str, int]] = []
@@ -316,13 +331,7 @@ class _Tokens:
 
     def number(self, what: str) -> float:
         t, ln = self.next(what)
-        try:
-            v = float(t)
-        except ValueError:
-            raise ValueError(f"{self.src}: line {ln}: expected a number for {what}, found {t!r}") from None
-        if not np.isfinite(v):
-            raise ValueError(f"{self.src}: line {ln}: {what} is {t}")
-        return v
+        return parse_number(t, self.src, ln, what)
 
     def peek(self) -> Optional[str]:
         return self.toks[self.i][0] if self.i < len(self.toks) else None

@@ -312,18 +312,14 @@ class _Acc:
 
 def _shared_reference_frames(files: Sequence[ClipSource]) -> set:
     """Clips whose frame 0 is shared with another clip of the same folder and rig."""
-    from .mocap_batch import read_mocap
-    from .refpose import shared_first_frames
+    from .mocap_batch import shared_reference_frames
 
-    groups: Dict[Path, Dict[Path, object]] = {}
+    groups: Dict[Tuple[Path, Optional[float]], List[Path]] = {}
     for c in files:
-        try:
-            groups.setdefault(c.path.parent, {})[c.path] = read_mocap(c.path, source_fps=c.source_fps, max_frames=1)[0]
-        except (ValueError, OSError, KeyError, RecursionError):
-            continue  # reported by the conversion pass
-    shared = set()
-    for first in groups.values():
-        shared |= set(shared_first_frames(first))
+        groups.setdefault((c.path.parent, c.source_fps), []).append(c.path)
+    shared: set = set()
+    for (_, fps), paths in groups.items():
+        shared |= set(shared_reference_frames(paths, source_fps=fps))
     return shared
 
 

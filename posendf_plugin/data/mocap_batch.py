@@ -42,6 +42,7 @@ __all__ = [
     "read_mocap",
     "convert_mocap",
     "run_mocap",
+    "shared_reference_frames",
     "run_bvh",
     "BatchSummary",
     "register_cli",
@@ -151,7 +152,7 @@ def read_mocap(path: Union[str, Path], asf: Optional[Union[str, Path, AsfSkeleto
     """
     path = Path(path)
     if source_fps is not None and not (np.isfinite(source_fps) and source_fps > 0):
-        raise ValueError(f"--source-fps must be a positive number, got {source_fps}")
+        raise ValueError(f"--source-fps must be positive, got {source_fps}")
     if _is_amc(path):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such AMC file")
@@ -219,13 +220,17 @@ class BatchSummary:
     failed: List[Dict] = field(default_factory=list)
 
 
-def _shared_frame0(files: Sequence[Path], asf: Optional[AsfSkeleton], source_fps: Optional[float]) -> Dict[Path, int]:
+def shared_reference_frames(files: Sequence[Path], asf: Optional[AsfSkeleton] = None,
+                            source_fps: Optional[float] = None) -> Dict[Path, int]:
+    """Files whose frame 0 is shared with other clips of the same rig among ``files``
+    (:func:`~posendf_plugin.data.refpose.shared_first_frames`): file -> clips sharing it.
+    Files that cannot be read are left out (the conversion reports them)."""
     first: Dict[Path, BvhClip] = {}
     for f in files:
         try:
             first[f] = read_mocap(f, asf=asf, source_fps=source_fps, max_frames=1)[0]
-        except (ValueError, OSError, RecursionError):
-            continue  # reported by the conversion pass
+        except (ValueError, KeyError, OSError, RecursionError):
+            continue
     return shared_first_frames(first)  # type: ignore[return-value]
 
 
@@ -242,11 +247,11 @@ def run_mocap(inputs: Sequence[Union[str, Path]], out: Union[str, Path], fps: Op
     from tqdm import tqdm
 
     if source_fps is not None and not (np.isfinite(source_fps) and source_fps > 0):
-        raise ValueError(f"--source-fps must be a positive number, got {source_fps}")
+        raise ValueError(f"--source-fps must be positive, got {source_fps}")
     skel = read_asf(asf) if asf is not None else None
     files = find_mocap_files(inputs)
     out = Path(out)
-    shared = {} if keep_reference_frames or len(files) < 2 else _shared_frame0([f for f, _ in files], skel, source_fps)
+    shared = {} if keep_reference_frames or len(files) < 2 else shared_reference_frames([f for f, _ in files], skel, source_fps)
     summary = BatchSummary()
     single = len(files) == 1  # one file: its error is the command's one-line error, not a warning too
     for f, rel in tqdm(files, desc="mocap -> smpl", unit="clip", disable=not progress or single):
@@ -344,8 +349,6 @@ def _cli(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if args.fps is not None and not args.fps > 0:
         raise ValueError(f"--fps must be positive, got {args.fps}")
-    if args.source_fps is not None and not args.source_fps > 0:
-        raise ValueError(f"--source-fps must be positive, got {args.source_fps}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: --out must be a folder, but a file of that name exists; pass another folder")

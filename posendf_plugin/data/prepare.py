@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from .._checks import check_shape
 from ..io import load_npz, load_yaml, save_json, save_npz
-from ..skeleton import NUM_BODY_JOINTS, mirror_body_quat
+from ..skeleton import NUM_BODY_JOINTS, with_mirror_images
 from .labels import (METRICS, CandidateIndex, SearchConfig, check_label_device, faiss_threads, knn_labels,
                      measure_recall)
 from .noise import TAILS, draw_scales, gaussian_quat_noise, heavy_tailed_rotation_noise
@@ -426,11 +426,6 @@ def _check_other_shards(out: Path, settings: Dict[str, Any], shard: Tuple[int, i
 # ---------------------------------------------------------------------------------------------
 
 
-def _with_mirror(q: torch.Tensor, mirror: bool) -> torch.Tensor:
-    """``q`` ``(N, 21, 4)``, followed by its mirror image when ``mirror``."""
-    return torch.cat([q, mirror_body_quat(q)]) if mirror else q
-
-
 def prepare_training_data(
     poses: PathLike,
     out_dir: PathLike,
@@ -470,9 +465,13 @@ def prepare_training_data(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
-    poses_q = _with_mirror(_load_set(poses, "--poses"), config.mirror)
+    def load(path: PathLike, flag: str) -> torch.Tensor:
+        q = _load_set(path, flag)
+        return with_mirror_images(q) if config.mirror else q
+
+    poses_q = load(poses, "--poses")
     same_ref = reference is None or Path(reference).resolve() == Path(poses).resolve()
-    ref_q = poses_q if same_ref else _with_mirror(_load_set(reference, "--reference"), config.mirror)
+    ref_q = poses_q if same_ref else load(reference, "--reference")
     if config.k > ref_q.shape[0]:
         raise ValueError(f"k = {config.k} but the reference pose set has only {ref_q.shape[0]} poses; lower k")
     poses_info = {"path": str(Path(poses)), "n": int(poses_q.shape[0]), "sha1": _fingerprint(poses_q)}

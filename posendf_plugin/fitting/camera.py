@@ -19,11 +19,12 @@ FILE``, else ``--focal-length F``.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple, Union
+
+from ..io import load_json
 
 __all__ = ["Camera", "CAMERA_SUFFIX", "read_camera_json", "camera_file_for"]
 
@@ -104,14 +105,7 @@ def read_camera_json(path: Union[str, Path]) -> Camera:
         ValueError: not JSON, unknown keys, or bad values; the message names the file.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder; give a camera JSON file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such camera file")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    data = load_json(path, "camera file")
     fix = ('use {"focal_length": [fx, fy], "principal_point": [cx, cy]} or '
            '{"K": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]} (pixels)')
     if not isinstance(data, dict):

@@ -7,12 +7,13 @@ Everything here returns :class:`PersonKeypoints`, the input of
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from ..io import load_json
 
 __all__ = ["PersonKeypoints", "read_keypoint_json", "read_coco_annotations"]
 
@@ -71,12 +72,7 @@ def read_keypoint_json(path: Union[str, Path], image_name: Optional[str] = None)
         ValueError: not JSON, an unknown layout, or no people in it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such keypoint file")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    data = load_json(path, "keypoint file")
     if isinstance(data, dict) and "annotations" in data and "images" in data:
         per_image = read_coco_annotations(path)
         name = image_name or path.with_suffix(".jpg").name
@@ -122,12 +118,7 @@ def read_coco_annotations(path: Union[str, Path]) -> Dict[str, PersonKeypoints]:
         FileNotFoundError / ValueError: missing, not JSON, or not a COCO keypoint file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such COCO annotation file")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    data = load_json(path, "COCO annotation file")
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise ValueError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations')")
     for key in ("images", "annotations"):

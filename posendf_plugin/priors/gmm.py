@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..io import load_npz, save_npz
-from ..skeleton import NUM_BODY_JOINTS, mirror_body_quat, pose_to_quat, to_body_quat
+from ..skeleton import NUM_BODY_JOINTS, pose_to_quat, to_body_quat, with_mirror_images
 from .base import PosePrior, register_prior
 from .vposer import body_axis_angle
 
@@ -372,7 +372,7 @@ def fit_gmm(poses, config: GMMFitConfig = GMMFitConfig(), source: str = "") -> G
 
     q = to_body_quat(poses, "poses").reshape(-1, NUM_BODY_JOINTS, 4)
     if config.mirror:
-        q = torch.cat((q, mirror_body_quat(q)))
+        q = with_mirror_images(q)
     aa = body_axis_angle(q).double().cpu().numpy()
     n = len(aa)
     if n < 2 * config.num_components:

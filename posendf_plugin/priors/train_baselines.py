@@ -29,7 +29,7 @@ from .._checks import check_shape
 from ..data.posesets import PoseSet, load_pose_set
 from ..io import load_yaml, save_torch
 from ..rotations import quat_to_matrix
-from ..skeleton import NUM_BODY_JOINTS, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics, mirror_body_quat, quat_to_pose
+from ..skeleton import NUM_BODY_JOINTS, SMPL_PARENTS, SMPL_REST_JOINTS, forward_kinematics, mirror_body_quat, quat_to_pose, with_mirror_images
 from .gmm import GaussianMixturePrior, GMMFitConfig, fit_gmm
 from .vposer import VPoser, VPoserConfig, load_vposer_state
 
@@ -319,7 +319,7 @@ def train_vposer(
         raise ValueError(f"need at least 2 training poses (after holding out {len(i_val)} for validation), got {n}")
     q_val, q_train = q_all[i_val], q_all[i_train]
     if cfg.mirror:
-        q_train = torch.cat((q_train, mirror_body_quat(q_train)))
+        q_train = with_mirror_images(q_train)
 
     def prep(q: torch.Tensor):
         with torch.no_grad():
