@@ -50,7 +50,7 @@ DENOISE_SCALES = {
     "none": [0.0],
     "gmm": [1e-10, 1e-9, 1e-8],
     "vposer": [1e-10, 1e-9, 1e-8],
-    "posendf": [3e-6, 1e-5, 3e-5],
+    "posendf": [3e-6, 1e-5, 3e-5, 6e-5],
     "nrdf": [3e-7, 1e-6, 3e-6],
 }
 #: the grid behind ``fitting.completion.DEFAULT_LATENT_WEIGHT`` (VPoser latent completion)
@@ -60,7 +60,7 @@ DEFAULT_SCALES = {
     "none": [0.0],
     "gmm": [2.0, 5.0, 10.0, 20.0, 40.0],
     "vposer": [0.3, 1.0, 3.0, 10.0],
-    "posendf": [1000.0, 3000.0, 10000.0, 30000.0],
+    "posendf": [30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0],
     "nrdf": [3.0, 10.0, 30.0, 100.0, 300.0],
 }
 
@@ -222,7 +222,10 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     n = min(len(test), args.poses)
     poses = test[torch.as_tensor(np.sort(ctx.rng(40).choice(len(test), n, replace=False)))]
     masks = [torch.as_tensor(_masks(ctx, n, int(round(f * NUM_BODY_JOINTS)), 41 + i)) for i, f in enumerate(FRACTIONS)]
-    print(f"split {args.split}, {n} poses, 200 iterations, seed {args.seed}\n")
+    init = {"zero": "identity", None: "mean"}.get(args.init, args.init)  # the benchmark starts from the mean pose
+    if init == "truth":
+        raise SystemExit("--init truth is for --task image_fit only")
+    print(f"split {args.split}, {n} poses, 200 iterations, start {init}, seed {args.seed}\n")
     columns = [(f"{k}_{int(f * 100)}", f"{int(f * 100)} % {label}", ".2f" if k == "angle" else ".1f")
                for f in FRACTIONS for k, label in (("angle", "angle °"), ("position", "position mm"))]
     print("| prior | latent_weight | " + " | ".join(label for _, label, _ in columns) + " |")
@@ -244,7 +247,7 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
             per = []
             for m in masks:
                 kw = {} if w is None else {"latent_weight": w}
-                ev = evaluate_completion(prior, poses=poses, masks=[m], n_poses=n, seed=ctx.seed, iterations=200, **kw)
+                ev = evaluate_completion(prior, poses=poses, masks=[m], n_poses=n, seed=ctx.seed, iterations=200, init=init, **kw)
                 r = next(iter(ev.per_mask.values()))
                 per.append((r["angle_deg"], r["position_mm"]))
             emit(name, w, per)

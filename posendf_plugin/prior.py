@@ -282,6 +282,7 @@ class PoseNDF(PosePrior):
         max_iter: Optional[int] = None,
         tol: Optional[float] = None,
         batch_size: int = 65536,
+        free=None,
     ) -> ProjectionResult:
         """Project poses onto the manifold (zero level set).
 
@@ -289,6 +290,8 @@ class PoseNDF(PosePrior):
             body_pose: any supported layout, leading batch dims are flattened to ``B``.
             method: ``"posendf"`` or ``"riemannian"``; the other settings default to the
                 prior's (see :mod:`posendf_plugin.projection`).
+            free: optional ``(B, 21)`` (or ``(21,)``) bool: only these joints move, the others
+                keep their rotation (masked projection, used by pose completion).
         Returns:
             :class:`ProjectionResult` with ``poses (B, 21, 4)``.
         """
@@ -299,7 +302,11 @@ class PoseNDF(PosePrior):
             max_iter=self.max_iter if max_iter is None else max_iter,
             tol=self.tol if tol is None else tol,
         )
-        parts = [_project(self.net, q[i:i + batch_size], **kw) for i in range(0, max(len(q), 1), batch_size)]
+        if free is not None:
+            free = torch.as_tensor(free, dtype=torch.bool, device=q.device)
+            free = free.expand(len(q), NUM_BODY_JOINTS) if free.ndim == 1 else free
+        parts = [_project(self.net, q[i:i + batch_size], **kw, free=None if free is None else free[i:i + batch_size])
+                 for i in range(0, max(len(q), 1), batch_size)]
         if len(parts) == 1:
             return parts[0]
         return ProjectionResult(*(torch.cat([getattr(p, f) for p in parts]) for f in ("poses", "distance", "converged", "iterations")))

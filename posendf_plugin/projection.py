@@ -24,7 +24,7 @@ hemisphere the networks are trained on.
 """
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -80,6 +80,7 @@ def projection_step(
     method: str = "posendf",
     scaling: str = "newton",
     max_step: float = 1.0,
+    free: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """One projection step (see the module docstring).
 
@@ -87,15 +88,20 @@ def projection_step(
         q: ``(B, 21, 4)`` unit quaternions ``(w, x, y, z)``.
         f: ``(B,)`` distances at ``q``.
         g: ``(B, 21, 4)`` gradient ``∇_q f`` (plain; the Riemannian method projects it).
-        step_size: α.
+        step_size: α, a number or a ``(B,)`` tensor (one per pose).
         method: ``"posendf"`` or ``"riemannian"``.
         scaling: ``"newton"`` (divide by ‖g‖²) or ``"unit"`` (divide by ‖g‖).
         max_step: longest allowed step (norm over all joints).
+        free: optional ``(B, 21)`` bool, the joints that may move (the others keep their
+            rotation exactly: their gradient is dropped, and the Newton scale uses the free
+            joints' gradient only).
     Returns:
         ``(B, 21, 4)`` unit quaternions, ``w >= 0``.
     """
     if method not in PROJECTION_METHODS:
         raise ValueError(f"unknown projection method {method!r}; use one of {PROJECTION_METHODS}")
+    if free is not None:
+        g = g * free[..., None].to(g.dtype)
     g_t = tangent_gradient(q, g)
     if method == "riemannian":
         g = g_t
@@ -121,6 +127,7 @@ def project(
     tol: float = 1e-3,
     scaling: str = "newton",
     max_step: float = 1.0,
+    free: Optional[torch.Tensor] = None,
 ) -> ProjectionResult:
     """Project poses onto ``{f = 0}`` by repeated :func:`projection_step`.
 
@@ -130,6 +137,8 @@ def project(
         method, step_size, scaling, max_step: see :func:`projection_step`.
         max_iter: iteration cap (gradient evaluations per pose).
         tol: a pose has converged once ``f <= tol``; it then stops moving.
+        free: optional ``(B, 21)`` bool: only these joints move (e.g. the unknown joints of a
+            pose completion); see :func:`projection_step`.
     Returns:
         :class:`ProjectionResult` with the poses, ``f`` after projection, a ``converged`` flag
         and the number of steps each pose took.
@@ -139,6 +148,9 @@ def project(
         raise ValueError(f"unknown projection method {method!r}; use one of {PROJECTION_METHODS}")
     if max_iter < 0 or tol < 0 or step_size <= 0:
         raise ValueError(f"need max_iter >= 0, tol >= 0 and step_size > 0; got {max_iter}, {tol}, {step_size}")
+    if free is not None:
+        check_shape(free, (q.shape[0], NUM_BODY_JOINTS), "free")
+        free = free.to(device=q.device, dtype=torch.bool)
     q = quat_canonical(quat_normalize(q.detach()))
     B = q.shape[0]
     iterations = torch.zeros(B, dtype=torch.long, device=q.device)
@@ -153,7 +165,8 @@ def project(
         active = active[moving]
         if active.numel() == 0:
             break
-        q[active] = projection_step(q[active], f[moving], g[moving], step_size, method, scaling, max_step)
+        q[active] = projection_step(q[active], f[moving], g[moving], step_size, method, scaling, max_step,
+                                    None if free is None else free[active])
         iterations[active] += 1
         dist[active] = float("inf")  # moved: re-evaluated below or in the next iteration
     stale = torch.nonzero(torch.isinf(dist)).flatten()

@@ -189,18 +189,25 @@ def _make_scheduler(opt: torch.optim.Optimizer, config: Config):
 
 
 def _check_manifest(path: Path, config: Config) -> None:
-    """Warn when the data folder's manifest says its labels use another metric than the config."""
+    """Warn when the data folder's manifest says its labels use another metric (or, for the online
+    hard negatives, another ``k``) than the config."""
     man = path / "manifest.json"
     if not man.is_file():
         return
     try:
-        metric = json.loads(man.read_text()).get("config", {}).get("metric")
+        made = json.loads(man.read_text()).get("config", {})
+        metric, k = made.get("metric"), made.get("k")
     except (ValueError, AttributeError):
         return
     if metric and metric != config.data.label_metric:
         warnings.warn(
             f"{path}: the labels were made with metric {metric!r} but the config says data.label_metric = "
             f"{config.data.label_metric!r}; check that the data matches the config", stacklevel=3,
+        )
+    elif metric == "posendf" and isinstance(k, int) and k != config.data.k and config.training.projected_batch_size > 0:
+        warnings.warn(
+            f"{path}: the labels average the {k} nearest poses but the config says data.k = {config.data.k}, which the "
+            f"projected hard negatives are labelled with; set data.k: {k}", stacklevel=3,
         )
 
 

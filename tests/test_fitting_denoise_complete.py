@@ -179,7 +179,7 @@ def test_completion_keeps_known_joints_and_reaches_the_prior_minimum():
     assert torch.rad2deg(ang).max() < 2.0
     assert (res.energy < res.energy_init).all()
     # the 'none' prior leaves the initial guess
-    none = C.complete_poses(poses, mask, "none", iterations=5)
+    none = C.complete_poses(poses, mask, "none", iterations=5, init="identity")
     assert torch.allclose(none.quat[:, mask], torch.tensor([1.0, 0, 0, 0]).expand(6, 3, 4), atol=1e-3)
 
 
@@ -235,3 +235,26 @@ def test_vposer_completion_fits_the_latent_code_to_the_known_joints():
         C.complete_poses(truth, mask, QuadPrior(truth[0]), parameterisation="vposer_latent")
     with pytest.raises(ValueError, match="parameterisation"):
         C.complete_poses(truth, mask, vp, parameterisation="latent")
+
+
+def test_distance_field_completion_is_a_masked_projection():
+    """Pose-NDF / NRDF complete by projecting the unknown joints only (auto), from the start guess."""
+    from posendf_plugin.prior import PoseNDF
+
+    from _ndf_fixtures import trained_tiny
+
+    prior = PoseNDF.from_checkpoint(trained_tiny())
+    g = torch.Generator().manual_seed(3)
+    poses = R.quat_canonical(R.axis_angle_to_quat(torch.randn(8, 21, 3, generator=g) * 0.4))
+    mask = C.parse_mask("left_leg,head")
+    res = C.complete_poses(poses, mask, prior, init="mean")
+    torch.testing.assert_close(res.quat[:, ~mask], poses[:, ~mask])  # known joints kept
+    # the known joints are far off the manifold here (random poses): a step never raises the distance
+    assert bool((res.energy <= res.energy_init).all()) and bool((res.energy < res.energy_init).any())
+    start = C._start_guess(poses, mask.expand(8, -1), "mean")
+    # zero steps: the start guess itself; Adam on the energy stays available
+    torch.testing.assert_close(C.complete_poses(poses, mask, prior, init="mean", projection_steps=0).quat, start)
+    adam = C.complete_poses(poses, mask, prior, init="mean", parameterisation="axis_angle", iterations=5)
+    assert not torch.equal(adam.quat, res.quat)
+    with pytest.raises(ValueError, match="distance-field"):
+        C.complete_poses(poses, mask, "none", parameterisation="projection")

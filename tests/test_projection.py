@@ -74,3 +74,19 @@ def test_projection_reduces_f_on_tiny_trained_model(method):
     # and the projected poses really are closer to the clean data
     after_true = R.posendf_pose_distance(res.poses[:, None], clean[None]).min(dim=1).values
     assert float(after_true.mean()) < float(true_d.mean())
+
+
+@pytest.mark.parametrize("method", ["posendf", "riemannian"])
+def test_masked_projection_moves_only_the_free_joints(method):
+    target = R.axis_angle_to_quat(torch.full((1, 21, 3), 0.2))
+    start = R.quat_canonical(R.quat_mul(target, R.axis_angle_to_quat(torch.randn(4, 21, 3, generator=torch.Generator().manual_seed(1)) * 0.3)))
+    free = torch.zeros(4, 21, dtype=torch.bool)
+    free[:, [15, 17, 19]] = True  # left arm
+    start = torch.where(free[..., None], start, target)  # the known joints agree with the field's zero set
+    fn = _sphere_field(target)
+    res = project(fn, start, method=method, max_iter=100, tol=0.0, free=free)
+    torch.testing.assert_close(res.poses[~free], start[~free])  # fixed joints exactly kept
+    ang = R.quat_geodesic_angle(res.poses[free], target.expand(4, -1, -1)[free])
+    assert float(ang.max()) < 1e-2  # free joints reach the target's rotations
+    with pytest.raises(ValueError, match="free"):
+        project(fn, start, free=torch.ones(4, 20, dtype=torch.bool))

@@ -202,3 +202,20 @@ def test_projected_hard_negatives_and_fine_tuning(data, tmp_path, one_thread):
     with pytest.raises(FileNotFoundError, match="init_from"):
         train(tune.replace(experiment={"init_from": str(tmp_path / "none.pt")}), out_dir=tmp_path / "bad2", data_dir=data,
               progress=False, tensorboard=False)
+
+
+def test_manifest_k_mismatch_warns_only_for_online_labels(tmp_path):
+    """Hard negatives are labelled with data.k: a data folder made with another k is flagged."""
+    import json
+    import warnings
+
+    from posendf_plugin.training import _check_manifest
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"config": {"metric": "posendf", "k": 50}}))
+    mined = _cfg(epochs=1, projected_batch_size=8)
+    with pytest.warns(UserWarning, match="average the 50 nearest.*data.k = 5"):
+        _check_manifest(tmp_path, mined)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check_manifest(tmp_path, _cfg(epochs=1))  # no online labels: k does not matter
+        _check_manifest(tmp_path, mined.replace(data={"k": 50}))

@@ -41,21 +41,27 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(data, tmp_path_factory):
-    """One torchrun launch with 2 gloo processes: the user's command (``posendf train`` joining
+    """Two torchrun launches with 2 gloo processes each: the user's command (``posendf train`` joining
     the process group from torchrun's environment), then, in a process group of its own, an
     uninterrupted run and a stopped + resumed run."""
     root = tmp_path_factory.mktemp("ddp_runs")
     cfg_file = root / "tiny.yaml"
     save_config(cfg_file, _cfg_extra(data))
-    script = root / "run.py"
-    script.write_text(textwrap.dedent(f"""
+    # two launches: re-initialising a process group on torchrun's store inside one launch hung
+    # once in a full test run
+    cli = root / "cli.py"
+    cli.write_text(textwrap.dedent(f"""
         import torch.distributed as dist
-        from _ndf_fixtures import tiny_config
         from posendf_plugin.cli import main
-        from posendf_plugin.training import train
         assert main(["train", "--config", {str(cfg_file)!r}, "--data", {str(data)!r}, "--out", {str(root / "two")!r},
                      "--no-progress"]) == 0
         assert not dist.is_initialized()  # train() ended the group it started
+    """))
+    own = root / "own_group.py"
+    own.write_text(textwrap.dedent(f"""
+        import torch.distributed as dist
+        from _ndf_fixtures import tiny_config
+        from posendf_plugin.training import train
         dist.init_process_group("gloo")
         cfg = tiny_config(training={{"epochs": {EPOCHS}, "num_threads": 1}})
         kw = dict(data_dir={str(data)!r}, progress=False, tensorboard=False)
@@ -65,7 +71,8 @@ def runs(data, tmp_path_factory):
         assert rest.epochs_run == {EPOCHS - 1}
         dist.destroy_process_group()
     """))
-    _torchrun([str(script)], cwd=root)
+    _torchrun([str(cli)], cwd=root)
+    _torchrun([str(own)], cwd=root)
     return root
 
 

@@ -94,7 +94,7 @@ def _complete(args: argparse.Namespace) -> int:
     from ..data.posesets import load_pose_set
     from ..io import save_npz
     from ..skeleton import quat_to_pose
-    from .completion import _errors, complete_poses, parse_mask
+    from .completion import DEFAULT_PROJECTION_STEPS, _errors, complete_poses, parse_mask
 
     from ..io import check_output_file
 
@@ -109,7 +109,8 @@ def _complete(args: argparse.Namespace) -> int:
     if len(q) == 0:
         raise ValueError(f"{args.poses}: no poses")
     res = complete_poses(q, mask, _prior(args), iterations=args.iterations, lr=args.lr, init=args.init,
-                         progress=not args.quiet)
+                         progress=not args.quiet,
+                         projection_steps=DEFAULT_PROJECTION_STEPS if args.projection_steps is None else args.projection_steps)
     ang, pos = _errors(res.quat, q, res.mask)
     per_pose = torch.rad2deg(R.quat_geodesic_angle(res.quat, q))
     save_npz(args.out, quat=res.quat.numpy(), pose_body=quat_to_pose(res.quat, 63).numpy(),
@@ -187,9 +188,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "complete", help="complete poses with unknown joints using the prior",
         description=(
-            "Optimise only the joints in --mask of every pose in --poses (a pose set or motion .npz) to "
-            "minimise the prior's energy; known joints stay fixed. Writes quat (N, 21, 4), pose_body, energy "
-            "and the angle error against the input's values of the masked joints."
+            "Fill in the joints in --mask of every pose in --poses (a pose set or motion .npz) with the prior; "
+            "known joints stay fixed. Distance fields (posendf, nrdf) project the unknown joints onto their "
+            "manifold (--projection-steps), VPoser fits its latent code to the known joints, the GMM minimises "
+            "its energy (--iterations, --lr). Writes quat (N, 21, 4), pose_body, energy and the angle error "
+            "against the input's values of the masked joints."
         ),
     )
     p.add_argument("--poses", type=Path, required=True, metavar="FILE")
@@ -197,10 +200,13 @@ def register(subparsers) -> None:
                    help="unknown joints: comma-separated body-joint names, indices 0..20 or groups "
                         "(left_arm, right_arm, arms, left_leg, right_leg, legs, spine, head)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE.npz")
-    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--iterations", type=int, default=200, help="Adam steps (energy / VPoser latent completion)")
     p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--init", choices=("identity", "input"), default="identity",
-                   help="start the unknown joints unrotated (default) or at the input's values")
+    p.add_argument("--projection-steps", type=int, default=None,
+                   help="projection steps of a distance-field prior (default: "
+                        "posendf_plugin.fitting.completion.DEFAULT_PROJECTION_STEPS, 10)")
+    p.add_argument("--init", choices=("mean", "identity", "input"), default="mean",
+                   help="start the unknown joints at the mean training pose (default), unrotated, or at the input's values")
     p.add_argument("--max-poses", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_prior_args(p, default="posendf")

@@ -1,8 +1,16 @@
 """Partial-pose completion (``posendf complete``): fill in unknown joints with the prior.
 
 Given poses whose joints are partly unknown (a mask over the 21 body joints), only the unknown
-joints are optimised (Adam on their axis-angle) to minimise the prior's energy; the known
-joints stay exactly as given. The original Pose-NDF code had no masking.
+joints move; the known joints stay exactly as given. The original Pose-NDF code had no masking.
+
+Distance-field priors (Pose-NDF, NRDF) complete by **masked projection** (the default for them,
+``parameterisation="projection"``): from the start guess, :data:`DEFAULT_PROJECTION_STEPS`
+projection steps of size :data:`DEFAULT_PROJECTION_STEP_SIZE` move the unknown joints only
+towards the field's zero level set (:meth:`posendf_plugin.prior.PoseNDF.project` with
+``free=mask``). Minimising the energy with Adam instead (``"axis_angle"``, the other priors'
+way) walks far along the flat field — Adam's steps do not shrink with the gradient — and on
+the CMU validation split left the completed joints further from the truth than its start
+(Pose-NDF 18.1° vs 13.3° for the mean-pose start; projection 14.2°; NRDF 26.3° vs 14.2°).
 
 VPoser is used in its latent space by default (``parameterisation="auto"``), as SMPLify-X and
 human_body_prior's IK engine use it: a code ``z`` (from ``z = 0``) is fitted so that the
@@ -38,6 +46,8 @@ __all__ = [
     "INIT_MODES",
     "COMPLETION_PARAMETERISATIONS",
     "DEFAULT_LATENT_WEIGHT",
+    "DEFAULT_PROJECTION_STEPS",
+    "DEFAULT_PROJECTION_STEP_SIZE",
     "CompletionResult",
     "CompletionEvaluation",
     "parse_mask",
@@ -58,8 +68,13 @@ JOINT_GROUPS: Dict[str, Tuple[str, ...]] = {
 JOINT_GROUPS["arms"] = JOINT_GROUPS["left_arm"] + JOINT_GROUPS["right_arm"]
 JOINT_GROUPS["legs"] = JOINT_GROUPS["left_leg"] + JOINT_GROUPS["right_leg"]
 INIT_MODES = ("identity", "input", "mean")
-#: ``complete_poses(parameterisation=...)``: ``"auto"`` = latent for VPoser, else energy
-COMPLETION_PARAMETERISATIONS = ("auto", "axis_angle", "vposer_latent")
+#: ``complete_poses(parameterisation=...)``: ``"auto"`` = latent for VPoser, masked projection
+#: for distance fields (priors with ``project``), else energy minimisation on the axis-angle
+COMPLETION_PARAMETERISATIONS = ("auto", "axis_angle", "vposer_latent", "projection")
+#: masked-projection completion (distance-field priors): steps and step size, chosen on the CMU
+#: validation split (``python benchmarks/calibrate.py --task completion``)
+DEFAULT_PROJECTION_STEPS = 10
+DEFAULT_PROJECTION_STEP_SIZE = 0.5
 #: default weight of ``‖z‖²`` in VPoser latent completion, chosen on the CMU validation subject
 DEFAULT_LATENT_WEIGHT = 1.0
 
@@ -125,11 +140,13 @@ def complete_poses(
     prior: Union[str, PosePrior],
     iterations: int = 200,
     lr: float = 0.05,
-    init: str = "identity",
+    init: str = "mean",
     batch_size: int = 4096,
     progress: bool = False,
     parameterisation: str = "auto",
     latent_weight: float = DEFAULT_LATENT_WEIGHT,
+    projection_steps: int = DEFAULT_PROJECTION_STEPS,
+    projection_step_size: float = DEFAULT_PROJECTION_STEP_SIZE,
 ) -> CompletionResult:
     """Optimise the unknown joints of ``poses`` to minimise ``prior.energy`` (or, for VPoser,
     fit its latent code to the known joints; see the module docstring).
@@ -139,14 +156,17 @@ def complete_poses(
             The values of unknown joints are used only with ``init="input"``.
         mask: ``(21,)`` or ``(N, 21)`` bool (True = unknown), or a spec for :func:`parse_mask`.
         prior: a prior or its name.
-        init: ``"identity"`` (unknown joints start unrotated), ``"mean"`` (at the embedded
-            training poses' mean, :func:`posendf_plugin.data.default.default_mean_pose`, as the
-            image fit starts) or ``"input"`` (from ``poses``). In latent mode the code starts at
+        init: ``"mean"`` (default: unknown joints start at the embedded training poses' mean,
+            :func:`posendf_plugin.data.default.default_mean_pose`, as the image fit starts),
+            ``"identity"`` (unrotated) or ``"input"`` (from ``poses``). In latent mode the code starts at
             ``z = 0`` (``"identity"``, ``"mean"``) or at the posterior mean of the input pose
             (``"input"``).
-        parameterisation: ``"auto"`` (``"vposer_latent"`` for VPoser, else ``"axis_angle"``),
-            ``"axis_angle"`` (minimise the energy over the unknown joints) or ``"vposer_latent"``.
+        parameterisation: ``"auto"`` (``"vposer_latent"`` for VPoser, ``"projection"`` for
+            distance fields, else ``"axis_angle"``), ``"axis_angle"`` (Adam on the energy over the
+            unknown joints, ``iterations`` steps of ``lr``), ``"vposer_latent"`` or
+            ``"projection"`` (see the module docstring).
         latent_weight: weight of ``‖z‖²`` in latent mode.
+        projection_steps / projection_step_size: masked projection only.
     """
     if init not in INIT_MODES:
         raise ValueError(f"init must be one of {INIT_MODES}, got {init!r}")
@@ -156,9 +176,16 @@ def complete_poses(
         raise ValueError(f"parameterisation must be one of {COMPLETION_PARAMETERISATIONS}, got {parameterisation!r}")
     if not latent_weight >= 0:
         raise ValueError(f"latent_weight must be >= 0, got {latent_weight!r}")
+    if not (isinstance(projection_steps, int) and projection_steps >= 0) or not projection_step_size > 0:
+        raise ValueError(f"projection_steps must be an integer >= 0 and projection_step_size > 0, got "
+                         f"{projection_steps!r}, {projection_step_size!r}")
     prior = load_prior(prior)
     if parameterisation == "auto":
-        parameterisation = "vposer_latent" if getattr(prior, "name", "") == "vposer" else "axis_angle"
+        parameterisation = ("vposer_latent" if getattr(prior, "name", "") == "vposer" else
+                            "projection" if _can_project(prior) else "axis_angle")
+    if parameterisation == "projection" and not _can_project(prior):
+        raise ValueError(f"parameterisation 'projection' needs a distance-field prior (posendf, nrdf), got "
+                         f"'{getattr(prior, 'name', type(prior).__name__)}'; use 'axis_angle'")
     if parameterisation == "vposer_latent" and not hasattr(prior, "decode_to_quat"):
         raise ValueError(
             f"parameterisation 'vposer_latent' needs a VPoser prior (decode_to_quat), got "
@@ -179,6 +206,15 @@ def complete_poses(
             res, e0 = _complete_latent(qb, mb, prior, iterations, lr, latent_weight, init)
             out_q.append(res)
             e0s.append(e0)
+            with torch.no_grad():
+                e1s.append(prior.energy(res).reshape(-1))
+            continue
+        if parameterisation == "projection":
+            start = _start_guess(qb, mb, init)
+            with torch.no_grad():
+                e0s.append(prior.energy(start).reshape(-1))
+            res = torch.where(mb[..., None], _masked_projection(prior, start, mb, projection_steps, projection_step_size), qb)
+            out_q.append(res)
             with torch.no_grad():
                 e1s.append(prior.energy(res).reshape(-1))
             continue
@@ -214,13 +250,48 @@ def _mean_pose() -> torch.Tensor:
     return default_mean_pose().float()
 
 
+def _masked_projection(prior: PosePrior, q: torch.Tensor, free: torch.Tensor, steps: int, step_size: float) -> torch.Tensor:
+    """``steps`` projection steps of ``prior``'s field (:func:`posendf_plugin.projection.projection_step`)
+    moving only the ``free`` joints ``(B, 21)`` of ``q`` ``(B, 21, 4)``. A step that would raise a
+    pose's distance is not taken and that pose's step size halves: when the known joints
+    are themselves off the manifold the zero level set is out of reach of the free joints, and
+    the Newton step, which aims at ``f = 0``, would overshoot."""
+    from ..projection import distance_and_gradient, projection_step
+
+    fn = prior.energy
+    alpha = torch.full((q.shape[0],), float(step_size), dtype=q.dtype, device=q.device)
+    f, g = distance_and_gradient(fn, q)
+    for _ in range(steps):
+        cand = projection_step(q, f, g, alpha, method=getattr(prior, "method", "posendf"), free=free)  # alpha (B,): per-pose step size
+        f_new, g_new = distance_and_gradient(fn, cand)
+        ok = f_new <= f
+        q = torch.where(ok[:, None, None], cand, q)
+        f = torch.where(ok, f_new, f)
+        g = torch.where(ok[:, None, None], g_new, g)
+        alpha = torch.where(ok, alpha, alpha / 2)
+    return q
+
+
+def _can_project(prior: PosePrior) -> bool:
+    """Whether ``prior`` implements :meth:`PosePrior.project` (the distance fields do)."""
+    return type(prior).project is not PosePrior.project
+
+
+def _start_guess(qb: torch.Tensor, mb: torch.Tensor, init: str) -> torch.Tensor:
+    """``(B, 21, 4)`` start of a completion: the known joints of ``qb``, the unknown ones at the
+    identity, the mean pose or (``init="input"``) as given."""
+    if init == "input":
+        return qb
+    start = _mean_pose().to(qb).expand_as(qb) if init == "mean" else qb.new_tensor([1.0, 0.0, 0.0, 0.0]).expand_as(qb)
+    return torch.where(mb[..., None], start, qb)
+
+
 def _complete_latent(qb: torch.Tensor, mb: torch.Tensor, prior: PosePrior, iterations: int, lr: float,
                      weight: float, init: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """VPoser latent completion of one batch ``(B, 21, 4)`` / mask ``(B, 21)``; returns the
     completed poses and the energy of the initial guess (unknown joints at the identity, or
     as given with ``init="input"``)."""
-    start = _mean_pose().to(qb).expand_as(qb) if init == "mean" else qb.new_tensor([1.0, 0.0, 0.0, 0.0]).expand_as(qb)
-    guess = qb if init == "input" else torch.where(mb[..., None], start, qb)
+    guess = _start_guess(qb, mb, init)
     with torch.no_grad():
         e0 = prior.energy(guess).reshape(-1)
         z0 = prior.encode_mean(guess)
@@ -286,7 +357,7 @@ def evaluate_completion(
     seed: int = 0,
     iterations: int = 200,
     lr: float = 0.05,
-    init: str = "identity",
+    init: str = "mean",
     parameterisation: str = "auto",
     latent_weight: float = DEFAULT_LATENT_WEIGHT,
 ) -> CompletionEvaluation:
