@@ -78,7 +78,7 @@ SMPLIFYX_DEFAULT_NUM_STAGES = 5
 #: nrdf vposer gmm``; see integrations/README.md). A 5-stage config repeats the last weight, as
 #: fit_smplx.yaml repeats 4.78.
 CALIBRATED_STAGE_WEIGHTS: Dict[str, Tuple[float, ...]] = {
-    "posendf": (7083.0, 7083.0, 1006.0, 83.8),
+    "posendf": (7095.0, 7095.0, 1008.0, 83.95),
     "nrdf": (3306.0, 3306.0, 469.7, 39.11),
 }
 

@@ -135,7 +135,7 @@ def test_mmengine_config_with_custom_imports(tmp_path):
     cfg_file = tmp_path / "loss_cfg.py"
     cfg_file.write_text(textwrap.dedent("""
         custom_imports = dict(imports=['posendf_plugin.integrations.mmhuman3d'], allow_failed_imports=False)
-        pose_prior_loss = dict(type='PoseNDFPriorLoss', prior='tiny_test', loss_weight=1.99e5, reduction='sum')
+        pose_prior_loss = dict(type='PoseNDFPriorLoss', prior='tiny_test', loss_weight=2.00e5, reduction='sum')
     """))
     cfg = Config.fromfile(str(cfg_file))
     loss = MODELS.build(cfg.pose_prior_loss)
@@ -200,7 +200,7 @@ _base_ = ['smplify.py']
 import posendf_plugin.integrations.mmhuman3d  # noqa: F401 -- registers PoseNDFPriorLoss
 
 pose_prior_loss = dict(
-    _delete_=True, type='PoseNDFPriorLoss', prior='tiny_test', loss_weight=1.99e5, reduction='sum')
+    _delete_=True, type='PoseNDFPriorLoss', prior='tiny_test', loss_weight=2.00e5, reduction='sum')
 '''
 
 
@@ -250,13 +250,13 @@ def test_tools_smplify_builds_the_readme_config(fake_mmhuman3d):
     # the config registers the loss in mmhuman3d's LOSSES (an mmcv 1.x Registry)
     smplify_config = mmcv.Config.fromfile(str(fake_mmhuman3d / "smplify_posendf.py"))
     assert smplify_config.pose_prior_loss.to_dict() == dict(
-        type="PoseNDFPriorLoss", prior="tiny_test", loss_weight=1.99e5, reduction="sum")
+        type="PoseNDFPriorLoss", prior="tiny_test", loss_weight=2.00e5, reduction="sum")
     smplify_config.update(dict(use_one_betas_per_video=False, num_epochs=1))
     smplify = build_registrant(dict(smplify_config))
     assert isinstance(smplify.pose_prior_loss, _loaded().PoseNDFPriorLoss)
     body_pose = random_poses(3, 69)
     e = TinyPrior().energy(body_pose)
-    assert torch.allclose(smplify.pose_prior_term(body_pose), 1.99e5 * e.sum(), rtol=1e-5)
+    assert torch.allclose(smplify.pose_prior_term(body_pose), 2.00e5 * e.sum(), rtol=1e-5)
     per = smplify.pose_prior_term(body_pose, pose_prior_weight=2.0, reduction_override="none")
     assert per.shape == (3,) and torch.allclose(per, 2.0 * e, rtol=1e-5)
     assert _loaded().REGISTERED_IN[0] == "mmhuman3d.models.losses.builder.LOSSES"

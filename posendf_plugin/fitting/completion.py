@@ -75,8 +75,9 @@ COMPLETION_PARAMETERISATIONS = ("auto", "axis_angle", "vposer_latent", "projecti
 #: validation split (``python benchmarks/calibrate.py --task completion``)
 DEFAULT_PROJECTION_STEPS = 10
 DEFAULT_PROJECTION_STEP_SIZE = 0.5
-#: default weight of ``‖z‖²`` in VPoser latent completion, chosen on the CMU validation subject
-DEFAULT_LATENT_WEIGHT = 1.0
+#: default weight of ``‖z‖²`` in VPoser latent completion, chosen on the CMU validation split
+#: (``python benchmarks/calibrate.py --task completion --priors none,vposer``; benchmarks/RESULTS.md)
+DEFAULT_LATENT_WEIGHT = 0.1
 
 
 def parse_mask(spec: Union[str, Sequence[Union[str, int]], torch.Tensor, np.ndarray]) -> torch.Tensor:
