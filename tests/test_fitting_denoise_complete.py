@@ -210,6 +210,9 @@ def test_complete_cli(tmp_path, capsys):
     assert "completed 4 joint(s) of 5 pose(s)" in capsys.readouterr().out
     assert cli_main(["complete", "--poses", str(f), "--mask", "tail", "--out", str(out), "--prior", "none"]) == 2
     assert "unknown joint" in capsys.readouterr().err
+    assert cli_main(["complete", "--poses", str(f), "--mask", "left_leg", "--out", str(out), "--prior", "none",
+                     "--projection-steps", "-1"]) == 2
+    assert "projection_steps must be an integer >= 0" in capsys.readouterr().err
 
 
 def test_vposer_completion_fits_the_latent_code_to_the_known_joints():

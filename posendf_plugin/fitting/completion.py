@@ -6,11 +6,12 @@ joints move; the known joints stay exactly as given. The original Pose-NDF code 
 Distance-field priors (Pose-NDF, NRDF) complete by **masked projection** (the default for them,
 ``parameterisation="projection"``): from the start guess, :data:`DEFAULT_PROJECTION_STEPS`
 projection steps of size :data:`DEFAULT_PROJECTION_STEP_SIZE` move the unknown joints only
-towards the field's zero level set (:meth:`posendf_plugin.prior.PoseNDF.project` with
-``free=mask``). Minimising the energy with Adam instead (``"axis_angle"``, the other priors'
-way) walks far along the flat field — Adam's steps do not shrink with the gradient — and on
-the CMU validation split left the completed joints further from the truth than its start
-(Pose-NDF 18.1° vs 13.3° for the mean-pose start; projection 14.2°; NRDF 26.3° vs 14.2°).
+towards the field's zero level set (:func:`posendf_plugin.projection.projection_step` with
+``free=mask``; a step that would raise the distance is not taken and its size halves).
+Minimising the energy with Adam instead (``"axis_angle"``, the other priors' way) walks far
+along the flat field — Adam's steps do not shrink with the gradient — and on the CMU
+validation split left the completed joints further from the truth than its start (the k = 5
+Pose-NDF: 18.1° vs 13.3° for the mean-pose start, projection 14.2°; NRDF 26.3° vs 14.2°).
 
 VPoser is used in its latent space by default (``parameterisation="auto"``), as SMPLify-X and
 human_body_prior's IK engine use it: a code ``z`` (from ``z = 0``) is fitted so that the
@@ -38,6 +39,7 @@ import torch
 
 from .. import rotations as R
 from ..priors.base import PosePrior
+from ..projection import distance_and_gradient, projection_step
 from ..skeleton import BODY_JOINT_NAMES, NUM_BODY_JOINTS, SMPL_PARENTS, body_joint_positions, to_body_quat
 from .params import load_prior
 
@@ -257,13 +259,11 @@ def _masked_projection(prior: PosePrior, q: torch.Tensor, free: torch.Tensor, st
     pose's distance is not taken and that pose's step size halves: when the known joints
     are themselves off the manifold the zero level set is out of reach of the free joints, and
     the Newton step, which aims at ``f = 0``, would overshoot."""
-    from ..projection import distance_and_gradient, projection_step
-
     fn = prior.energy
     alpha = torch.full((q.shape[0],), float(step_size), dtype=q.dtype, device=q.device)
     f, g = distance_and_gradient(fn, q)
     for _ in range(steps):
-        cand = projection_step(q, f, g, alpha, method=getattr(prior, "method", "posendf"), free=free)  # alpha (B,): per-pose step size
+        cand = projection_step(q, f, g, alpha, method=getattr(prior, "method", "posendf"), free=free)  # alpha: (B,)
         f_new, g_new = distance_and_gradient(fn, cand)
         ok = f_new <= f
         q = torch.where(ok[:, None, None], cand, q)
