@@ -11,8 +11,9 @@ e.g. one holding a rig and subjects not in training (``data/default/val.npz`` wr
   the val clips at ``--noise-mm`` (default 40), ``DenoiseConfig()`` = ``configs/denoise.yaml``.
 * ``--task completion``: the ``completion`` protocol (:mod:`benchmarks.tasks.completion`) on
   ``--poses`` val poses, 25 % and 50 % of the joints hidden; the grid value is VPoser's
-  ``latent_weight`` (the other priors have no weight here). A ``mean pose`` row fills the hidden
-  joints with the training mean pose, the trivial baseline.
+  ``latent_weight``, for the distance fields the masked projection's ``--projection-steps`` ×
+  ``--projection-step-size`` (``--completion-mode axis_angle``: Adam on the energy instead). A
+  ``mean pose`` row fills the hidden joints with the training mean pose, the trivial baseline.
 
 For each prior and each value of its ``prior_scale`` the mean errors are printed as a Markdown
 table (one row per setting); ``--out FILE`` also writes them as JSON.
@@ -22,6 +23,7 @@ Examples::
     python benchmarks/calibrate.py                                   # the shipped image-fit grid
     python benchmarks/calibrate.py --task denoise                    # the shipped denoise grid
     python benchmarks/calibrate.py --task completion --priors none,vposer
+    python benchmarks/calibrate.py --task completion --priors posendf --projection-steps 1,3,10,30 --projection-step-size 0.5,1
     python benchmarks/calibrate.py --scales posendf=1000,3000,10000 --images 32
     python benchmarks/calibrate.py --priors none --init zero --bend 20,5,2
     python benchmarks/calibrate.py --checkpoint posendf=runs/cmu/model.pt
@@ -95,6 +97,11 @@ def main(argv=None) -> int:
     ap.add_argument("--latent-lr-scale", type=float, default=None)
     ap.add_argument("--squared-priors", default=None, metavar="A,B",
                     help="denoise: priors whose term is the squared energy (default: configs/denoise.yaml's; '' = none)")
+    ap.add_argument("--projection-steps", default=None,
+                    help="completion: masked-projection steps to try, e.g. 1,3,10 (default: the prior's shipped value)")
+    ap.add_argument("--projection-step-size", default="0.5", help="completion: projection step sizes to try, e.g. 0.5,1")
+    ap.add_argument("--completion-mode", default="auto", choices=["auto", "axis_angle", "projection", "vposer_latent"],
+                    help="completion: complete_poses' parameterisation (auto: projection for distance fields)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
@@ -228,29 +235,42 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     print(f"split {args.split}, {n} poses, 200 iterations, start {init}, seed {args.seed}\n")
     columns = [(f"{k}_{int(f * 100)}", f"{int(f * 100)} % {label}", ".2f" if k == "angle" else ".1f")
                for f in FRACTIONS for k, label in (("angle", "angle °"), ("position", "position mm"))]
-    print("| prior | latent_weight | " + " | ".join(label for _, label, _ in columns) + " |")
+    print("| prior | setting | " + " | ".join(label for _, label, _ in columns) + " |")
     print("|---|---|" + "---|" * len(columns))
     rows = []
 
     def emit(name, w, per):
-        row = {"prior": name, "latent_weight": w}
+        row = {"prior": name, "setting": w}
         for f, (a, p) in zip(FRACTIONS, per):
             row[f"angle_{int(f * 100)}"], row[f"position_{int(f * 100)}"] = a, p
         rows.append(row)
-        print(f"| {name} | {'' if w is None else format(w, 'g')} | " + " | ".join(format(row[k], fm) for k, _, fm in columns) + " |", flush=True)
+        print(f"| {name} | {'' if w is None else w} | " + " | ".join(format(row[k], fm) for k, _, fm in columns) + " |", flush=True)
 
     mean = default_mean_pose().expand_as(poses)
     emit("mean pose", None, [_errors(torch.where(m[..., None], mean, poses), poses, m) for m in masks])
+    from posendf_plugin.fitting.completion import _can_project
+
+    steps = [None] if args.projection_steps is None else [int(v) for v in args.projection_steps.split(",")]
+    sizes = [float(v) for v in args.projection_step_size.split(",")]
     for name in args.priors.split(","):
         prior = ctx.prior(name, torch.device("cpu"))
-        for w in scales.get(name, [None]):
+        mode = args.completion_mode
+        if mode == "auto" and _can_project(prior):
+            grid = [(f"projection {'shipped' if k is None else k} x {a:g}", {"projection_steps": k, "projection_step_size": a})
+                    for k in steps for a in sizes]
+        else:
+            grid = [(None if w is None else f"latent_weight {w:g}", {} if w is None else {"latent_weight": w})
+                    for w in scales.get(name, [None])]
+            if mode not in ("auto", "vposer_latent"):
+                grid = [(mode, {})]
+        for label, kw in grid:
             per = []
             for m in masks:
-                kw = {} if w is None else {"latent_weight": w}
-                ev = evaluate_completion(prior, poses=poses, masks=[m], n_poses=n, seed=ctx.seed, iterations=200, init=init, **kw)
+                ev = evaluate_completion(prior, poses=poses, masks=[m], n_poses=n, seed=ctx.seed, iterations=200, init=init,
+                                         parameterisation=mode, **kw)
                 r = next(iter(ev.per_mask.values()))
                 per.append((r["angle_deg"], r["position_mm"]))
-            emit(name, w, per)
+            emit(name, label, per)
     if args.out:
         write_json(Path(args.out), {"task": "completion", "split": args.split, "poses": n, "seed": args.seed, "rows": rows})
     return 0

@@ -94,7 +94,7 @@ def _complete(args: argparse.Namespace) -> int:
     from ..data.posesets import load_pose_set
     from ..io import save_npz
     from ..skeleton import quat_to_pose
-    from .completion import DEFAULT_PROJECTION_STEPS, _errors, complete_poses, parse_mask
+    from .completion import _errors, complete_poses, parse_mask
 
     from ..io import check_output_file
 
@@ -110,7 +110,7 @@ def _complete(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.poses}: no poses")
     res = complete_poses(q, mask, _prior(args), iterations=args.iterations, lr=args.lr, init=args.init,
                          progress=not args.quiet,
-                         projection_steps=DEFAULT_PROJECTION_STEPS if args.projection_steps is None else args.projection_steps)
+                         projection_steps=args.projection_steps)
     ang, pos = _errors(res.quat, q, res.mask)
     per_pose = torch.rad2deg(R.quat_geodesic_angle(res.quat, q))
     save_npz(args.out, quat=res.quat.numpy(), pose_body=quat_to_pose(res.quat, 63).numpy(),
@@ -204,7 +204,7 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--projection-steps", type=int, default=None,
                    help="projection steps of a distance-field prior (default: "
-                        "posendf_plugin.fitting.completion.DEFAULT_PROJECTION_STEPS, 10)")
+                        "posendf_plugin.fitting.completion.DEFAULT_PROJECTION_STEPS: posendf 10, nrdf 1)")
     p.add_argument("--init", choices=("mean", "identity", "input"), default="mean",
                    help="start the unknown joints at the mean training pose (default), unrotated, or at the input's values")
     p.add_argument("--max-poses", type=int, default=None)

@@ -5,7 +5,7 @@ joints move; the known joints stay exactly as given. The original Pose-NDF code 
 
 Distance-field priors (Pose-NDF, NRDF) complete by **masked projection** (the default for them,
 ``parameterisation="projection"``): from the start guess, :data:`DEFAULT_PROJECTION_STEPS`
-projection steps of size :data:`DEFAULT_PROJECTION_STEP_SIZE` move the unknown joints only
+(per prior) projection steps of size :data:`DEFAULT_PROJECTION_STEP_SIZE` move the unknown joints only
 towards the field's zero level set (:func:`posendf_plugin.projection.projection_step` with
 ``free=mask``; a step that would raise the distance is not taken and its size halves).
 Minimising the energy with Adam instead (``"axis_angle"``, the other priors' way) walks far
@@ -32,7 +32,7 @@ With the ``none`` prior the completion is the initial guess.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -73,9 +73,10 @@ INIT_MODES = ("identity", "input", "mean")
 #: ``complete_poses(parameterisation=...)``: ``"auto"`` = latent for VPoser, masked projection
 #: for distance fields (priors with ``project``), else energy minimisation on the axis-angle
 COMPLETION_PARAMETERISATIONS = ("auto", "axis_angle", "vposer_latent", "projection")
-#: masked-projection completion (distance-field priors): steps and step size, chosen on the CMU
-#: validation split (``python benchmarks/calibrate.py --task completion``)
-DEFAULT_PROJECTION_STEPS = 10
+#: masked-projection completion (distance-field priors): steps per prior (others: ``"default"``)
+#: and step size, chosen on the CMU validation split (``python benchmarks/calibrate.py --task
+#: completion --priors posendf,nrdf --projection-steps 1,3,10``; benchmarks/RESULTS.md)
+DEFAULT_PROJECTION_STEPS: Dict[str, int] = {"default": 10, "posendf": 10, "nrdf": 1}
 DEFAULT_PROJECTION_STEP_SIZE = 0.5
 #: default weight of ``‖z‖²`` in VPoser latent completion, chosen on the CMU validation split
 #: (``python benchmarks/calibrate.py --task completion --priors none,vposer``; benchmarks/RESULTS.md)
@@ -148,7 +149,7 @@ def complete_poses(
     progress: bool = False,
     parameterisation: str = "auto",
     latent_weight: float = DEFAULT_LATENT_WEIGHT,
-    projection_steps: int = DEFAULT_PROJECTION_STEPS,
+    projection_steps: Optional[int] = None,
     projection_step_size: float = DEFAULT_PROJECTION_STEP_SIZE,
 ) -> CompletionResult:
     """Optimise the unknown joints of ``poses`` to minimise ``prior.energy`` (or, for VPoser,
@@ -169,7 +170,8 @@ def complete_poses(
             unknown joints, ``iterations`` steps of ``lr``), ``"vposer_latent"`` or
             ``"projection"`` (see the module docstring).
         latent_weight: weight of ``‖z‖²`` in latent mode.
-        projection_steps / projection_step_size: masked projection only.
+        projection_steps / projection_step_size: masked projection only; ``None`` steps =
+            :data:`DEFAULT_PROJECTION_STEPS` of the prior's name.
     """
     if init not in INIT_MODES:
         raise ValueError(f"init must be one of {INIT_MODES}, got {init!r}")
@@ -179,10 +181,13 @@ def complete_poses(
         raise ValueError(f"parameterisation must be one of {COMPLETION_PARAMETERISATIONS}, got {parameterisation!r}")
     if not latent_weight >= 0:
         raise ValueError(f"latent_weight must be >= 0, got {latent_weight!r}")
-    if not (isinstance(projection_steps, int) and projection_steps >= 0) or not projection_step_size > 0:
+    if projection_steps is not None and not (isinstance(projection_steps, int) and projection_steps >= 0) \
+            or not projection_step_size > 0:
         raise ValueError(f"projection_steps must be an integer >= 0 and projection_step_size > 0, got "
                          f"{projection_steps!r}, {projection_step_size!r}")
     prior = load_prior(prior)
+    if projection_steps is None:
+        projection_steps = DEFAULT_PROJECTION_STEPS.get(getattr(prior, "name", ""), DEFAULT_PROJECTION_STEPS["default"])
     if parameterisation == "auto":
         parameterisation = ("vposer_latent" if getattr(prior, "name", "") == "vposer" else
                             "projection" if _can_project(prior) else "axis_angle")
@@ -361,6 +366,8 @@ def evaluate_completion(
     init: str = "mean",
     parameterisation: str = "auto",
     latent_weight: float = DEFAULT_LATENT_WEIGHT,
+    projection_steps: Optional[int] = None,
+    projection_step_size: float = DEFAULT_PROJECTION_STEP_SIZE,
 ) -> CompletionEvaluation:
     """Hide each mask on ``n_poses`` held-out poses, complete them, report the errors.
 
@@ -369,7 +376,8 @@ def evaluate_completion(
         poses: held-out poses (any layout); default: the shipped CMU test split.
         masks: specs for :func:`parse_mask`, one evaluation each.
         n_poses: poses drawn without replacement with ``seed`` (all if fewer).
-        iterations, lr, init, parameterisation, latent_weight: as :func:`complete_poses`.
+        iterations, lr, init, parameterisation, latent_weight, projection_steps,
+            projection_step_size: as :func:`complete_poses`.
     """
     prior_m = load_prior(prior)
     if poses is None:
@@ -384,7 +392,8 @@ def evaluate_completion(
     for spec in masks:
         m = parse_mask(spec).expand(len(q), NUM_BODY_JOINTS)
         res = complete_poses(q, m, prior_m, iterations=iterations, lr=lr, init=init,
-                             parameterisation=parameterisation, latent_weight=latent_weight)
+                             parameterisation=parameterisation, latent_weight=latent_weight,
+                             projection_steps=projection_steps, projection_step_size=projection_step_size)
         init_q = complete_poses(q, m, "none", iterations=0, init=init).quat
         ident_q = complete_poses(q, m, "none", iterations=0, init="identity").quat
         a, p = _errors(res.quat, q, m)
