@@ -255,14 +255,14 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     for name in args.priors.split(","):
         prior = ctx.prior(name, torch.device("cpu"))
         mode = args.completion_mode
-        if mode == "auto" and _can_project(prior):
+        if mode in ("auto", "projection") and _can_project(prior):
             grid = [(f"projection {'shipped' if k is None else k} x {a:g}", {"projection_steps": k, "projection_step_size": a})
                     for k in steps for a in sizes]
-        else:
+        elif mode in ("auto", "vposer_latent"):
             grid = [(None if w is None else f"latent_weight {w:g}", {} if w is None else {"latent_weight": w})
                     for w in scales.get(name, [None])]
-            if mode not in ("auto", "vposer_latent"):
-                grid = [(mode, {})]
+        else:
+            grid = [(mode, {})]
         for label, kw in grid:
             per = []
             for m in masks:

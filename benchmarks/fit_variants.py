@@ -115,7 +115,6 @@ def main(argv=None) -> int:
     base = T.fit_config(ctx)
     starts = _starts(ctx, args.starts)
     from posendf_plugin.data.default import default_mean_pose
-    from posendf_plugin.fitting.image import PersonKeypoints, fit_people
     from posendf_plugin.skeleton import quat_to_pose
 
     mean_aa = quat_to_pose(default_mean_pose()[None].float(), 63)
@@ -135,8 +134,7 @@ def main(argv=None) -> int:
         for im in images:
             best = None
             for s in starts:
-                res = fit_people(PersonKeypoints(im.keypoints, T.FMT, ["0"]), T.IMAGE_SIZE, ctx.body_model(), prior, cfg,
-                                 init_body_pose=s[None])
+                res, _ = T.fit_one(ctx, im, prior, cfg, init_body_pose=s[None])
                 obj = res.losses["data"] + last.prior_weight * scale * res.losses["prior"] + last.shape_weight * res.losses["shape"]
                 if best is None or obj < best[0]:
                     best = (obj, res)

@@ -98,15 +98,16 @@ def fit_config(ctx: BenchContext):
     return ImageFitConfig(focal_length=FOCAL)
 
 
-def fit_one(ctx: BenchContext, image: SyntheticImage, prior, config=None, from_truth: bool = False):
+def fit_one(ctx: BenchContext, image: SyntheticImage, prior, config=None, from_truth: bool = False, init_body_pose=None):
     """Fit one synthetic image with ``prior``; returns ``(ImageFitResult, seconds)``.
-    ``from_truth`` starts from the true body pose (an oracle start, for diagnosis only)."""
+    ``from_truth`` starts from the true body pose (an oracle start, for diagnosis only);
+    ``init_body_pose`` ``(1, 21, 4)`` from a given pose (default: ``config.init_pose``)."""
     from posendf_plugin.fitting.image import PersonKeypoints, fit_people
 
     people = PersonKeypoints(image.keypoints, FMT, ["0"])
     t0 = time.perf_counter()
     res = fit_people(people, IMAGE_SIZE, ctx.body_model(), prior, config or fit_config(ctx),
-                     init_body_pose=image.gt_pose[None] if from_truth else None)
+                     init_body_pose=image.gt_pose[None] if from_truth else init_body_pose)
     return res, time.perf_counter() - t0
 
 
