@@ -95,6 +95,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bend", default=None, help="override the stages' bend_weight, e.g. 20,5,2")
     ap.add_argument("--pose-l2", default=None, help="override the stages' pose_l2_weight")
     ap.add_argument("--latent-lr-scale", type=float, default=None)
+    ap.add_argument("--prior-anneal", action="append", default=[], metavar="PRIOR=true|false",
+                    help="image fit: whether PRIOR's weight follows the stages' annealing (ImageFitConfig.prior_anneal)")
     ap.add_argument("--squared-priors", default=None, metavar="A,B",
                     help="denoise: priors whose term is the squared energy (default: configs/denoise.yaml's; '' = none)")
     ap.add_argument("--projection-steps", default=None,
@@ -138,6 +140,13 @@ def main(argv=None) -> int:
         over["init_pose"] = args.init
     if args.latent_lr_scale is not None:
         over["latent_lr_scale"] = args.latent_lr_scale
+    anneal = dict(base.prior_anneal)
+    for spec in args.prior_anneal:
+        name, _, val = spec.partition("=")
+        if val.lower() not in ("true", "false"):
+            ap.error(f"--prior-anneal {spec!r}: expected PRIOR=true or PRIOR=false")
+        anneal[name] = val.lower() == "true"
+    over["prior_anneal"] = anneal
     base = dataclasses.replace(base, **over)
 
     print(f"{ctx.data_name}: {args.images} images, seed {args.seed}, init {'truth' if args.init == 'truth' else base.init_pose}\n")
@@ -181,7 +190,7 @@ def _grid(ctx: BenchContext, priors: List[str], scales: Dict[str, List[float]], 
     print("|---|---|" + "---|" * len(columns))
     rows = []
     for name in priors:
-        prior = ctx.prior(name, torch.device("cpu"))
+        prior = ctx.prior(name, torch.device("cpu"), dict(getattr(base, "shipped_weights", {})).get(name))
         for s in scales.get(name, [1.0]):
             cfg = dataclasses.replace(base, prior_scale={**dict(base.prior_scale), name: s})
             row = {"prior": name, "prior_scale": s, **evaluate(prior, cfg)}

@@ -166,19 +166,23 @@ class BenchContext:
         return np.random.default_rng(int(self.seed) * 100003 + int(offset))
 
     # -- priors -----------------------------------------------------------------------------
-    def prior(self, name: str, device: Optional[torch.device] = None) -> PosePrior:
-        """The prior ``name`` on ``device`` (default :attr:`device`), frozen, eval mode.
+    def prior(self, name: str, device: Optional[torch.device] = None, shipped: Optional[str] = None) -> PosePrior:
+        """The prior ``name`` on ``device`` (default :attr:`device`), frozen, eval mode; without a
+        ``--checkpoint`` for it, the shipped model ``shipped`` if given (e.g. ``posendf_density``,
+        ``ImageFitConfig.shipped_weights``), else the prior's default one.
 
         Raises:
             PriorUnavailable: its weights are missing or unreadable (the message says which
                 file and how to get it); cached, so the reason is reported once per prior.
         """
         device = torch.device(device if device is not None else self.device)
-        key = ("prior", name, str(device))
+        ck = self.checkpoints.get(name)
+        shipped = None if ck is not None else shipped
+        key = ("prior", name, str(device), shipped)
         if key not in self._cache:
-            ck = self.checkpoints.get(name)
             try:
-                prior = get_prior(name) if ck is None else get_prior(name, checkpoint=str(ck))
+                kw = {"checkpoint": str(ck)} if ck is not None else ({"pretrained": shipped} if shipped else {})
+                prior = get_prior(name, **kw)
             except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
                 full = f"{type(e).__name__}: {e}"
                 self.prior_errors[name] = full
@@ -438,14 +442,15 @@ def guarded(ctx: BenchContext, prior: str, fn: Callable[[], Dict]) -> Dict:
 
 
 def prior_rows(ctx: BenchContext, device: Optional[torch.device] = None,
-               setting: str = "") -> Iterable[Tuple[str, Optional[PosePrior], Optional[str]]]:
+               setting: str = "", shipped: Optional[Dict[str, str]] = None) -> Iterable[Tuple[str, Optional[PosePrior], Optional[str]]]:
     """``(name, prior or None, skip reason or None)`` for each benchmarked prior, with a
-    progress bar named after the current task and, when a task runs several, the setting."""
+    progress bar named after the current task and, when a task runs several, the setting;
+    ``shipped``: the shipped model per prior name (``ImageFitConfig.shipped_weights``)."""
     from tqdm.auto import tqdm
 
     desc = f"{ctx.current_task or 'priors'}" + (f" [{setting}]" if setting else "")
     for name in tqdm(ctx.priors, desc=desc, unit="prior", leave=False, disable=not ctx.progress):
         try:
-            yield name, ctx.prior(name, device), None
+            yield name, ctx.prior(name, device, (shipped or {}).get(name)), None
         except PriorUnavailable as e:
             yield name, None, str(e)

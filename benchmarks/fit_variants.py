@@ -118,8 +118,9 @@ def main(argv=None) -> int:
     from posendf_plugin.skeleton import quat_to_pose
 
     mean_aa = quat_to_pose(default_mean_pose()[None].float(), 63)
-    prior0 = ctx.prior(args.prior, torch.device("cpu"))
-    field = prior0 if hasattr(prior0, "distance") else ctx.prior("posendf", torch.device("cpu"))
+    shipped = dict(base.shipped_weights)
+    prior0 = ctx.prior(args.prior, torch.device("cpu"), shipped.get(args.prior))
+    field = prior0 if hasattr(prior0, "distance") else ctx.prior("posendf", torch.device("cpu"), shipped.get("posendf"))
     last = base.stages[-1]
     print(f"{ctx.data_name}: {args.images} images, {args.starts} start(s), seed {args.seed}")
     for spec in args.variant or ["lin:" + str(base.scale_for(args.prior))]:

@@ -40,8 +40,11 @@ __all__ = ["PoseNDF", "NRDF", "ASSETS_DIR", "DEFAULT_WEIGHTS"]
 PathLike = Union[str, Path]
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 #: file names of the shipped models in :data:`ASSETS_DIR`, and the configs that train them
-DEFAULT_WEIGHTS: Dict[str, str] = {"posendf": "posendf_default.pt", "nrdf": "nrdf_default.pt"}
-_TRAIN_CONFIG = {"posendf": "configs/cmu.yaml", "nrdf": "configs/nrdf.yaml"}
+#: (``posendf_density``: the density-aware Pose-NDF that image fitting loads by default,
+#: ``ImageFitConfig.shipped_weights``; ``PoseNDF.from_pretrained("posendf_density")``)
+DEFAULT_WEIGHTS: Dict[str, str] = {"posendf": "posendf_default.pt", "posendf_density": "posendf_density.pt",
+                                   "nrdf": "nrdf_default.pt"}
+_TRAIN_CONFIG = {"posendf": "configs/cmu.yaml", "posendf_density": "configs/cmu_density.yaml", "nrdf": "configs/nrdf.yaml"}
 
 
 def _read_checkpoint(path: Path) -> Any:
@@ -142,7 +145,8 @@ class PoseNDF(PosePrior):
         """Load the model shipped with the package (``posendf_plugin/assets``).
 
         Args:
-            name: ``"posendf"`` or ``"nrdf"`` (default: this class's variant).
+            name: ``"posendf"``, ``"posendf_density"`` or ``"nrdf"`` (default: this class's
+                variant).
         Raises:
             FileNotFoundError: the weights are not in the package (the message names the
                 command that trains them).
@@ -368,12 +372,14 @@ class NRDF(PoseNDF):
 
 
 def _factory(cls):
-    def make(checkpoint: Optional[PathLike] = None, device: Union[str, torch.device] = "cpu", **kwargs) -> PoseNDF:
+    def make(checkpoint: Optional[PathLike] = None, device: Union[str, torch.device] = "cpu",
+             pretrained: Optional[str] = None, **kwargs) -> PoseNDF:
         if checkpoint is not None:
             return cls.from_checkpoint(checkpoint, device=device, **kwargs)
-        return cls.from_pretrained(device=device, **kwargs)
+        return cls.from_pretrained(pretrained, device=device, **kwargs)
 
-    make.__doc__ = f"Build the '{cls.name}' prior: from ``checkpoint`` if given, else the shipped model."
+    make.__doc__ = (f"Build the '{cls.name}' prior: from ``checkpoint`` if given, else the shipped model "
+                    f"``pretrained`` (a key of :data:`DEFAULT_WEIGHTS`; default: '{cls.name}').")
     return make
 
 

@@ -107,9 +107,10 @@ class TrainResult:
     epochs_run: int = 0
 
 
-def load_labelled_data(path: Union[str, Path]) -> Tuple[torch.Tensor, torch.Tensor]:
+def load_labelled_data(path: Union[str, Path], clean_mask: bool = False):
     """Labelled training data ``(quat (M, 21, 4), dist (M,))`` float32 tensors, read with
-    :func:`posendf_plugin.data.prepare.load_training_data`.
+    :func:`posendf_plugin.data.prepare.load_training_data` (with ``clean_mask``, a third ``(M,)``
+    bool tensor marks the unperturbed data poses).
 
     Raises:
         FileNotFoundError: the folder does not exist (the message names the command making it).
@@ -123,14 +124,14 @@ def load_labelled_data(path: Union[str, Path]) -> Tuple[torch.Tensor, torch.Tens
         )
     from .data.prepare import load_training_data
 
-    quat, dist = load_training_data(path)
+    quat, dist, clean = load_training_data(path, clean_mask=True)
     quat = torch.as_tensor(np.asarray(quat), dtype=torch.float32)
     dist = torch.as_tensor(np.asarray(dist), dtype=torch.float32).reshape(-1)
     if quat.ndim != 3 or quat.shape[1:] != (NUM_BODY_JOINTS, 4) or len(quat) != len(dist):
         raise ValueError(f"{path}: expected quat (M, 21, 4) and dist (M,), got {tuple(quat.shape)} and {tuple(dist.shape)}")
     if not bool(torch.isfinite(dist).all()) or not bool(torch.isfinite(quat).all()):
         raise ValueError(f"{path}: training data contains NaN/Inf; rebuild it with 'posendf data prepare'")
-    return quat, dist
+    return (quat, dist, clean) if clean_mask else (quat, dist)
 
 
 def training_losses(
@@ -196,9 +197,15 @@ def _check_manifest(path: Path, config: Config) -> None:
         return
     try:
         made = json.loads(man.read_text()).get("config", {})
-        metric, k = made.get("metric"), made.get("k")
+        metric, k, clean_labels = made.get("metric"), made.get("k"), made.get("clean_labels", "zero")
     except (ValueError, AttributeError):
         return
+    if clean_labels == "knn" and config.training.w_manifold > 0:
+        warnings.warn(
+            f"{path}: its data poses are labelled with their k-nearest mean distance (clean_labels: knn) but "
+            f"training.w_manifold = {config.training.w_manifold} also pushes the field to 0 on them; set "
+            "training.w_manifold: 0", stacklevel=3,
+        )
     if metric and metric != config.data.label_metric:
         warnings.warn(
             f"{path}: the labels were made with metric {metric!r} but the config says data.label_metric = "
@@ -243,14 +250,14 @@ def _split(n: int, config: Config) -> Tuple[torch.Tensor, torch.Tensor]:
     return perm[n_val:], perm[:n_val]
 
 
-def _clean_poses(config: Config, quat: torch.Tensor, dist: torch.Tensor) -> Optional[torch.Tensor]:
+def _clean_poses(config: Config, quat: torch.Tensor, is_clean: torch.Tensor) -> Optional[torch.Tensor]:
     if config.training.w_manifold == 0:
         return None
     if config.data.pose_set:
         from .data.posesets import load_pose_set
 
         return load_pose_set(config.data.pose_set).quat.float()
-    clean = quat[dist <= 1e-6]
+    clean = quat[is_clean]
     if len(clean) == 0:
         raise ValueError(
             "the manifold term needs clean poses: set data.pose_set to a pose-set file, or prepare the "
@@ -491,17 +498,19 @@ def _train(config: Config, out: Path, data_path, dev: torch.device, ctx: _Dist, 
     if last.exists() and not resume:
         raise ValueError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
 
-    quat, dist = load_labelled_data(data_path)
+    quat, dist, is_clean = load_labelled_data(data_path, clean_mask=True)
+    if bool((is_clean & (dist <= 1e-6)).any()):  # zero-labelled data poses (clean_labels: zero): those
+        is_clean = is_clean & (dist <= 1e-6)       # exactly, as before the knn option existed
     if main:
         _check_manifest(Path(data_path), config)
     train_idx, val_idx = _split(len(quat), config)
     q_train, d_train = quat[train_idx].to(dev), dist[train_idx].to(dev)
     q_val, d_val = quat[val_idx], dist[val_idx]
-    clean = _clean_poses(config, quat[train_idx], dist[train_idx])
+    clean = _clean_poses(config, quat[train_idx], is_clean[train_idx])
     clean = clean.to(dev) if clean is not None else None
     reference = None
     if t.uniform_batch_size or t.projected_batch_size:
-        reference = _clean_poses(config.replace(training={"w_manifold": 1.0}), quat[train_idx], dist[train_idx])
+        reference = _clean_poses(config.replace(training={"w_manifold": 1.0}), quat[train_idx], is_clean[train_idx])
         reference = torch.unique(reference.float(), dim=0).to(dev)
 
     net = PoseNDFNet(config.model, seed=exp.seed).to(dev)

@@ -216,6 +216,20 @@ def test_config_yaml_matches_defaults_and_rejects_unknown_keys(tmp_path):
     bad.write_text("stages:\n  - {iterations: 5, lr: -1}\n")
     with pytest.raises(ValueError, match="lr"):
         I.load_image_fit_config(bad)
+    bad.write_text("prior_anneal: {posendf: 0.5}\n")
+    with pytest.raises(ValueError, match="prior_anneal"):
+        I.load_image_fit_config(bad)
+
+
+def test_prior_anneal_keeps_the_first_stage_weight():
+    """A prior with ``prior_anneal: false`` keeps the first stage's weight in every stage; the
+    others follow the stages' decreasing weights, all times their ``prior_scale``."""
+    stages = (I.ImageStage(1, prior_weight=4.0), I.ImageStage(1, prior_weight=1.0), I.ImageStage(1, prior_weight=0.25))
+    cfg = I.ImageFitConfig(stages=stages, prior_scale={"posendf": 100.0, "gmm": 10.0}, prior_anneal={"posendf": False})
+    assert [cfg.stage_prior_weight("posendf", i) for i in range(3)] == [400.0, 400.0, 400.0]
+    assert [cfg.stage_prior_weight("gmm", i) for i in range(3)] == [40.0, 10.0, 2.5]
+    assert cfg.stage_prior_weight("other", 1) == 1.0  # unknown priors: scale 1, annealed
+    assert I.ImageFitConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

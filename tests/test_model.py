@@ -107,7 +107,7 @@ def test_config_yaml_and_dict_round_trip(tmp_path):
     assert isinstance(cfg.model.hidden, tuple)
 
 
-@pytest.mark.parametrize("name", ["amass", "cmu", "cmu_mined", "nrdf", "tiny"])
+@pytest.mark.parametrize("name", ["amass", "cmu", "cmu_density", "cmu_mined", "nrdf", "tiny"])
 def test_shipped_configs_load(name):
     cfg = load_config(REPO / "configs" / f"{name}.yaml")
     PoseNDFNet(cfg.model)
@@ -117,6 +117,8 @@ def test_shipped_configs_load(name):
     if name == "cmu_mined":  # stage 2 fine-tunes stage 1: same network, hard negatives on
         assert cfg.model == load_config(REPO / "configs" / "cmu.yaml").model
         assert cfg.experiment.init_from and cfg.training.projected_batch_size > 0
+    if name == "cmu_density":  # the density-aware field: same network, labels that do not vanish on the data
+        assert cfg.model == load_config(REPO / "configs" / "cmu.yaml").model and cfg.training.w_manifold == 0
     if name == "nrdf":
         assert cfg.training.w_eikonal == 0 and cfg.data.label_metric == "nrdf"
         assert cfg.data.noise == "nrdf" and cfg.experiment.prior == "nrdf"

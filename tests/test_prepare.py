@@ -245,3 +245,22 @@ def test_cli(pose_file, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "100 samples in 2 chunk(s)" in out and "recall" in out
     assert load_training_data(tmp_path / "o")[0].shape == (100, 21, 4)
+
+
+def test_clean_labels_knn(pose_file, tmp_path):
+    """``clean_labels: knn`` labels the unperturbed data poses with their own k-nearest mean
+    (brute force agrees); the default keeps them at 0 and keeps the settings hash of data made
+    before the option existed; the clean mask comes back from the chunks' sigma."""
+    ref = _poses(400)
+    knn = prepare_training_data(pose_file, tmp_path / "k", _cfg(clean_labels="knn"), seed=0, progress=False)
+    zero = prepare_training_data(pose_file, tmp_path / "z", _cfg(), seed=0, progress=False)
+    qk, dk, ck = load_training_data(tmp_path / "k", clean_mask=True)
+    qz, dz, cz = load_training_data(tmp_path / "z", clean_mask=True)
+    assert torch.equal(qk, qz) and torch.equal(ck, cz) and 0 < int(ck.sum()) < len(ck)
+    assert float(dz[cz].abs().max()) == 0.0 and torch.equal(dk[~ck], dz[~cz])
+    true_d, _ = brute_force_knn(qk[ck], ref, "posendf", 5)
+    assert torch.allclose(dk[ck].double(), true_d.mean(1), atol=1e-5) and float(dk[ck].min()) > 0
+    assert knn.manifest["config"]["clean_labels"] == "knn" and "clean_labels" not in zero.manifest["config"]
+    assert knn.manifest["settings_sha1"] != zero.manifest["settings_sha1"]
+    with pytest.raises(ValueError, match="clean_labels must be one of"):
+        _cfg(clean_labels="mean")

@@ -106,6 +106,8 @@ def test_from_pretrained_missing_names_training_command(monkeypatch, tmp_path):
         P.PoseNDF.from_pretrained()
     with pytest.raises(FileNotFoundError, match=r"configs/nrdf.yaml"):
         P.NRDF.from_pretrained()
+    with pytest.raises(FileNotFoundError, match=r"configs/cmu_density.yaml"):
+        P.PoseNDF.from_pretrained("posendf_density")
     (tmp_path / P.DEFAULT_WEIGHTS["posendf"]).write_bytes(trained_tiny().read_bytes())
     assert isinstance(P.PoseNDF.from_pretrained(), P.PoseNDF)
 
@@ -220,3 +222,27 @@ def test_cli_sample_project_interpolate(tmp_path, capsys):
     assert main(["interpolate", "--start", f"{ref}:999", "--end", str(ref), "--out", str(tmp_path / "j"),
                  "--checkpoint", model]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_shipped_density_field_ranks_data_poses_by_how_common_they_are():
+    """The density-aware Pose-NDF (image fitting's default, ``posendf_density``) follows the mean
+    distance to the 50 nearest training poses on the data poses themselves, where the default
+    field is pulled towards 0 (label 0 and the manifold term); image fitting loads it for
+    ``posendf`` by default."""
+    from posendf_plugin.data.labels import brute_force_knn
+    from posendf_plugin.data.posesets import load_pose_set
+    from posendf_plugin.fitting.image_fit import ImageFitConfig
+    from posendf_plugin.fitting.params import load_prior
+    from posendf_plugin.skeleton import with_mirror_images
+
+    dens = load_prior("posendf", shipped=ImageFitConfig().shipped_weights["posendf"])
+    default = load_prior("posendf")
+    train = load_pose_set(P.ASSETS_DIR / "cmu_train.npz").quat.float()
+    q = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:300]]
+    label = brute_force_knn(q, with_mirror_images(train), "posendf", 50)[0].mean(1).float()
+    with torch.no_grad():
+        f_dens, f_default = dens.distance(q), default.distance(q)
+    corr = torch.corrcoef(torch.stack((f_dens, label)))[0, 1]
+    assert float(corr) > 0.9, float(corr)  # measured 0.95 on these 300 poses
+    assert float((f_dens - label).abs().mean()) < 0.35 * float(label.mean())  # measured 0.24 x
+    assert float(f_default.mean()) < 0.7 * float(label.mean())  # measured 0.52 x

@@ -219,3 +219,19 @@ def test_manifest_k_mismatch_warns_only_for_online_labels(tmp_path):
         warnings.simplefilter("error")
         _check_manifest(tmp_path, _cfg(epochs=1))  # no online labels: k does not matter
         _check_manifest(tmp_path, mined.replace(data={"k": 50}))
+
+
+def test_knn_clean_labels_warn_with_manifold_term(tmp_path):
+    """Data whose data poses carry k-nearest labels (clean_labels: knn) contradicts the manifold
+    term (f = 0 on them): the trainer says to switch it off."""
+    import json
+    import warnings
+
+    from posendf_plugin.training import _check_manifest
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"config": {"metric": "posendf", "k": 5, "clean_labels": "knn"}}))
+    with pytest.warns(UserWarning, match="clean_labels: knn.*w_manifold: 0"):
+        _check_manifest(tmp_path, _cfg(epochs=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check_manifest(tmp_path, _cfg(epochs=1, w_manifold=0.0))

@@ -135,7 +135,7 @@ def _qualitative(ctx: BenchContext) -> Optional[Dict]:
     if not folders:
         return None
     rows: Dict = {}
-    for name, prior, why in prior_rows(ctx, ctx.fit_device, setting="qualitative"):
+    for name, prior, why in prior_rows(ctx, ctx.fit_device, setting="qualitative", shipped=dict(fit_config(ctx).shipped_weights)):
         if prior is None:
             rows[name] = skipped(why)
             continue
@@ -172,7 +172,7 @@ def run(ctx: BenchContext) -> Dict:
     images = synthetic_images(ctx, n)
     setting = f"synthetic ({n} images)"
     res: Dict = {setting: {}}
-    for name, prior, why in prior_rows(ctx, ctx.fit_device, setting=setting):
+    for name, prior, why in prior_rows(ctx, ctx.fit_device, setting=setting, shipped=dict(config.shipped_weights)):
         if prior is None:
             res[setting][name] = skipped(why)
             continue
@@ -194,7 +194,8 @@ def run(ctx: BenchContext) -> Dict:
             res[f"qualitative ({_shown_path(ctx.shared_images)})"] = q
     res["_settings"] = {"images": n, "image_size": list(IMAGE_SIZE), "focal_px": FOCAL, "noise_px": NOISE_PX, "dropped_keypoints": DROP,
                         "keypoints": FMT, "body_model": ctx.body_model_name(), "data": ctx.data_name,
-                        "schedule": "configs/fit_image.yaml defaults (ImageFitConfig())"}
+                        "schedule": "configs/fit_image.yaml defaults (ImageFitConfig())",
+                        "shipped_weights": {k: v for k, v in config.shipped_weights.items() if k not in ctx.checkpoints}}
     return res
 
 

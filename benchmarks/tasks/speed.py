@@ -63,12 +63,13 @@ def run(ctx: BenchContext) -> Dict:
     # fitting time with vs without a prior, taking turns per image
     n_img = ctx.pick(1, 3, 10)
     images = image_fit.synthetic_images(ctx, n_img, offset=60)
-    fit_rows = [(n, p, w) for n, p, w in prior_rows(ctx, ctx.fit_device, setting="fitting time")]
+    config = image_fit.fit_config(ctx)
+    fit_rows = [(n, p, w) for n, p, w in prior_rows(ctx, ctx.fit_device, setting="fitting time",
+                                                    shipped=dict(config.shipped_weights))]
     if "none" not in [n for n, _, _ in fit_rows]:
         fit_rows.insert(0, ("none", ctx.prior("none", ctx.fit_device), None))
     times: Dict[str, List[float]] = {n: [] for n, p, _ in fit_rows if p is not None}
     failed: Dict[str, Dict] = {}
-    config = image_fit.fit_config(ctx)
     for name, prior, _ in fit_rows:  # one untimed fit each first: lazy set-up is not fitting time
         if prior is not None:
             r = guarded(ctx, name, lambda prior=prior: {"s": image_fit.fit_one(ctx, images[0], prior, config)[1]})

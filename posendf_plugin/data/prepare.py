@@ -63,6 +63,7 @@ from .posesets import load_pose_set
 
 __all__ = [
     "NOISE_KINDS",
+    "CLEAN_LABELS",
     "PrepareConfig",
     "PrepareResult",
     "load_prepare_config",
@@ -80,6 +81,8 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 NOISE_KINDS: Tuple[str, ...] = ("posendf", "nrdf")
+#: values of ``PrepareConfig.clean_labels``
+CLEAN_LABELS: Tuple[str, ...] = ("zero", "knn")
 MANIFEST = "manifest.json"
 _CHUNK_FMT = "chunk_{:05d}.npz"
 _SHARD_FMT = "shard_{:05d}-of-{:05d}.json"
@@ -113,7 +116,11 @@ class PrepareConfig:
         k: neighbours averaged into the label (Pose-NDF 5, NRDF 1).
         n_samples: total samples (clean + noisy).
         chunk_size: samples per chunk file.
-        clean_share: share of unperturbed data poses (label 0 against their own set).
+        clean_share: share of unperturbed data poses.
+        clean_labels: the label of those poses: ``"zero"`` (the paper: the field is 0 on every
+            data pose, rare or common) or ``"knn"`` (their own mean distance to the ``k``
+            nearest, like every other sample: the field then also ranks data poses by how
+            common they are; train it with ``training.w_manifold: 0``).
         sigmas / sigma_shares: Pose-NDF noise σ values and their probabilities (None = equal).
         angle_scales / angle_scale_shares: NRDF per-pose angle scales (radians) and probabilities.
         tail: NRDF angle distribution, ``"cauchy"`` (half-Cauchy) or ``"t"`` (|Student-t|).
@@ -132,6 +139,7 @@ class PrepareConfig:
     n_samples: int = 1_000_000
     chunk_size: int = 100_000
     clean_share: float = 0.1
+    clean_labels: str = "zero"
     sigmas: Tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
     sigma_shares: Optional[Tuple[float, ...]] = None
     angle_scales: Tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8)
@@ -156,6 +164,8 @@ class PrepareConfig:
             raise ValueError(f"recall_queries must be an integer >= 0, got {self.recall_queries!r}")
         if not 0.0 <= self.clean_share <= 1.0:
             raise ValueError(f"clean_share must be in [0, 1], got {self.clean_share}")
+        if self.clean_labels not in CLEAN_LABELS:
+            raise ValueError(f"clean_labels must be one of {list(CLEAN_LABELS)}, got {self.clean_labels!r}")
         if self.tail not in TAILS:
             raise ValueError(f"tail must be one of {list(TAILS)}, got {self.tail!r}")
         if not self.df > 0:
@@ -296,7 +306,10 @@ def _load_set(path: PathLike, flag: str) -> torch.Tensor:
 
 
 def _settings(config: PrepareConfig, seed: int, poses_info: dict, ref_info: dict) -> Dict[str, Any]:
-    return {"config": config.to_dict(), "seed": int(seed), "poses": poses_info, "reference": ref_info}
+    cfg = config.to_dict()
+    if cfg["clean_labels"] == "zero":  # the default is left out: data made before the option keeps its hash
+        del cfg["clean_labels"]
+    return {"config": cfg, "seed": int(seed), "poses": poses_info, "reference": ref_info}
 
 
 def _settings_sha1(settings: Mapping[str, Any]) -> str:
@@ -531,7 +544,7 @@ def prepare_training_data(
         for i in tqdm(todo, desc="prepare", unit="chunk", disable=not progress):
             q, scale, origin, clean = sample_noisy_chunk(poses_q, sizes[i], config, _chunk_rng(seed, i))
             dist = torch.zeros(sizes[i], dtype=torch.float32)
-            todo_mask = ~clean if same_ref else torch.ones_like(clean)
+            todo_mask = ~clean if (same_ref and config.clean_labels == "zero") else torch.ones_like(clean)
             if bool(todo_mask.any()):
                 dist[todo_mask] = knn_labels(q[todo_mask], index, config.metric, config.k, progress=progress).dist
             save_npz(out / _CHUNK_FMT.format(i), quat=q.numpy(), dist=dist.numpy(),
@@ -680,11 +693,14 @@ def _label_stats(out: Path, n_chunks: int) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_training_data(path: PathLike) -> Tuple[torch.Tensor, torch.Tensor]:
+def load_training_data(path: PathLike, clean_mask: bool = False):
     """Load prepared training data: a ``prepare`` output folder or one chunk ``.npz``.
 
+    Args:
+        clean_mask: also return which samples are unperturbed data poses.
     Returns:
-        ``(quat (M, 21, 4) float32, dist (M,) float32)``.
+        ``(quat (M, 21, 4) float32, dist (M,) float32)``, and with ``clean_mask`` a third
+        ``(M,)`` bool tensor: ``sigma == 0`` (chunks without ``sigma``: label ≤ 1e-6).
     Raises:
         FileNotFoundError: no such path, or a folder without chunk files.
         ValueError: the folder's manifest says the run did not finish, or a file is corrupt.
@@ -724,7 +740,7 @@ def load_training_data(path: PathLike) -> Tuple[torch.Tensor, torch.Tensor]:
         files = [path]
     else:
         raise FileNotFoundError(f"{path}: no such file or folder")
-    quats, dists = [], []
+    quats, dists, cleans = [], [], []
     for f in files:
         d = load_npz(f, required=("quat", "dist"))
         if sha is not None and "provenance" in d:
@@ -740,7 +756,10 @@ def load_training_data(path: PathLike) -> Tuple[torch.Tensor, torch.Tensor]:
             raise ValueError(f"{f}: expected quat (M, 21, 4) and dist (M,), got {q.shape} and {dd.shape}")
         quats.append(q)
         dists.append(dd)
-    return torch.from_numpy(np.concatenate(quats)), torch.from_numpy(np.concatenate(dists))
+        sig = np.asarray(d["sigma"]).reshape(-1) if "sigma" in d else None
+        cleans.append(sig == 0 if sig is not None and len(sig) == len(dd) else dd <= 1e-6)
+    out = (torch.from_numpy(np.concatenate(quats)), torch.from_numpy(np.concatenate(dists)))
+    return out + (torch.from_numpy(np.concatenate(cleans)),) if clean_mask else out
 
 
 class DistanceDataset(Dataset):

@@ -208,7 +208,7 @@ def fit_image_dir(
     if coco_json is not None and not any(p.name in coco for p in images):
         raise ValueError(f"{coco_json}: none of its annotated images is in {image_dir}")
     bm = body_model if isinstance(body_model, BodyModel) else get_body_model(body_model, num_betas=max(config.num_betas, 1))
-    prior_m = load_prior(prior, prior_checkpoint)
+    prior_m = load_prior(prior, prior_checkpoint, shipped=config.shipped_weights.get(prior) if isinstance(prior, str) else None)
     _check_writable(out_dir)
     summary = ImageDirSummary()
 

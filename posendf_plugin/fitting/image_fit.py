@@ -68,6 +68,10 @@ _DEFAULT_STAGES = (
 #: multiplier of the prior term per prior, so one schedule serves every prior; chosen on the
 #: validation subject of the synthetic image benchmark (benchmarks/README.md, "Calibration").
 _DEFAULT_PRIOR_SCALE = {"none": 0.0, "posendf": 100.0, "nrdf": 30.0, "vposer": 3.0, "gmm": 10.0}
+#: priors whose weight is not annealed over the stages (``ImageFitConfig.prior_anneal``)
+_DEFAULT_PRIOR_ANNEAL: Dict[str, bool] = {"posendf": False}
+#: shipped model per prior name for image fitting (``ImageFitConfig.shipped_weights``)
+_DEFAULT_SHIPPED_WEIGHTS: Dict[str, str] = {"posendf": "posendf_density"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,14 @@ class ImageFitConfig(StagedFitConfig):
         pose_parameterisation: ``"auto"`` (VPoser latent space for ``vposer``, else
             axis-angle), ``"axis_angle"`` or ``"vposer_latent"``.
         prior_scale: per-prior multiplier of ``prior_weight``; unknown priors use 1.
+        prior_anneal: per prior, whether its weight follows the stages' decreasing
+            ``prior_weight`` (SMPLify's annealing; priors not listed do) or keeps the first
+            stage's weight throughout (``false``: the density-aware Pose-NDF, whose preference
+            among poses that explain the keypoints equally is what resolves depth ambiguities).
+        shipped_weights: which of the package's models a prior given by name (and no
+            checkpoint) loads for image fitting (:func:`~posendf_plugin.fitting.image_batch.fit_image_dir`,
+            ``posendf fit-image``, the benchmarks): ``posendf`` → ``posendf_density``, the
+            density-aware Pose-NDF (:data:`posendf_plugin.prior.DEFAULT_WEIGHTS`).
         num_betas: shape coefficients fitted.
         latent_lr_scale: the VPoser latent code's learning rate is the stage's times this.
         latent_init: where the VPoser latent code starts: ``"encode"`` (the posterior mean of
@@ -110,6 +122,8 @@ class ImageFitConfig(StagedFitConfig):
     min_keypoints: int = 4
     pose_parameterisation: str = "auto"
     prior_scale: Mapping[str, float] = field(default_factory=lambda: dict(_DEFAULT_PRIOR_SCALE))
+    prior_anneal: Mapping[str, bool] = field(default_factory=lambda: dict(_DEFAULT_PRIOR_ANNEAL))
+    shipped_weights: Mapping[str, str] = field(default_factory=lambda: dict(_DEFAULT_SHIPPED_WEIGHTS))
     num_betas: int = 10
     latent_lr_scale: float = 3.0
     latent_init: str = "encode"
@@ -134,6 +148,16 @@ class ImageFitConfig(StagedFitConfig):
             raise ValueError(f"num_betas must be an integer in [0, 300], got {self.num_betas!r}")
         if self.init_pose not in INIT_POSES:
             raise ValueError(f"init_pose must be one of {INIT_POSES}, got {self.init_pose!r}")
+        if not isinstance(self.prior_anneal, Mapping) or not all(isinstance(v, bool) for v in self.prior_anneal.values()):
+            raise ValueError(f"prior_anneal must map prior names to true / false, got {self.prior_anneal!r}")
+        if not isinstance(self.shipped_weights, Mapping) or not all(isinstance(v, str) for v in self.shipped_weights.values()):
+            raise ValueError(f"shipped_weights must map prior names to shipped model names, got {self.shipped_weights!r}")
+
+    def stage_prior_weight(self, prior_name: str, index: int) -> float:
+        """Weight of the prior term in stage ``index``: the stage's ``prior_weight`` (the first
+        stage's for a prior with ``prior_anneal: false``) times the prior's ``prior_scale``."""
+        stage = self.stages[index] if self.prior_anneal.get(prior_name, True) else self.stages[0]
+        return stage.prior_weight * self.scale_for(prior_name)
 
 
 
@@ -388,18 +412,18 @@ def fit_people(
     go = torch.nn.Parameter(go_init.clone())
     betas = torch.nn.Parameter(torch.zeros(P, nb))
     pose_var = BodyPoseVariable(init, prior, config.pose_parameterisation, config.latent_init)
-    pscale = config.scale_for(getattr(prior, "name", ""))
+    pname = getattr(prior, "name", "")
     terms: Dict[str, torch.Tensor] = {}
 
-    def pose_loss(stage: ImageStage) -> torch.Tensor:
+    def pose_loss(stage: ImageStage, prior_w: float) -> torch.Tensor:
         pose = pose_var.pose()
         out = body_model(body_pose=pose.to(dtype), global_orient=go.to(dtype), betas=betas.to(dtype) if nb else None,
                          transl=trans().to(dtype), keypoints=fmt)
         proj = L.perspective_projection(out.keypoints.to(torch.float32), focal, center)
         terms["data"] = L.reprojection_loss(proj, kp[..., :2], conf, config.gmof_sigma, kw, scale)
-        terms["prior"] = pose_var.prior_energy(pose) if stage.prior_weight * pscale > 0 else pose.new_zeros(P)
+        terms["prior"] = pose_var.prior_energy(pose) if prior_w > 0 else pose.new_zeros(P)
         terms["shape"] = L.shape_prior(betas) if nb else pose.new_zeros(P)
-        total = terms["data"] + stage.prior_weight * pscale * terms["prior"] + stage.shape_weight * terms["shape"]
+        total = terms["data"] + prior_w * terms["prior"] + stage.shape_weight * terms["shape"]
         # optional pose terms only when weighted (off by default); otherwise measured once at the end
         for key, weight, term in (("bend", stage.bend_weight, L.bend_penalty), ("pose_l2", stage.pose_l2_weight, _pose_l2)):
             if weight > 0:
@@ -418,11 +442,12 @@ def fit_people(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_iters, desc="fitting", leave=False)
-    for stage in config.stages:
+    for si, stage in enumerate(config.stages):
+        prior_w = config.stage_prior_weight(pname, si)
         opt = torch.optim.Adam([{"params": params}, {"params": pose_params, "lr": stage.lr * lr_scale}], lr=stage.lr)
         for _ in range(stage.iterations):
             opt.zero_grad()
-            loss = pose_loss(stage)
+            loss = pose_loss(stage, prior_w)
             loss.backward()
             opt.step()
             if bar is not None:

@@ -40,8 +40,11 @@ LATENT_INITS = ("zero", "encode")
 BODY_AA = 63
 
 
-def load_prior(name: Union[str, PosePrior], checkpoint: Optional[Union[str, Path]] = None) -> PosePrior:
-    """Build a prior for fitting: ``get_prior(name)``, or from ``checkpoint``.
+def load_prior(name: Union[str, PosePrior], checkpoint: Optional[Union[str, Path]] = None,
+               shipped: Optional[str] = None) -> PosePrior:
+    """Build a prior for fitting: ``get_prior(name)``, or from ``checkpoint``; ``shipped`` names
+    which of the package's models to load when no checkpoint is given (e.g. ``"posendf_density"``
+    for ``posendf``, :data:`posendf_plugin.prior.DEFAULT_WEIGHTS`).
 
     A built :class:`PosePrior` is returned unchanged. The prior is put in eval mode with
     frozen weights.
@@ -59,7 +62,7 @@ def load_prior(name: Union[str, PosePrior], checkpoint: Optional[Union[str, Path
                 raise ValueError("--prior-checkpoint was given with --prior none; pick a prior name too")
             prior = get_prior("none")
         else:
-            kw = {} if checkpoint is None else {"checkpoint": checkpoint}
+            kw = {"checkpoint": checkpoint} if checkpoint is not None else ({"pretrained": shipped} if shipped else {})
             if checkpoint is not None and not Path(checkpoint).is_file():
                 raise FileNotFoundError(f"{checkpoint}: prior checkpoint not found")
             try:
