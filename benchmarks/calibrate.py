@@ -257,12 +257,12 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
 
     mean = default_mean_pose().expand_as(poses)
     emit("mean pose", None, [_errors(torch.where(m[..., None], mean, poses), poses, m) for m in masks])
-    from posendf_plugin.fitting.completion import _can_project
+    from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, _can_project
 
     steps = [None] if args.projection_steps is None else [int(v) for v in args.projection_steps.split(",")]
     sizes = [float(v) for v in args.projection_step_size.split(",")]
     for name in args.priors.split(","):
-        prior = ctx.prior(name, torch.device("cpu"))
+        prior = ctx.prior(name, torch.device("cpu"), SHIPPED_WEIGHTS.get(name))
         mode = args.completion_mode
         if mode in ("auto", "projection") and _can_project(prior):
             grid = [(f"projection {'shipped' if k is None else k} x {a:g}", {"projection_steps": k, "projection_step_size": a})

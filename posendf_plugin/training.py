@@ -107,7 +107,7 @@ class TrainResult:
     epochs_run: int = 0
 
 
-def load_labelled_data(path: Union[str, Path], clean_mask: bool = False):
+def load_labelled_data(path: Union[str, Path], clean_mask: bool = False) -> Tuple[torch.Tensor, ...]:
     """Labelled training data ``(quat (M, 21, 4), dist (M,))`` float32 tensors, read with
     :func:`posendf_plugin.data.prepare.load_training_data` (with ``clean_mask``, a third ``(M,)``
     bool tensor marks the unperturbed data poses).

@@ -261,3 +261,21 @@ def test_distance_field_completion_is_a_masked_projection():
     assert not torch.equal(adam.quat, res.quat)
     with pytest.raises(ValueError, match="distance-field"):
         C.complete_poses(poses, mask, "none", parameterisation="projection")
+
+
+def test_complete_cli_loads_the_density_aware_posendf(tmp_path):
+    """``posendf complete --prior posendf`` (and evaluate_completion by name) complete with the
+    shipped density-aware field (``SHIPPED_WEIGHTS``), not the default distance field."""
+    from posendf_plugin.fitting.params import load_prior
+
+    q = R.quat_canonical(R.axis_angle_to_quat(torch.randn(3, 21, 3, generator=torch.Generator().manual_seed(1)) * 0.3))
+    f, out = tmp_path / "p.npz", tmp_path / "c.npz"
+    save_pose_set(f, q)
+    assert cli_main(["complete", "--poses", str(f), "--mask", "left_arm", "--out", str(out), "--prior", "posendf",
+                     "--projection-steps", "0", "--init", "input", "--quiet"]) == 0
+    energy = torch.as_tensor(np.load(out)["energy"])
+    dens = load_prior("posendf", shipped=C.SHIPPED_WEIGHTS["posendf"])
+    default = load_prior("posendf")
+    with torch.no_grad():
+        torch.testing.assert_close(energy, dens.energy(q).float(), atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(energy, default.energy(q).float(), atol=1e-3)

@@ -35,7 +35,7 @@ def _masks(ctx: BenchContext, n: int, k: int, offset: int) -> np.ndarray:
 
 
 def run(ctx: BenchContext) -> Dict:
-    from posendf_plugin.fitting.completion import evaluate_completion
+    from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, evaluate_completion
 
     test = ctx.test_poses()
     n = min(len(test), ctx.pick(20, 200, 1000))
@@ -48,7 +48,7 @@ def run(ctx: BenchContext) -> Dict:
         setting = f"masked={int(frac * 100)}% ({k} joints)"
         mask = torch.as_tensor(_masks(ctx, n, k, 41 + fi), device=ctx.fit_device)
         res[setting] = {}
-        for name, prior, why in prior_rows(ctx, ctx.fit_device, setting=setting):
+        for name, prior, why in prior_rows(ctx, ctx.fit_device, setting=setting, shipped=SHIPPED_WEIGHTS):
             if prior is None:
                 res[setting][name] = skipped(why)
                 continue

@@ -693,7 +693,7 @@ def _label_stats(out: Path, n_chunks: int) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_training_data(path: PathLike, clean_mask: bool = False):
+def load_training_data(path: PathLike, clean_mask: bool = False) -> Tuple[torch.Tensor, ...]:
     """Load prepared training data: a ``prepare`` output folder or one chunk ``.npz``.
 
     Args:

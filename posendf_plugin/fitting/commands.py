@@ -94,7 +94,7 @@ def _complete(args: argparse.Namespace) -> int:
     from ..data.posesets import load_pose_set
     from ..io import save_npz
     from ..skeleton import quat_to_pose
-    from .completion import _errors, complete_poses, parse_mask
+    from .completion import SHIPPED_WEIGHTS, _errors, complete_poses, parse_mask
 
     from ..io import check_output_file
 
@@ -108,7 +108,7 @@ def _complete(args: argparse.Namespace) -> int:
         q = q[: args.max_poses]
     if len(q) == 0:
         raise ValueError(f"{args.poses}: no poses")
-    res = complete_poses(q, mask, _prior(args), iterations=args.iterations, lr=args.lr, init=args.init,
+    res = complete_poses(q, mask, _prior(args, SHIPPED_WEIGHTS), iterations=args.iterations, lr=args.lr, init=args.init,
                          progress=not args.quiet,
                          projection_steps=args.projection_steps)
     ang, pos = _errors(res.quat, q, res.mask)
@@ -122,10 +122,12 @@ def _complete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prior(args):
+def _prior(args, shipped=None):
+    """The ``--prior`` / ``--prior-checkpoint`` prior; ``shipped``: the task's shipped model per
+    prior name (e.g. :data:`~posendf_plugin.fitting.completion.SHIPPED_WEIGHTS`)."""
     from .params import load_prior
 
-    return load_prior(args.prior, args.prior_checkpoint)
+    return load_prior(args.prior, args.prior_checkpoint, shipped=(shipped or {}).get(args.prior))
 
 
 def register(subparsers) -> None:
