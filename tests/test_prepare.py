@@ -203,6 +203,9 @@ def test_config_errors(pose_file, tmp_path):
     shipped = PrepareConfig(n_samples=500_000, mirror=True, k=50)
     shipped = dataclasses.replace(shipped, search=dataclasses.replace(shipped.search, candidates=128, nprobe=128))
     assert load_prepare_config(REPO / "configs" / "prepare_posendf.yaml") == shipped
+    # the density-aware field's data: the same samples, the data poses keep their k-nearest labels
+    dens = load_prepare_config(REPO / "configs" / "prepare_posendf_density.yaml")
+    assert dens == dataclasses.replace(shipped, clean_labels="knn")
     bad = tmp_path / "bad.yaml"
     bad.write_text("noise: posendf\nsigmaz: [0.1]\n")
     with pytest.raises(ValueError, match="sigmaz"):
