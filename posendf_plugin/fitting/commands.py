@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 def _add_prior_args(p: argparse.ArgumentParser, default: str = "none") -> None:
     p.add_argument("--prior", default=default,
                    help="pose prior: none, posendf, nrdf, vposer, gmm (default: %(default)s); the shipped "
-                        "weights are used unless --prior-checkpoint is given")
+                        "weights are used unless --prior-checkpoint is given (fit-image and complete load "
+                        "the density-aware Pose-NDF, posendf_density.pt, for posendf)")
     p.add_argument("--prior-checkpoint", type=Path, default=None, metavar="PATH",
                    help="weights for --prior (a checkpoint of posendf train / baseline train, or VPoser V02_05)")
 
