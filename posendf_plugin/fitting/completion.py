@@ -226,13 +226,10 @@ def complete_poses(
                 e1s.append(prior.energy(res).reshape(-1))
             continue
         if parameterisation == "projection":
-            start = _start_guess(qb, mb, init)
-            with torch.no_grad():
-                e0s.append(prior.energy(start).reshape(-1))
-            res = torch.where(mb[..., None], _masked_projection(prior, start, mb, projection_steps, projection_step_size), qb)
-            out_q.append(res)
-            with torch.no_grad():
-                e1s.append(prior.energy(res).reshape(-1))
+            proj, f0, f1 = _masked_projection(prior, _start_guess(qb, mb, init), mb, projection_steps, projection_step_size)
+            out_q.append(torch.where(mb[..., None], proj, qb))
+            e0s.append(f0.reshape(-1))
+            e1s.append(f1.reshape(-1))
             continue
         aa0 = (R.quat_to_axis_angle(qb) if init == "input" else
                R.quat_to_axis_angle(_mean_pose()).expand(qb.shape[:-1] + (3,)).clone() if init == "mean" else
@@ -266,15 +263,18 @@ def _mean_pose() -> torch.Tensor:
     return default_mean_pose().float()
 
 
-def _masked_projection(prior: PosePrior, q: torch.Tensor, free: torch.Tensor, steps: int, step_size: float) -> torch.Tensor:
+def _masked_projection(prior: PosePrior, q: torch.Tensor, free: torch.Tensor, steps: int,
+                       step_size: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``steps`` projection steps of ``prior``'s field (:func:`posendf_plugin.projection.projection_step`)
     moving only the ``free`` joints ``(B, 21)`` of ``q`` ``(B, 21, 4)``. A step that would raise a
     pose's distance is not taken and that pose's step size halves: when the known joints
     are themselves off the manifold the zero level set is out of reach of the free joints, and
-    the Newton step, which aims at ``f = 0``, would overshoot."""
+    the Newton step, which aims at ``f = 0``, would overshoot. Returns the poses and the
+    distance ``(B,)`` at the start and at the end (the known joints do not move)."""
     fn = prior.energy
     alpha = torch.full((q.shape[0],), float(step_size), dtype=q.dtype, device=q.device)
     f, g = distance_and_gradient(fn, q)
+    f_start = f
     for _ in range(steps):
         cand = projection_step(q, f, g, alpha, method=getattr(prior, "method", "posendf"), free=free)  # alpha: (B,)
         f_new, g_new = distance_and_gradient(fn, cand)
@@ -283,7 +283,7 @@ def _masked_projection(prior: PosePrior, q: torch.Tensor, free: torch.Tensor, st
         f = torch.where(ok, f_new, f)
         g = torch.where(ok[:, None, None], g_new, g)
         alpha = torch.where(ok, alpha, alpha / 2)
-    return q
+    return q, f_start, f
 
 
 def _can_project(prior: PosePrior) -> bool:
