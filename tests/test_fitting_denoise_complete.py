@@ -264,7 +264,7 @@ def test_distance_field_completion_is_a_masked_projection():
 
 
 def test_complete_cli_loads_the_density_aware_posendf(tmp_path):
-    """``posendf complete --prior posendf`` (and evaluate_completion by name) complete with the
+    """``posendf complete --prior posendf`` (and complete_poses / evaluate_completion by name) complete with the
     shipped density-aware field (``SHIPPED_WEIGHTS``), not the default distance field."""
     from posendf_plugin.fitting.params import load_prior
 
@@ -279,3 +279,6 @@ def test_complete_cli_loads_the_density_aware_posendf(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(energy, dens.energy(q).float(), atol=1e-5, rtol=1e-4)
         assert not torch.allclose(energy, default.energy(q).float(), atol=1e-3)
+    # the Python API by name follows the CLI
+    res = C.complete_poses(q, "left_arm", "posendf", projection_steps=0, init="input")
+    torch.testing.assert_close(res.energy.float(), energy, atol=1e-5, rtol=1e-4)

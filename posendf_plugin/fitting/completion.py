@@ -167,7 +167,8 @@ def complete_poses(
         poses: any body-pose layout (:func:`posendf_plugin.skeleton.to_body_quat`), ``N`` poses.
             The values of unknown joints are used only with ``init="input"``.
         mask: ``(21,)`` or ``(N, 21)`` bool (True = unknown), or a spec for :func:`parse_mask`.
-        prior: a prior or its name.
+        prior: a prior or its name (a name loads :data:`SHIPPED_WEIGHTS`' model for it, as
+            ``posendf complete`` does).
         init: ``"mean"`` (default: unknown joints start at the embedded training poses' mean,
             :func:`posendf_plugin.data.default.default_mean_pose`, as the image fit starts),
             ``"identity"`` (unrotated) or ``"input"`` (from ``poses``). In latent mode the code starts at
@@ -193,7 +194,7 @@ def complete_poses(
             or not projection_step_size > 0:
         raise ValueError(f"projection_steps must be an integer >= 0 and projection_step_size > 0, got "
                          f"{projection_steps!r}, {projection_step_size!r}")
-    prior = load_prior(prior)
+    prior = load_prior(prior, shipped=SHIPPED_WEIGHTS.get(prior) if isinstance(prior, str) else None)
     if projection_steps is None:
         projection_steps = DEFAULT_PROJECTION_STEPS.get(getattr(prior, "name", ""), DEFAULT_PROJECTION_STEPS["default"])
     if parameterisation == "auto":
