@@ -52,7 +52,7 @@ DENOISE_SCALES = {
     "none": [0.0],
     "gmm": [1e-10, 1e-9, 1e-8],
     "vposer": [1e-10, 1e-9, 1e-8],
-    "posendf": [3e-6, 1e-5, 3e-5, 6e-5],
+    "posendf": [1e-6, 3e-6, 1e-5, 3e-5],
     "nrdf": [3e-7, 1e-6, 3e-6],
 }
 #: the grid behind ``fitting.completion.DEFAULT_LATENT_WEIGHT`` (VPoser latent completion)
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=["image_fit", "denoise", "completion"], default="image_fit")
     ap.add_argument("--priors", default="none,gmm,vposer,posendf,nrdf")
-    ap.add_argument("--windows", type=int, default=6, help="denoise: windows of 60 frames")
+    ap.add_argument("--windows", type=int, default=30, help="denoise: windows of 60 frames (6 were too few to choose by)")
     ap.add_argument("--noise-mm", type=float, default=40.0, help="denoise: joint noise")
     ap.add_argument("--poses", type=int, default=200, help="completion: held-out poses")
     ap.add_argument("--scales", action="append", default=[], metavar="PRIOR=V1,V2,...",

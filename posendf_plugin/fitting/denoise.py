@@ -111,7 +111,7 @@ class DenoiseConfig(StagedFitConfig):
     stages: Tuple[DenoiseStage, ...] = _POSENDF_STAGES
     squared_priors: Tuple[str, ...] = ("nrdf",)
     prior_scale: Mapping[str, float] = field(
-        default_factory=lambda: {"none": 0.0, "posendf": 1e-5, "nrdf": 3e-6, "vposer": 1e-10, "gmm": 1e-9})
+        default_factory=lambda: {"none": 0.0, "posendf": 3e-6, "nrdf": 3e-6, "vposer": 1e-10, "gmm": 1e-9})
     optimise_betas: bool = True
     pose_parameterisation: str = "auto"
     latent_lr_scale: float = 3.0
