@@ -348,3 +348,32 @@ def test_calibration_on_another_validation_set(tmp_path, capsys, monkeypatch):
     test_file = save_pose_set(tmp_path / "test_bandai.npz", val.quat[:5])
     assert calibrate.main(["--priors", "none", "--images", "1", "--data", str(test_file)]) == 2
     assert "looks like a test set" in capsys.readouterr().err
+
+
+def test_hold_out_style_splits_the_training_clips(tmp_path, capsys):
+    """benchmarks/hold_out_style.py: the training set without the matched clips (exactly the
+    others, as stored), the held-out clips' raw files found by name, one-line errors otherwise."""
+    import numpy as np
+
+    from benchmarks import hold_out_style as H
+    from posendf_plugin.data.default import assets_dir
+
+    shared = tmp_path / "shared"
+    (shared / "cmu-cc3").mkdir(parents=True)
+    assert H.main(["--clips", "no-such-clip", "--shared", str(shared), "--out", str(tmp_path / "o")]) == 2
+    assert "matches 0 of the" in capsys.readouterr().err
+    # the raw file of a held-out clip is missing: named, nothing converted
+    assert H.main(["--clips", "cmu-cc3/005_01", "--shared", str(shared), "--out", str(tmp_path / "o")]) == 2
+    assert "no mocap file for clip 'cmu-cc3/005_01'" in capsys.readouterr().err
+    (shared / "cmu-cc3" / "005_01.bvh.gz").write_bytes(b"")
+    assert H.raw_clip_files(shared, ["cmu-cc3/005_01"]) == [shared / "cmu-cc3" / "005_01.bvh.gz"]
+    # an unreadable raw file: the split is still written, the conversion failure reported (exit 1)
+    assert H.main(["--clips", "cmu-cc3/005_01", "--shared", str(shared), "--out", str(tmp_path / "o")]) == 1
+    with np.load(assets_dir() / "cmu_train.npz") as z, np.load(tmp_path / "o" / "train.npz") as o:
+        names = list(z["clip_names"])
+        held = names.index("cmu-cc3/005_01")
+        keep = z["clip_id"] != held
+        np.testing.assert_array_equal(o["quat"], z["quat"][keep])
+        assert list(o["clip_names"]) == [n for n in names if n != "cmu-cc3/005_01"]
+        np.testing.assert_array_equal(np.asarray(o["clip_names"])[o["clip_id"]], np.asarray(names)[z["clip_id"][keep]])
+    assert "init_from: " + (tmp_path / "o" / "stage1" / "model.pt").as_posix() in (tmp_path / "o" / "stage2.yaml").read_text()
