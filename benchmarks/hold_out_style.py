@@ -29,22 +29,20 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from posendf_plugin.data.default import assets_dir, find_shared_data  # noqa: E402
+from posendf_plugin.data.default import assets_dir, cmu_clip_sources, find_shared_data  # noqa: E402
 from posendf_plugin.data.mocap_batch import run_mocap  # noqa: E402
 from posendf_plugin.io import atomic_path, save_npz  # noqa: E402
 
 
 def raw_clip_files(shared: Path, names: List[str]) -> List[Path]:
     """The raw mocap file of each pose-set clip name (``cmu-cc3/005_01`` ->
-    ``shared/cmu-cc3/005_01.bvh.gz`` or another mocap suffix)."""
-    out = []
+    ``shared/cmu-cc3/005_01.bvh.gz``), by the default build's own clip list
+    (:func:`posendf_plugin.data.default.cmu_clip_sources`)."""
+    by_label = {c.label: c.path for c in cmu_clip_sources(shared)}
     for name in names:
-        folder, _, stem = name.rpartition("/")
-        hits = sorted(p for p in (shared / folder).glob(stem + ".*") if re.search(r"\.(bvh|amc)(\.gz)?$", p.name, re.I))
-        if not hits:
-            raise FileNotFoundError(f"{shared / folder}: no mocap file for clip {name!r} (expected {stem}.bvh or .bvh.gz)")
-        out.append(hits[0])
-    return out
+        if name not in by_label:
+            raise FileNotFoundError(f"{shared}: no mocap file for clip {name!r} (the default build reads it from there)")
+    return [by_label[n] for n in names]
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -91,6 +91,11 @@ SHIPPED_WEIGHTS: Dict[str, str] = {"posendf": "posendf_density"}
 DEFAULT_LATENT_WEIGHT = 0.1
 
 
+def _completion_prior(prior: Union[str, PosePrior]) -> PosePrior:
+    """``prior`` built for completion: a name loads its :data:`SHIPPED_WEIGHTS` model."""
+    return load_prior(prior, shipped=SHIPPED_WEIGHTS.get(prior) if isinstance(prior, str) else None)
+
+
 def parse_mask(spec: Union[str, Sequence[Union[str, int]], torch.Tensor, np.ndarray]) -> torch.Tensor:
     """A ``(21,)`` bool mask (True = unknown) from joint names, body-joint indices (0..20) and
     group names (:data:`JOINT_GROUPS`), as a list or a comma-separated string
@@ -194,7 +199,7 @@ def complete_poses(
             or not projection_step_size > 0:
         raise ValueError(f"projection_steps must be an integer >= 0 and projection_step_size > 0, got "
                          f"{projection_steps!r}, {projection_step_size!r}")
-    prior = load_prior(prior, shipped=SHIPPED_WEIGHTS.get(prior) if isinstance(prior, str) else None)
+    prior = _completion_prior(prior)
     if projection_steps is None:
         projection_steps = DEFAULT_PROJECTION_STEPS.get(getattr(prior, "name", ""), DEFAULT_PROJECTION_STEPS["default"])
     if parameterisation == "auto":
@@ -388,7 +393,7 @@ def evaluate_completion(
         iterations, lr, init, parameterisation, latent_weight, projection_steps,
             projection_step_size: as :func:`complete_poses`.
     """
-    prior_m = load_prior(prior, shipped=SHIPPED_WEIGHTS.get(prior) if isinstance(prior, str) else None)
+    prior_m = _completion_prior(prior)
     if poses is None:
         from ..data.default import default_pose_set
 
