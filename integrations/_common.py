@@ -8,18 +8,19 @@ Quaternions are ``(w, x, y, z)`` (see :mod:`posendf_plugin.rotations`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from posendf_plugin._checks import as_tensor
-from posendf_plugin.priors.base import PosePrior, get_prior
+from posendf_plugin.priors.base import PosePrior, available_priors, get_prior
 from posendf_plugin.skeleton import NUM_BODY_JOINTS, POSE_LAYOUTS, to_body_quat
 
 __all__ = [
     "PriorLike",
+    "SHIPPED_PRIOR_ALIASES",
     "resolve_prior",
     "check_layout",
     "prior_energy",
@@ -36,13 +37,26 @@ PriorLike = Union[str, PosePrior]
 SMPL_BODY_POSE_WIDTH = 69
 SMPLX_BODY_POSE_WIDTH = 63
 
+#: names the adapters accept on top of :func:`get_prior`'s, for shipped models that ``get_prior``
+#: reaches through keyword arguments: name -> (``get_prior`` name, those keyword arguments).
+#: ``'posendf_density'`` is the density-aware Pose-NDF (``posendf_density.pt``), i.e.
+#: ``get_prior('posendf', pretrained='posendf_density')``.
+SHIPPED_PRIOR_ALIASES: Dict[str, Tuple[str, Dict[str, str]]] = {
+    "posendf_density": ("posendf", {"pretrained": "posendf_density"}),
+}
+
 
 def resolve_prior(prior: PriorLike, prior_kwargs: Optional[Mapping] = None) -> PosePrior:
     """Return ``prior`` itself, or build it by name with ``get_prior(name, **prior_kwargs)``.
 
+    A name in :data:`SHIPPED_PRIOR_ALIASES` (that ``get_prior`` does not know itself) is built
+    as its ``get_prior`` name with the alias's keyword arguments; ``prior_kwargs`` are added to
+    them (a ``checkpoint`` replaces the shipped file, as for ``'posendf'``).
+
     Raises:
         TypeError: ``prior`` is neither a name nor a :class:`PosePrior`.
-        ValueError: unknown prior name (from :func:`get_prior`).
+        ValueError: unknown prior name (the message lists :func:`get_prior`'s names and the
+            aliases); ``prior_kwargs`` repeating a keyword an alias sets.
     """
     if isinstance(prior, PosePrior):
         if prior_kwargs:
@@ -52,7 +66,22 @@ def resolve_prior(prior: PriorLike, prior_kwargs: Optional[Mapping] = None) -> P
             )
         return prior
     if isinstance(prior, str):
-        return get_prior(prior, **dict(prior_kwargs or {}))
+        kwargs = dict(prior_kwargs or {})
+        if prior in SHIPPED_PRIOR_ALIASES and prior not in available_priors():
+            name, fixed = SHIPPED_PRIOR_ALIASES[prior]
+            clash = sorted(set(fixed) & set(kwargs))
+            if clash:
+                raise ValueError(
+                    f"prior '{prior}' already sets {clash} (it is get_prior('{name}', {fixed})); "
+                    f"drop {clash} from prior_kwargs, or use prior '{name}' with your own"
+                )
+            return get_prior(name, **fixed, **kwargs)
+        if prior not in available_priors():
+            raise ValueError(
+                f"unknown pose prior '{prior}'; available: {', '.join(available_priors())}; and, in "
+                f"the adapters, {', '.join(sorted(SHIPPED_PRIOR_ALIASES))}"
+            )
+        return get_prior(prior, **kwargs)
     raise TypeError(
         f"prior must be a prior name (e.g. 'posendf') or a posendf_plugin PosePrior, got "
         f"{type(prior).__name__}"

@@ -57,8 +57,9 @@ class PoseNDFPrior(nn.Module):
     Args (the YAML ``args:`` block):
         key: which body parameter to read: ``poses`` (default) or ``poses_full`` (then the
             loss's YAML name must start with ``pf-``, EasyMocap passes ``poses_full`` only then).
-        prior: prior name for ``get_prior`` (``posendf``, ``nrdf``, ``vposer``, ``gmm``); from
-            Python also a built :class:`~posendf_plugin.priors.base.PosePrior`.
+        prior: prior name for ``get_prior`` (``posendf``, ``nrdf``, ``vposer``, ``gmm``; also
+            ``posendf_density``, the density-aware Pose-NDF); from Python also a built
+            :class:`~posendf_plugin.priors.base.PosePrior`.
         checkpoint: optional checkpoint path of the prior (passed as ``get_prior(prior,
             checkpoint=...)``); omitted -> the shipped default.
         start, end: the slice ``poses[..., start:end]`` the prior sees, as EasyMocap's

@@ -59,8 +59,8 @@ class PoseNDFPriorLoss(nn.Module):
     """Pose-prior loss with mmhuman3d's conventions.
 
     Args:
-        prior: prior name (``'posendf'``, ``'nrdf'``, ``'vposer'``, ``'gmm'``...) resolved with
-            ``get_prior`` or a built :class:`~posendf_plugin.priors.base.PosePrior`.
+        prior: prior name (``'posendf'``, ``'posendf_density'``, ``'nrdf'``, ``'vposer'``,
+            ``'gmm'``...) resolved with ``get_prior`` or a built :class:`~posendf_plugin.priors.base.PosePrior`.
         reduction: ``'none'`` (``(B,)``), ``'mean'`` or ``'sum'`` over the batch.
         loss_weight: multiplies the per-sample energy.
         prior_kwargs: passed to ``get_prior`` (e.g. ``dict(checkpoint='my_ndf.pt')``).

@@ -5,9 +5,9 @@ SMPLify-X (vchoutas/smplify-x) builds its body-pose prior with
 and, in ``fitting.SMPLifyLoss.forward`` with ``use_vposer: false``, adds
 ``torch.sum(body_pose_prior(body_model_output.body_pose, body_model_output.betas)) *
 body_pose_weight ** 2``; ``fit_single_frame`` starts from ``body_pose_prior.get_mean()``.
-:func:`register` wraps ``create_prior`` so that ``prior_type='posendf'`` / ``'nrdf'`` return a
-:class:`~._common.HostPosePrior` with exactly that surface: ``forward(body_pose, betas) -> (B,)``
-and ``get_mean() -> (1, W)``.
+:func:`register` wraps ``create_prior`` so that ``prior_type='posendf'`` / ``'posendf_density'``
+/ ``'nrdf'`` return a :class:`~._common.HostPosePrior` with exactly that surface:
+``forward(body_pose, betas) -> (B,)`` and ``get_mean() -> (1, W)``.
 
 SMPLify-X is run as ``python smplifyx/main.py`` (its modules import each other as top-level
 ``prior``, ``fitting`` ...) or imported as the ``smplifyx`` package; :func:`register` patches
@@ -59,7 +59,9 @@ __all__ = [
 ]
 
 #: ``body_prior_type`` value -> prior name resolved with ``get_prior`` when SMPLify-X asks
-DEFAULT_PRIORS: Dict[str, PriorLike] = {"posendf": "posendf", "nrdf": "nrdf"}
+#: (``'posendf_density'``: the density-aware Pose-NDF, ``get_prior('posendf',
+#: pretrained='posendf_density')``, see :data:`~._common.SHIPPED_PRIOR_ALIASES`)
+DEFAULT_PRIORS: Dict[str, PriorLike] = {"posendf": "posendf", "posendf_density": "posendf_density", "nrdf": "nrdf"}
 #: ``body_pose_prior_weights`` of SMPLify-X's shipped configs (one weight per optimisation
 #: stage). The number of stages is ``len(data_weights)``: fit_smpl.yaml sets 4 data weights;
 #: fit_smplx.yaml and fit_smplh.yaml set none, so cmd_parser's default ``[1] * 5`` applies.
@@ -75,10 +77,12 @@ SMPLIFYX_DEFAULT_NUM_STAGES = 5
 #: calibrated ``body_pose_prior_weights`` for the shipped models, stage by stage for VPoser's
 #: (404, 404, 57.4, 4.78): the ‖z‖² contrast matched at sigma = 0.1 (``python -m
 #: posendf_plugin.integrations.vposer --poses posendf_plugin/assets/cmu_val.npz --priors posendf
-#: nrdf vposer gmm``; see integrations/README.md). A 5-stage config repeats the last weight, as
-#: fit_smplx.yaml repeats 4.78.
+#: posendf_density nrdf vposer gmm``; see integrations/README.md). ``posendf`` is the distance
+#: field (posendf_default.pt), ``posendf_density`` the density-aware field (posendf_density.pt).
+#: A 5-stage config repeats the last weight, as fit_smplx.yaml repeats 4.78.
 CALIBRATED_STAGE_WEIGHTS: Dict[str, Tuple[float, ...]] = {
     "posendf": (7095.0, 7095.0, 1008.0, 83.95),
+    "posendf_density": (7837.0, 7837.0, 1114.0, 92.73),
     "nrdf": (3306.0, 3306.0, 469.7, 39.11),
 }
 
@@ -150,9 +154,10 @@ def _find_prior_modules() -> List[ModuleType]:
 
 
 def calibrated_body_pose_prior_weights(prior: str = "posendf", config: str = "fit_smplx.yaml") -> Tuple[float, ...]:
-    """``body_pose_prior_weights`` for ``prior`` ('posendf' / 'nrdf', the shipped models) in a
-    copy of SMPLify-X's ``cfg_files/<config>``: one entry per stage of that config (5 for
-    fit_smplx.yaml / fit_smplh.yaml, 4 for fit_smpl.yaml), see :data:`CALIBRATED_STAGE_WEIGHTS`.
+    """``body_pose_prior_weights`` for ``prior`` (a key of :data:`CALIBRATED_STAGE_WEIGHTS`:
+    'posendf', 'posendf_density' or 'nrdf', the shipped models) in a copy of SMPLify-X's
+    ``cfg_files/<config>``: one entry per stage of that config (5 for fit_smplx.yaml /
+    fit_smplh.yaml, 4 for fit_smpl.yaml).
 
     Raises:
         ValueError: unknown prior or config name.
@@ -250,11 +255,13 @@ def register(
     prior_kwargs_by_type: Optional[Mapping[str, Mapping]] = None,
     **prior_kwargs,
 ) -> List[str]:
-    """Make ``body_prior_type: posendf`` (and ``nrdf``) work in an unmodified SMPLify-X.
+    """Make ``body_prior_type: posendf`` (and ``posendf_density``, ``nrdf``) work in an
+    unmodified SMPLify-X.
 
     Args:
         priors: ``{body_prior_type: prior name or built PosePrior}``; defaults to
-            :data:`DEFAULT_PRIORS`. Names are resolved lazily, when SMPLify-X calls
+            :data:`DEFAULT_PRIORS` (``body_prior_type: 'posendf_density'`` selects the
+            density-aware field). Names are resolved lazily, when SMPLify-X calls
             ``create_prior``.
         scale: multiplies the energy; keep 1.0 and use the calibrated
             ``body_pose_prior_weights`` from the README, or set it to reuse weights tuned
@@ -420,10 +427,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     parser = argparse.ArgumentParser(
         prog="python -m posendf_plugin.integrations.smplifyx",
-        description="Run SMPLify-X's main.py with body_prior_type 'posendf'/'nrdf' available.",
+        description="Run SMPLify-X's main.py with body_prior_type 'posendf'/'posendf_density'/'nrdf' available.",
     )
     parser.add_argument("script", help="path to smplify-x/smplifyx/main.py")
-    parser.add_argument("--posendf-checkpoint", default=None, help="Pose-NDF checkpoint (default: the shipped model)")
+    parser.add_argument(
+        "--posendf-checkpoint", default=None,
+        help="Pose-NDF checkpoint for body_prior_type posendf (default: the shipped distance field)",
+    )
     parser.add_argument("--posendf-scale", type=float, default=1.0, help="multiplies the prior energy (default 1)")
     args, rest = parser.parse_known_args(argv)
     script = Path(args.script).resolve()

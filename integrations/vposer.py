@@ -388,7 +388,10 @@ def main(argv: Optional[Sequence[str]] = None) -> PriorComparison:
         description="Compare pose priors on real vs noisy poses and calibrate host weights.",
     )
     ap.add_argument("--poses", required=True, help="pose-set .npz (or folder) of real held-out poses")
-    ap.add_argument("--priors", nargs="+", default=["posendf", "nrdf", "vposer", "gmm"], help="prior names")
+    ap.add_argument(
+        "--priors", nargs="+", default=["posendf", "nrdf", "vposer", "gmm"],
+        help="prior names (get_prior's, or posendf_density: the shipped density-aware Pose-NDF)",
+    )
     ap.add_argument("--vposer", default=None, help="VPoser experiment folder / .ckpt instead of the shipped one")
     ap.add_argument(
         "--checkpoint", action="append", default=[], metavar="NAME=PATH",

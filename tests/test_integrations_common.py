@@ -68,9 +68,26 @@ def random_poses(n: int, width: int = 63, scale: float = 0.3, seed: int = 0) -> 
     return torch.randn(n, width, generator=g) * scale
 
 
+def record_posendf_factory(monkeypatch) -> list:
+    """Replace ``get_prior('posendf', ...)`` by a recorder that returns a :class:`TinyPrior`;
+    returns the list the keyword arguments of every call are appended to (no shipped weights
+    are read, so aliases such as ``'posendf_density'`` are tested by what they ask for)."""
+    from posendf_plugin.priors import base
+
+    calls: list = []
+
+    def factory(**kwargs) -> TinyPrior:
+        calls.append(kwargs)
+        return TinyPrior()
+
+    monkeypatch.setitem(base._FACTORIES, "posendf", factory)
+    return calls
+
+
 # ----------------------------------------------------------------------------- tests of _common
 
 from posendf_plugin.integrations._common import (  # noqa: E402
+    SHIPPED_PRIOR_ALIASES,
     HostPosePrior,
     add_quat_noise,
     check_layout,
@@ -90,6 +107,20 @@ def test_resolve_prior_by_name_and_instance():
         resolve_prior("no_such_prior")
     with pytest.raises(ValueError, match="together with an already built prior"):
         resolve_prior(p, {"checkpoint": "x"})
+
+
+def test_resolve_prior_shipped_alias_posendf_density(monkeypatch):
+    calls = record_posendf_factory(monkeypatch)
+    assert "posendf_density" in SHIPPED_PRIOR_ALIASES
+    assert isinstance(resolve_prior("posendf_density"), TinyPrior)
+    assert isinstance(resolve_prior("posendf_density", {"checkpoint": "my.pt"}), TinyPrior)
+    assert isinstance(resolve_prior("posendf"), TinyPrior)
+    assert calls == [{"pretrained": "posendf_density"}, {"pretrained": "posendf_density", "checkpoint": "my.pt"}, {}]
+    with pytest.raises(ValueError, match=r"'posendf_density' already sets \['pretrained'\]"):
+        resolve_prior("posendf_density", {"pretrained": "nrdf"})
+    # an unknown name lists get_prior's names and the aliases
+    with pytest.raises(ValueError, match=r"unknown pose prior 'posendf_dens'; available: .*posendf.*posendf_density"):
+        resolve_prior("posendf_dens")
 
 
 def test_check_layout_names_both_layouts():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_integrations_common import TinyPrior, random_poses
+from test_integrations_common import TinyPrior, random_poses, record_posendf_factory
 
 from posendf_plugin.integrations import smplifyx as sx
 
@@ -269,10 +269,10 @@ def test_calibrated_weights_match_each_host_config(checkout, config):
     sys.path.insert(0, str(checkout))
     import main as smplifyx_main
 
-    sx.register(priors={"posendf": "tiny_test", "nrdf": TinyPrior()})
+    sx.register(priors={"posendf": "tiny_test", "posendf_density": "tiny_test", "nrdf": TinyPrior()})
     host = dict(SMPLIFYX_ARGS, **HOST_CONFIGS[config])
     stages = len(host["data_weights"])
-    for prior_type in ("posendf", "nrdf"):
+    for prior_type in ("posendf", "posendf_density", "nrdf"):
         weights = list(sx.calibrated_body_pose_prior_weights(prior_type, config))
         assert len(weights) == stages
         args = dict(host, body_pose_prior_weights=weights)
@@ -280,6 +280,30 @@ def test_calibrated_weights_match_each_host_config(checkout, config):
         smplifyx_main.build_body_pose_prior(body_prior_type=prior_type, **args)
         assert fit_single_frame_weight_checks(**args) == stages
     assert sx.calibrated_body_pose_prior_weights("posendf", config)[:4] == (7095.0, 7095.0, 1008.0, 83.95)
+    # the density-aware field has its own list (a smaller real-vs-noisy gap: larger weights)
+    density = sx.calibrated_body_pose_prior_weights("posendf_density", config)
+    assert density[:4] == (7837.0, 7837.0, 1114.0, 92.73) and density[4:] == (92.73,) * (stages - 4)
+    assert all(d > w for d, w in zip(density, sx.calibrated_body_pose_prior_weights("posendf", config)))
+
+
+def test_density_field_from_the_host_config(checkout, monkeypatch):
+    """``body_prior_type: 'posendf_density'`` with the default registration builds
+    ``get_prior('posendf', pretrained='posendf_density')`` and checks its own calibrated list."""
+    calls = record_posendf_factory(monkeypatch)
+    sys.path.insert(0, str(checkout))
+    import main as smplifyx_main
+
+    sx.register()
+    cfg = dict(SMPLIFYX_ARGS, **HOST_CONFIGS["fit_smplx.yaml"])
+    cfg["body_pose_prior_weights"] = list(sx.calibrated_body_pose_prior_weights("posendf_density", "fit_smplx.yaml"))
+    prior = smplifyx_main.build_body_pose_prior(body_prior_type="posendf_density", **cfg)
+    assert isinstance(prior.prior, TinyPrior) and prior.expected_width == 63
+    assert calls == [{"pretrained": "posendf_density"}]
+    smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **cfg)
+    assert calls[-1] == {}  # 'posendf' stays the distance field
+    cfg["body_pose_prior_weights"] = cfg["body_pose_prior_weights"][:4]
+    with pytest.raises(ValueError, match=r"shipped 'posendf_density' model.*\[7837, 7837, 1114, 92\.73, 92\.73\]"):
+        smplifyx_main.build_body_pose_prior(body_prior_type="posendf_density", **cfg)
 
 
 def test_wrong_stage_count_is_one_clear_error_before_the_fit(checkout):
@@ -304,5 +328,8 @@ def test_wrong_stage_count_is_one_clear_error_before_the_fit(checkout):
     five_on_smpl["body_pose_prior_weights"] = four + [83.95]
     with pytest.raises(ValueError, match=r"5 entries.*4 stages.*\[7095, 7095, 1008, 83\.95\]"):
         smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **five_on_smpl)
-    with pytest.raises(ValueError, match="no calibrated weights"):
+    known = r"known \['nrdf', 'posendf', 'posendf_density'\]"
+    with pytest.raises(ValueError, match=r"no calibrated weights for prior 'vposer': " + known):
         sx.calibrated_body_pose_prior_weights("vposer")
+    with pytest.raises(ValueError, match="config must be one of"):
+        sx.calibrated_body_pose_prior_weights("posendf_density", "fit_smplx_posendf.yaml")

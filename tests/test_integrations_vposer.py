@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_integrations_common import TinyPrior, random_poses
+from test_integrations_common import TinyPrior, random_poses, record_posendf_factory
 
 vpmod = pytest.importorskip("posendf_plugin.priors.vposer")
 from posendf_plugin.integrations import vposer as iv  # noqa: E402
@@ -174,3 +174,21 @@ def test_cli_prints_table_and_weights(expr_dir, tmp_path, capsys):
         iv.host_weights(res, "posendf")
     with pytest.raises(ValueError, match="calibration-sigmas"):
         iv.main(["--poses", str(f), "--priors", "tiny_test", "--sigmas", "0.25"])
+
+
+def test_cli_names_the_density_field(tmp_path, capsys, monkeypatch):
+    """``--priors posendf posendf_density`` calibrates both shipped Pose-NDF fields in one run,
+    each under its own name; ``--checkpoint posendf_density=PATH`` reaches the same builder."""
+    from posendf_plugin.skeleton import to_body_quat
+
+    calls = record_posendf_factory(monkeypatch)
+    f = tmp_path / "val.npz"
+    np.savez(f, quat=to_body_quat(random_poses(40, 63, scale=0.15, seed=6)).numpy())
+    common = ["--poses", str(f), "--sigmas", "0.25", "--calibration-sigmas", "0.25"]
+    res = iv.main(common + ["--priors", "posendf", "posendf_density", "tiny_test"])
+    out = capsys.readouterr().out
+    assert set(res.stats) == {"posendf", "posendf_density", "tiny_test"}
+    assert "| posendf_density |" in out and "Calibrated host weights for 'posendf_density'" in out
+    assert calls == [{}, {"pretrained": "posendf_density"}]
+    iv.main(common + ["--priors", "posendf_density", "--checkpoint", "posendf_density=my_density.pt"])
+    assert calls[-1] == {"pretrained": "posendf_density", "checkpoint": "my_density.pt"}
