@@ -99,6 +99,10 @@ def main(argv=None) -> int:
                     help="image fit: whether PRIOR's weight follows the stages' annealing (ImageFitConfig.prior_anneal)")
     ap.add_argument("--squared-priors", default=None, metavar="A,B",
                     help="denoise: priors whose term is the squared energy (default: configs/denoise.yaml's; '' = none)")
+    ap.add_argument("--prior-margin", action="append", default=[], metavar="PRIOR=M",
+                    help="denoise: energy below which PRIOR's term is zero (default: configs/denoise.yaml's; 0 = the plain term)")
+    ap.add_argument("--data-term", choices=["distance", "squared"], default=None, help="denoise: the data term (default: configs/denoise.yaml's)")
+    ap.add_argument("--data-weight-factor", type=float, default=1.0, help="denoise: multiply every stage's data weight by this")
     ap.add_argument("--projection-steps", default=None,
                     help="completion: masked-projection steps to try, e.g. 1,3,10 (default: the prior's shipped value)")
     ap.add_argument("--projection-step-size", default="0.5", help="completion: projection step sizes to try, e.g. 0.5,1")
@@ -203,14 +207,29 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     from benchmarks.tasks import denoise as D
     from posendf_plugin.fitting.denoise import DenoiseConfig, denoise_window
 
+    import dataclasses
+
     base = DenoiseConfig(noise_mm=args.noise_mm, **({} if args.squared_priors is None else
                                                      {"squared_priors": tuple(p for p in args.squared_priors.split(",") if p)}))
+    margins = dict(base.prior_margin)
+    for item in args.prior_margin:
+        name, sep, val = item.partition("=")
+        try:
+            margins[name.strip()] = float(val)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise SystemExit(f"--prior-margin expects PRIOR=M (e.g. posendf=0.05), got {item!r}")
+    base = dataclasses.replace(
+        base, prior_margin=margins, data_term=args.data_term or base.data_term,
+        stages=tuple(dataclasses.replace(st, data_weight=st.data_weight * args.data_weight_factor) for st in base.stages))
     wins = D._windows(ctx, base.window, args.windows)
     if not wins:
         raise SystemExit(f"no motion of at least {base.window} frames in {ctx.data_name}")
     bm = ctx.body_model()
     print(f"{ctx.data_name}: {len(wins)} windows of {base.window} frames from {len({w[0] for w in wins})} clips, "
-          f"{args.noise_mm:g} mm noise, seed {args.seed}\n")
+          f"{args.noise_mm:g} mm noise, seed {args.seed}; prior margins {margins or 'none'}, data term {base.data_term}"
+          f"{'' if args.data_weight_factor == 1 else f' x {args.data_weight_factor:g}'}\n")
 
     def evaluate(prior, cfg) -> Dict[str, float]:
         per, t0 = [], time.perf_counter()

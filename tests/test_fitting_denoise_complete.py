@@ -113,6 +113,52 @@ def test_denoise_with_tiny_posendf_prior(bm):
     assert np.isfinite(m["mpjpe_mm"]) and torch.isfinite(a["pose_body"]).all()
 
 
+class _ConstantSlopePrior(PosePrior):
+    """E(θ) = 0.05 + ‖θ‖ (mean over joints): a linear term pulls every pose towards zero."""
+
+    name = "slope"
+
+    def energy(self, body_pose):
+        return 0.05 + body_pose.reshape(body_pose.shape[0], -1).norm(dim=-1) / 21
+
+
+def test_denoise_prior_margin_leaves_poses_below_it_to_the_data(bm):
+    """A pose's prior term is max(E − margin, 0): with the margin above every energy the fit is
+    the no-prior fit exactly; with margin 0 the same weight changes it."""
+    m = walking_motion(12)
+    cfg = replace(FAST, stages=(D.DenoiseStage(20, data_weight=100.0, temporal_weight=10.0, prior_weight=10.0, lr=0.05),),
+                  prior_scale={"slope": 1.0, "none": 0.0})
+    none, _ = D.denoise_window(m, bm, load_prior("none"), cfg, torch.Generator().manual_seed(3))
+    plain, _ = D.denoise_window(m, bm, _ConstantSlopePrior(), cfg, torch.Generator().manual_seed(3))
+    above, _ = D.denoise_window(m, bm, _ConstantSlopePrior(), replace(cfg, prior_margin={"slope": 1e3}),
+                                torch.Generator().manual_seed(3))
+    assert torch.equal(above["pose_body"], none["pose_body"])
+    assert not torch.allclose(plain["pose_body"], none["pose_body"], atol=1e-3)
+    # the plain term pulls towards zero: smaller poses than with the margin
+    assert plain["pose_body"].norm() < above["pose_body"].norm()
+    assert cfg.margin_for("slope") == 0.0 and replace(cfg, prior_margin={"slope": 0.2}).margin_for("slope") == 0.2
+
+
+@pytest.mark.parametrize("margin", [{"posendf": -0.1}, {"posendf": "x"}, {"posendf": True}, [0.1]])
+def test_denoise_prior_margin_checked(margin):
+    with pytest.raises(ValueError, match="prior_margin"):
+        D.DenoiseConfig(prior_margin=margin)
+
+
+def test_denoise_data_term(bm):
+    """The squared data term is the mean squared joint distance: a different fit from the same
+    noise, still deterministic and still reducing the error; unknown names are refused."""
+    m = walking_motion(12)
+    sq = replace(FAST, data_term="squared", stages=(D.DenoiseStage(40, data_weight=1000.0, temporal_weight=10.0, lr=0.05),))
+    a1, m1 = D.denoise_window(m, bm, load_prior("none"), sq, torch.Generator().manual_seed(3))
+    a2, _ = D.denoise_window(m, bm, load_prior("none"), sq, torch.Generator().manual_seed(3))
+    a0, _ = D.denoise_window(m, bm, load_prior("none"), replace(sq, data_term="distance"), torch.Generator().manual_seed(3))
+    assert torch.equal(a1["pose_body"], a2["pose_body"]) and not torch.allclose(a1["pose_body"], a0["pose_body"])
+    assert m1["mpjpe_mm"] < m1["noisy_mpjpe_mm"]
+    with pytest.raises(ValueError, match="data_term"):
+        D.DenoiseConfig(data_term="l1")
+
+
 def test_denoise_config_yaml(tmp_path):
     assert D.load_denoise_config(REPO / "configs" / "denoise.yaml") == D.DenoiseConfig()
     cfg = D.DenoiseConfig()
