@@ -227,6 +227,25 @@ def test_val_split_and_calibration_script(tmp_path, capsys):
     assert d["windows"] == 1 and d["rows"][0]["mpjpe_mm"] > 0
 
 
+def test_denoise_variants_script(capsys):
+    """benchmarks/denoise_variants.py on one val window: a margin above every energy is the
+    no-prior fit exactly, the plain term is not; the squared, noise-adaptive data term measures
+    the input noise (40 mm); bad variants exit with a message."""
+    from benchmarks import denoise_variants as V
+
+    assert V.main(["--windows", "1", "--variant", "none", "--variant", "margin:1000:1e-5", "--variant", "lin:1e-5"]) == 0
+    lines = {ln.split()[0]: ln.split() for ln in capsys.readouterr().out.splitlines()[1:]}
+    mpjpe = {k: float(v[v.index("mpjpe_mm") + 1]) for k, v in lines.items()}
+    assert mpjpe["none"] == mpjpe["margin:1000:1e-5"] and mpjpe["lin:1e-5"] != mpjpe["none"]
+    assert V.main(["--windows", "1", "--data-term", "squared", "--data-weight-factor", "10", "--adaptive", "2",
+                   "--variant", "none"]) == 0
+    out = capsys.readouterr().out.split()
+    assert 36 < float(out[out.index("noise_estimate_mm") + 1]) < 44
+    for bad in ("hinge:0.1", "margin:0.05", "lin:x"):
+        with pytest.raises(SystemExit, match="--variant"):
+            V.main(["--windows", "1", "--variant", bad])
+
+
 def test_bandai_source_skipped_cleanly_without_shared_data(tmp_path, monkeypatch, capsys):
     """A fresh clone has no ../shared/data: the bandai source is a one-line note in the results,
     the other sources run, and the exit status is 0; asking only for bandai then is a clear error."""

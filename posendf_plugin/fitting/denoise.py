@@ -52,6 +52,7 @@ __all__ = [
     "NUM_EVAL_JOINTS",
     "load_denoise_config",
     "add_joint_noise",
+    "estimate_joint_noise",
     "init_root_from_joints",
     "denoise_window",
     "denoise_motion",
@@ -168,6 +169,17 @@ def add_joint_noise(joints: torch.Tensor, noise_mm: float, generator: torch.Gene
     """``joints + N(0, (noise_mm/1000)²)`` per coordinate; ``(..., J, 3)`` metres."""
     noise = torch.randn(joints.shape, generator=generator, dtype=torch.float64).to(joints)
     return joints + noise * (noise_mm / 1000.0)
+
+
+def estimate_joint_noise(joints: torch.Tensor) -> float:
+    """Standard deviation (metres) of white noise on ``(T, J, 3)`` joint trajectories, from their
+    second differences: for noise of std σ per coordinate, ``y[t+1] − 2 y[t] + y[t−1]`` has std
+    σ√6, and smooth motion adds little to it at 30 fps; the median absolute value makes the
+    estimate robust to fast frames (``1.4826 · median |a| / √6``). ``T >= 3``."""
+    if joints.ndim < 2 or joints.shape[0] < 3:
+        raise ValueError(f"joints must have shape (T >= 3, ..., 3), got {tuple(joints.shape)}")
+    a = joints[2:] - 2 * joints[1:-1] + joints[:-2]
+    return float(1.4826 * a.abs().median() / 6 ** 0.5)
 
 
 def init_root_from_joints(joints: torch.Tensor, rest_joints: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

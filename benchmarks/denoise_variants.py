@@ -1,0 +1,139 @@
+"""Denoising variants of the Pose-NDF term and of the data term on **validation** data: the
+experiments behind the denoising margin in ``benchmarks/RESULTS.md`` ("Calibration") and
+``configs/denoise.yaml``.
+
+Same protocol and noise as ``benchmarks/calibrate.py --task denoise`` (windows of 60 frames,
+one seeded generator per window, the library's :func:`denoise_window` and schedule). Each
+``--variant`` is one of
+
+* ``none`` — no prior;
+* ``lin:S`` — the plain term ``f`` at ``prior_scale`` S (margin 0);
+* ``margin:M:S`` — ``max(f − M, 0)`` at S (the shipped form, ``DenoiseConfig.prior_margin``);
+* ``sqrt:EPS:S`` — ``sqrt(f + EPS)``; ``log:EPS:S`` — ``log(f + EPS)`` (weaker pull far from the
+  data; both were worse than no prior on a held-out style).
+
+``--data-term squared`` fits the mean *squared* joint distance with every stage's data weight
+times ``--data-weight-factor``; ``--adaptive P`` also multiplies it by ``(40 mm / σ̂)^P``, σ̂ the
+noise measured in each window's input (:func:`estimate_joint_noise`), so one weight can serve
+every noise level. Prints one line per variant: mean MPJPE, V2V, acceleration error (mm) and
+the mean σ̂.
+
+Examples::
+
+    python benchmarks/denoise_variants.py --variant none --variant lin:3e-6 --variant margin:0.05:1e-5
+    python benchmarks/denoise_variants.py --data runs/heldout_s1/motions --checkpoint runs/heldout_s1/stage2/model.pt \\
+        --noise-mm 20 --data-term squared --data-weight-factor 10 --adaptive 2 --variant none --variant margin:0.05:1e-5
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import BenchContext  # noqa: E402
+from benchmarks.tasks import denoise as D  # noqa: E402
+from posendf_plugin.fitting.denoise import (  # noqa: E402
+    NUM_EVAL_JOINTS, DenoiseConfig, add_joint_noise, denoise_window, estimate_joint_noise)
+from posendf_plugin.priors.base import PosePrior  # noqa: E402
+
+#: the noise level the squared data weights refer to (``--adaptive``)
+REFERENCE_NOISE_M = 0.04
+
+
+class ShapedPrior(PosePrior):
+    """``fn(inner.energy(θ))`` under the inner prior's name (so its ``prior_scale`` applies)."""
+
+    def __init__(self, inner: PosePrior, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.inner, self.fn, self.name = inner, fn, inner.name
+
+    def energy(self, body_pose) -> torch.Tensor:
+        return self.fn(self.inner.energy(body_pose))
+
+
+def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseConfig) -> Tuple[PosePrior, DenoiseConfig]:
+    """The prior and config of one ``--variant`` (see the module docstring)."""
+    parts = spec.split(":")
+    kind = parts[0]
+    try:
+        nums = [float(x) for x in parts[1:]]
+    except ValueError:
+        raise SystemExit(f"--variant {spec!r}: numbers expected after the kind")
+    want = {"none": 0, "lin": 1, "margin": 2, "sqrt": 2, "log": 2}
+    if kind not in want or len(nums) != want[kind]:
+        raise SystemExit(f"--variant {spec!r}: expected none, lin:S, margin:M:S, sqrt:EPS:S or log:EPS:S")
+    if kind == "none":
+        return none, base
+    scale = {**dict(base.prior_scale), "posendf": nums[-1]}
+    margin = {**dict(base.prior_margin), "posendf": nums[0] if kind == "margin" else 0.0}
+    cfg = dataclasses.replace(base, prior_scale=scale, prior_margin=margin)
+    if kind == "sqrt":
+        return ShapedPrior(posendf, lambda f, e=nums[0]: torch.sqrt(f + e)), cfg
+    if kind == "log":
+        return ShapedPrior(posendf, lambda f, e=nums[0]: torch.log(f + e)), cfg
+    return posendf, cfg
+
+
+def _noisy_joints(bm, win, noise_mm: float, generator: torch.Generator) -> torch.Tensor:
+    """The noisy joints :func:`denoise_window` draws itself for this window and generator."""
+    dt, nb = bm.dtype, bm.num_betas
+    betas = torch.zeros(nb, dtype=dt)
+    b = torch.as_tensor(np.asarray(win.betas, np.float32)).reshape(-1)[:nb].to(dt)
+    betas[: len(b)] = b
+    with torch.no_grad():
+        j = bm(body_pose=torch.as_tensor(win.pose_body).to(dt), global_orient=torch.as_tensor(win.root_orient).to(dt),
+               betas=betas, transl=torch.as_tensor(win.trans).to(dt)).joints[:, :NUM_EVAL_JOINTS]
+    return add_joint_noise(j, noise_mm, generator)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", action="append", required=True, help="none | lin:S | margin:M:S | sqrt:EPS:S | log:EPS:S")
+    ap.add_argument("--data", default=None, metavar="DIR", help="motions (AMASS layout); default: the val split's clips")
+    ap.add_argument("--checkpoint", default=None, metavar="MODEL.pt", help="Pose-NDF weights replacing the shipped ones")
+    ap.add_argument("--noise-mm", type=float, default=40.0)
+    ap.add_argument("--windows", type=int, default=30)
+    ap.add_argument("--data-term", choices=["distance", "squared"], default="distance")
+    ap.add_argument("--data-weight-factor", type=float, default=1.0)
+    ap.add_argument("--adaptive", type=float, default=None, metavar="P",
+                    help="multiply the data weights by (40 mm / measured noise)^P per window")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ctx = BenchContext(seed=args.seed, progress=False, split="val", data=None if args.data is None else Path(args.data),
+                       checkpoints={} if args.checkpoint is None else {"posendf": Path(args.checkpoint)})
+    wins = D._windows(ctx, 60, args.windows)
+    if not wins:
+        raise SystemExit(f"no motion of at least 60 frames in {ctx.data_name}")
+    bm = ctx.body_model()
+    posendf, none = ctx.prior("posendf", torch.device("cpu")), ctx.prior("none", torch.device("cpu"))
+    base = DenoiseConfig(noise_mm=args.noise_mm, data_term=args.data_term)
+    print(f"{ctx.data_name}: {len(wins)} windows, {args.noise_mm:g} mm, Pose-NDF {args.checkpoint or 'shipped'}, "
+          f"data term {args.data_term} x {args.data_weight_factor:g}"
+          f"{'' if args.adaptive is None else f', adaptive (40 mm / noise)^{args.adaptive:g}'}", flush=True)
+    for spec in args.variant:
+        prior, cfg = parse_variant(spec, posendf, none, base)
+        per: List[dict] = []
+        sigmas: List[float] = []
+        for wi, (_, _, win) in enumerate(wins):
+            noisy = _noisy_joints(bm, win, args.noise_mm, ctx.generator(1000 + wi))  # same noise as calibrate.py
+            sigma = estimate_joint_noise(noisy)
+            factor = args.data_weight_factor * ((REFERENCE_NOISE_M / sigma) ** args.adaptive if args.adaptive is not None else 1.0)
+            c = dataclasses.replace(cfg, stages=tuple(dataclasses.replace(st, data_weight=st.data_weight * factor) for st in cfg.stages))
+            per.append(denoise_window(win, bm, prior, c, noisy_joints=noisy)[1])
+            sigmas.append(sigma)
+        print(spec, *(f"{k} {np.mean([m[k] for m in per]):.2f}" for k in ("mpjpe_mm", "v2v_mm", "accel_mm")),
+              f"noise_estimate_mm {1000 * np.mean(sigmas):.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
