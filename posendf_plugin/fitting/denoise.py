@@ -23,7 +23,9 @@ Default schedule (``configs/denoise.yaml``), Pose-NDF's ``motion_denoise.py``: A
 NRDF) and the shape by 10. One change: the temporal term (mean joint velocity, metres/frame;
 Pose-NDF used mesh vertices) keeps the weight 10 in every stage instead of rising as
 ``10 (1 + s)`` — the rising weight flattened fast motions (CMU 001_01, frames 120-239, 40 mm
-noise, no prior: MPJPE 68 mm with the rising weight, 31 mm with the constant one).
+noise, no prior: MPJPE 68 mm with the rising weight, 31 mm with the constant one). Pose-NDF's
+term is ``max(f − 0.05, 0)`` per frame at ``prior_scale`` 1e-5 (``prior_margin``): below the
+margin the data decides, so rare real poses are not pulled towards common ones.
 """
 from __future__ import annotations
 
@@ -108,7 +110,9 @@ class DenoiseConfig(StagedFitConfig):
             decide below it. 0 (the default for priors not listed) = the plain term.
         data_term: ``"distance"`` (mean joint distance, the default) or ``"squared"`` (mean
             squared distance: the Gaussian likelihood at one noise level; with ``data_weight``
-            × 10 it beat ``"distance"`` at 40 mm and lost at 100 mm, ``configs/denoise.yaml``).
+            × 10 it beat ``"distance"`` at 40 mm and lost at 100 mm; scaled per window by the
+            noise :func:`estimate_joint_noise` measures it won at every level —
+            ``benchmarks/denoise_variants.py --adaptive``, not yet the default).
         optimise_betas: fit one shape per window (else keep the input's betas).
         pose_parameterisation: ``"auto"`` (VPoser latent space for ``vposer``), ``"axis_angle"``
             or ``"vposer_latent"``.
