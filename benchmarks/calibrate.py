@@ -220,9 +220,12 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
             sep = ""
         if not sep:
             raise SystemExit(f"--prior-margin expects PRIOR=M (e.g. posendf=0.05), got {item!r}")
-    base = dataclasses.replace(
-        base, prior_margin=margins, data_term=args.data_term or base.data_term,
-        stages=tuple(dataclasses.replace(st, data_weight=st.data_weight * args.data_weight_factor) for st in base.stages))
+    try:
+        base = dataclasses.replace(
+            base, prior_margin=margins, data_term=args.data_term or base.data_term,
+            stages=tuple(dataclasses.replace(st, data_weight=st.data_weight * args.data_weight_factor) for st in base.stages))
+    except ValueError as e:
+        raise SystemExit(f"calibrate.py --task denoise: {e}")
     wins = D._windows(ctx, base.window, args.windows)
     if not wins:
         raise SystemExit(f"no motion of at least {base.window} frames in {ctx.data_name}")

@@ -73,7 +73,10 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
         return none, base
     scale = {**dict(base.prior_scale), "posendf": nums[-1]}
     margin = {**dict(base.prior_margin), "posendf": nums[0] if kind == "margin" else 0.0}
-    cfg = dataclasses.replace(base, prior_scale=scale, prior_margin=margin)
+    try:
+        cfg = dataclasses.replace(base, prior_scale=scale, prior_margin=margin)
+    except ValueError as e:
+        raise SystemExit(f"--variant {spec!r}: {e}")
     if kind == "sqrt":
         return ShapedPrior(posendf, lambda f, e=nums[0]: torch.sqrt(f + e)), cfg
     if kind == "log":
@@ -107,6 +110,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    if not (args.data_weight_factor > 0 and args.windows > 0 and args.noise_mm > 0):
+        raise SystemExit("--data-weight-factor, --windows and --noise-mm must be positive")
     torch.set_num_threads(args.threads)
     ctx = BenchContext(seed=args.seed, progress=False, split="val", data=None if args.data is None else Path(args.data),
                        checkpoints={} if args.checkpoint is None else {"posendf": Path(args.checkpoint)})

@@ -241,7 +241,7 @@ def test_denoise_variants_script(capsys):
                    "--variant", "none"]) == 0
     out = capsys.readouterr().out.split()
     assert 36 < float(out[out.index("noise_estimate_mm") + 1]) < 44
-    for bad in ("hinge:0.1", "margin:0.05", "lin:x"):
+    for bad in ("hinge:0.1", "margin:0.05", "lin:x", "margin:-1:1e-5"):
         with pytest.raises(SystemExit, match="--variant"):
             V.main(["--windows", "1", "--variant", bad])
 
