@@ -207,8 +207,6 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     from benchmarks.tasks import denoise as D
     from posendf_plugin.fitting.denoise import DenoiseConfig, denoise_window
 
-    import dataclasses
-
     base = DenoiseConfig(noise_mm=args.noise_mm, **({} if args.squared_priors is None else
                                                      {"squared_priors": tuple(p for p in args.squared_priors.split(",") if p)}))
     margins = dict(base.prior_margin)

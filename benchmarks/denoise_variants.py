@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import BenchContext  # noqa: E402
 from benchmarks.tasks import denoise as D  # noqa: E402
 from posendf_plugin.fitting.denoise import (  # noqa: E402
-    NUM_EVAL_JOINTS, DenoiseConfig, add_joint_noise, denoise_window, estimate_joint_noise)
+    NUM_EVAL_JOINTS, DenoiseConfig, add_joint_noise, denoise_window, estimate_joint_noise, ground_truth_body)
 from posendf_plugin.priors.base import PosePrior  # noqa: E402
 
 #: the noise level the squared data weights refer to (``--adaptive``)
@@ -86,14 +86,7 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
 
 def _noisy_joints(bm, win, noise_mm: float, generator: torch.Generator) -> torch.Tensor:
     """The noisy joints :func:`denoise_window` draws itself for this window and generator."""
-    dt, nb = bm.dtype, bm.num_betas
-    betas = torch.zeros(nb, dtype=dt)
-    b = torch.as_tensor(np.asarray(win.betas, np.float32)).reshape(-1)[:nb].to(dt)
-    betas[: len(b)] = b
-    with torch.no_grad():
-        j = bm(body_pose=torch.as_tensor(win.pose_body).to(dt), global_orient=torch.as_tensor(win.root_orient).to(dt),
-               betas=betas, transl=torch.as_tensor(win.trans).to(dt)).joints[:, :NUM_EVAL_JOINTS]
-    return add_joint_noise(j, noise_mm, generator)
+    return add_joint_noise(ground_truth_body(win, bm)[1].joints[:, :NUM_EVAL_JOINTS], noise_mm, generator)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -55,6 +55,7 @@ __all__ = [
     "load_denoise_config",
     "add_joint_noise",
     "estimate_joint_noise",
+    "ground_truth_body",
     "init_root_from_joints",
     "denoise_window",
     "denoise_motion",
@@ -243,6 +244,21 @@ class DenoiseResult:
     window_metrics: List[Dict[str, float]]
 
 
+def ground_truth_body(gt: Motion, body_model: BodyModel):
+    """The clean window posed by ``body_model``: ``(betas (n,), output)``, the motion's betas cut
+    or zero-padded to the model's ``n``; ``output.joints[:, :NUM_EVAL_JOINTS]`` are the
+    ``(T, 22, 3)`` ground-truth joints the noise is added to (no gradient)."""
+    dt = body_model.dtype
+    nb = body_model.num_betas
+    betas = torch.zeros(nb, dtype=dt)
+    b = torch.as_tensor(np.asarray(gt.betas, np.float32)).reshape(-1)[:nb].to(dt)
+    betas[: len(b)] = b
+    with torch.no_grad():
+        out = body_model(body_pose=torch.as_tensor(gt.pose_body).to(dt), global_orient=torch.as_tensor(gt.root_orient).to(dt),
+                         betas=betas, transl=torch.as_tensor(gt.trans).to(dt))
+    return betas, out
+
+
 def denoise_window(
     gt: Motion,
     body_model: BodyModel,
@@ -265,12 +281,7 @@ def denoise_window(
     dt = body_model.dtype
     T = len(gt)
     nb = body_model.num_betas
-    gt_betas = torch.zeros(nb, dtype=dt)
-    b = torch.as_tensor(np.asarray(gt.betas, np.float32)).reshape(-1)[:nb].to(dt)
-    gt_betas[: len(b)] = b
-    with torch.no_grad():
-        gt_out = body_model(body_pose=torch.as_tensor(gt.pose_body).to(dt), global_orient=torch.as_tensor(gt.root_orient).to(dt),
-                            betas=gt_betas, transl=torch.as_tensor(gt.trans).to(dt))
+    gt_betas, gt_out = ground_truth_body(gt, body_model)
     gt_j = gt_out.joints[:, :NUM_EVAL_JOINTS]
     if noisy_joints is None:
         g = generator if generator is not None else torch.Generator().manual_seed(0)
