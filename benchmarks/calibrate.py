@@ -103,6 +103,8 @@ def main(argv=None) -> int:
                     help="denoise: energy below which PRIOR's term is zero (default: configs/denoise.yaml's; 0 = the plain term)")
     ap.add_argument("--data-term", choices=["distance", "squared"], default=None, help="denoise: the data term (default: configs/denoise.yaml's)")
     ap.add_argument("--data-weight-factor", type=float, default=1.0, help="denoise: multiply every stage's data weight by this")
+    ap.add_argument("--noise-exponent", type=float, default=None, metavar="P",
+                    help="denoise: data weights x (40 mm / measured noise)^P (default: configs/denoise.yaml's; 0 = fixed)")
     ap.add_argument("--projection-steps", default=None,
                     help="completion: masked-projection steps to try, e.g. 1,3,10 (default: the prior's shipped value)")
     ap.add_argument("--projection-step-size", default="0.5", help="completion: projection step sizes to try, e.g. 0.5,1")
@@ -221,6 +223,7 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     try:
         base = dataclasses.replace(
             base, prior_margin=margins, data_term=args.data_term or base.data_term,
+            noise_exponent=base.noise_exponent if args.noise_exponent is None else args.noise_exponent,
             stages=tuple(dataclasses.replace(st, data_weight=st.data_weight * args.data_weight_factor) for st in base.stages))
     except ValueError as e:
         raise SystemExit(f"calibrate.py --task denoise: {e}")
@@ -230,7 +233,7 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     bm = ctx.body_model()
     print(f"{ctx.data_name}: {len(wins)} windows of {base.window} frames from {len({w[0] for w in wins})} clips, "
           f"{args.noise_mm:g} mm noise, seed {args.seed}; prior margins {margins or 'none'}, data term {base.data_term}"
-          f"{'' if args.data_weight_factor == 1 else f' x {args.data_weight_factor:g}'}\n")
+          f"{'' if args.data_weight_factor == 1 else f' x {args.data_weight_factor:g}'}, noise exponent {base.noise_exponent:g}\n")
 
     def evaluate(prior, cfg) -> Dict[str, float]:
         per, t0 = [], time.perf_counter()

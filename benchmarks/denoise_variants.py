@@ -12,17 +12,18 @@ one seeded generator per window, the library's :func:`denoise_window` and schedu
 * ``sqrt:EPS:S`` — ``sqrt(f + EPS)``; ``log:EPS:S`` — ``log(f + EPS)`` (weaker pull far from the
   data; both were worse than no prior on a held-out style).
 
-``--data-term squared`` fits the mean *squared* joint distance with every stage's data weight
-times ``--data-weight-factor``; ``--adaptive P`` also multiplies it by ``(40 mm / σ̂)^P``, σ̂ the
-noise measured in each window's input (:func:`estimate_joint_noise`), so one weight can serve
-every noise level. Prints one line per variant: mean MPJPE, V2V, acceleration error (mm) and
-the mean σ̂.
+The data term is ``configs/denoise.yaml``'s (mean squared joint distance, stage data weights
+times ``(40 mm / σ̂)^P``, σ̂ the noise measured in each window's input by
+:func:`estimate_joint_noise`) unless ``--data-term``, ``--data-weight-factor`` (multiplies every
+stage's data weight) or ``--noise-exponent P`` say otherwise; the earlier distance term is
+``--data-term distance --data-weight-factor 0.1 --noise-exponent 0``. Prints one line per
+variant: mean MPJPE, V2V, acceleration error (mm) and the mean σ̂.
 
 Examples::
 
     python benchmarks/denoise_variants.py --variant none --variant lin:3e-6 --variant margin:0.05:1e-5
     python benchmarks/denoise_variants.py --data runs/heldout_s1/motions --checkpoint runs/heldout_s1/stage2/model.pt \\
-        --noise-mm 20 --data-term squared --data-weight-factor 10 --adaptive 2 --variant none --variant margin:0.05:1e-5
+        --noise-mm 20 --noise-exponent 2 --variant none --variant margin:0.05:1e-5
 """
 from __future__ import annotations
 
@@ -42,9 +43,6 @@ from benchmarks.tasks import denoise as D  # noqa: E402
 from posendf_plugin.fitting.denoise import (  # noqa: E402
     NUM_EVAL_JOINTS, DenoiseConfig, add_joint_noise, denoise_window, estimate_joint_noise, ground_truth_body)
 from posendf_plugin.priors.base import PosePrior  # noqa: E402
-
-#: the noise level the squared data weights refer to (``--adaptive``)
-REFERENCE_NOISE_M = 0.04
 
 
 class ShapedPrior(PosePrior):
@@ -96,10 +94,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--checkpoint", default=None, metavar="MODEL.pt", help="Pose-NDF weights replacing the shipped ones")
     ap.add_argument("--noise-mm", type=float, default=40.0)
     ap.add_argument("--windows", type=int, default=30)
-    ap.add_argument("--data-term", choices=["distance", "squared"], default="distance")
-    ap.add_argument("--data-weight-factor", type=float, default=1.0)
-    ap.add_argument("--adaptive", type=float, default=None, metavar="P",
-                    help="multiply the data weights by (40 mm / measured noise)^P per window")
+    ap.add_argument("--data-term", choices=["distance", "squared"], default=None, help="default: configs/denoise.yaml's")
+    ap.add_argument("--data-weight-factor", type=float, default=1.0, help="multiply every stage's data weight by this")
+    ap.add_argument("--noise-exponent", type=float, default=None, metavar="P",
+                    help="data weights x (40 mm / measured noise)^P per window (default: configs/denoise.yaml's; 0 = fixed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -113,21 +111,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit(f"no motion of at least 60 frames in {ctx.data_name}")
     bm = ctx.body_model()
     posendf, none = ctx.prior("posendf", torch.device("cpu")), ctx.prior("none", torch.device("cpu"))
-    base = DenoiseConfig(noise_mm=args.noise_mm, data_term=args.data_term)
+    base = DenoiseConfig(noise_mm=args.noise_mm)
+    try:
+        base = dataclasses.replace(
+            base, data_term=args.data_term or base.data_term,
+            noise_exponent=base.noise_exponent if args.noise_exponent is None else args.noise_exponent,
+            stages=tuple(dataclasses.replace(st, data_weight=st.data_weight * args.data_weight_factor) for st in base.stages))
+    except ValueError as e:
+        raise SystemExit(f"denoise_variants.py: {e}")
     print(f"{ctx.data_name}: {len(wins)} windows, {args.noise_mm:g} mm, Pose-NDF {args.checkpoint or 'shipped'}, "
-          f"data term {args.data_term} x {args.data_weight_factor:g}"
-          f"{'' if args.adaptive is None else f', adaptive (40 mm / noise)^{args.adaptive:g}'}", flush=True)
+          f"data term {base.data_term} x {args.data_weight_factor:g}, noise exponent {base.noise_exponent:g}", flush=True)
     for spec in args.variant:
         prior, cfg = parse_variant(spec, posendf, none, base)
         per: List[dict] = []
         sigmas: List[float] = []
         for wi, (_, _, win) in enumerate(wins):
             noisy = _noisy_joints(bm, win, args.noise_mm, ctx.generator(1000 + wi))  # same noise as calibrate.py
-            sigma = estimate_joint_noise(noisy)
-            factor = args.data_weight_factor * ((REFERENCE_NOISE_M / sigma) ** args.adaptive if args.adaptive is not None else 1.0)
-            c = dataclasses.replace(cfg, stages=tuple(dataclasses.replace(st, data_weight=st.data_weight * factor) for st in cfg.stages))
-            per.append(denoise_window(win, bm, prior, c, noisy_joints=noisy)[1])
-            sigmas.append(sigma)
+            per.append(denoise_window(win, bm, prior, cfg, noisy_joints=noisy)[1])
+            sigmas.append(estimate_joint_noise(noisy))
         print(spec, *(f"{k} {np.mean([m[k] for m in per]):.2f}" for k in ("mpjpe_mm", "v2v_mm", "accel_mm")),
               f"noise_estimate_mm {1000 * np.mean(sigmas):.1f}", flush=True)
     return 0

@@ -237,13 +237,14 @@ def test_denoise_variants_script(capsys):
     lines = {ln.split()[0]: ln.split() for ln in capsys.readouterr().out.splitlines()[1:]}
     mpjpe = {k: float(v[v.index("mpjpe_mm") + 1]) for k, v in lines.items()}
     assert mpjpe["none"] == mpjpe["margin:1000:1e-5"] and mpjpe["lin:1e-5"] != mpjpe["none"]
-    assert V.main(["--windows", "1", "--data-term", "squared", "--data-weight-factor", "10", "--adaptive", "2",
-                   "--variant", "none"]) == 0
+    assert V.main(["--windows", "1", "--noise-exponent", "2", "--variant", "none"]) == 0
     out = capsys.readouterr().out.split()
     assert 36 < float(out[out.index("noise_estimate_mm") + 1]) < 44
     for bad in ("hinge:0.1", "margin:0.05", "lin:x", "margin:-1:1e-5"):
         with pytest.raises(SystemExit, match="--variant"):
             V.main(["--windows", "1", "--variant", bad])
+    with pytest.raises(SystemExit, match="noise_exponent"):
+        V.main(["--windows", "1", "--noise-exponent", "-1", "--variant", "none"])
 
 
 def test_bandai_source_skipped_cleanly_without_shared_data(tmp_path, monkeypatch, capsys):

@@ -22,7 +22,7 @@ from posendf_plugin.priors.base import PosePrior
 from posendf_plugin.skeleton import BODY_JOINT_NAMES, SMPL_JOINT_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = D.DenoiseConfig(window=12, stages=(D.DenoiseStage(40, data_weight=100.0, temporal_weight=10.0, lr=0.05),))
+FAST = D.DenoiseConfig(window=12, stages=(D.DenoiseStage(40, data_weight=1000.0, temporal_weight=10.0, lr=0.05),))
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -159,10 +159,37 @@ def test_denoise_data_term(bm):
         D.DenoiseConfig(data_term="l1")
 
 
+def test_denoise_data_weight_follows_measured_noise(bm):
+    """The data weight is multiplied by (40 mm / σ̂)^P, σ̂ measured in the window's input: about
+    2 at 20 mm, 0.4 at 100 mm (P = 1), squared at P = 2, 1 at P = 0; clean input is floored at
+    MIN_NOISE_MM instead of an unbounded weight; bad exponents and references are refused."""
+    m = walking_motion(24)
+    factors = {}
+    for noise in (20.0, 100.0):
+        cfg = replace(FAST, window=24, noise_mm=noise, stages=(D.DenoiseStage(2, lr=0.05),))
+        for p in (0.0, 1.0, 2.0):
+            _, met = D.denoise_window(m, bm, load_prior("none"), replace(cfg, noise_exponent=p), torch.Generator().manual_seed(1))
+            factors[noise, p] = met["data_factor"]
+    assert factors[20.0, 0.0] == factors[100.0, 0.0] == 1.0
+    assert 1.6 < factors[20.0, 1.0] < 2.5 and 0.3 < factors[100.0, 1.0] < 0.5
+    assert factors[20.0, 2.0] == pytest.approx(factors[20.0, 1.0] ** 2)
+    assert D.DenoiseConfig().data_factor(0.0) == pytest.approx(40.0 / D.MIN_NOISE_MM)
+    assert D.DenoiseConfig(noise_exponent=2).data_factor(0.02) == pytest.approx(4.0)
+    # a lower weight where the input is noisier: the fit stays smoother than the input
+    _, lo = D.denoise_window(m, bm, load_prior("none"), replace(FAST, window=24, noise_mm=100.0), torch.Generator().manual_seed(1))
+    _, fixed = D.denoise_window(m, bm, load_prior("none"), replace(FAST, window=24, noise_mm=100.0, noise_exponent=0),
+                                torch.Generator().manual_seed(1))
+    assert lo["accel_mm"] < fixed["accel_mm"]
+    for bad in ({"noise_exponent": -1}, {"noise_exponent": "1"}, {"reference_noise_mm": 0}, {"reference_noise_mm": None}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            D.DenoiseConfig(**bad)
+
+
 def test_denoise_config_yaml(tmp_path):
     assert D.load_denoise_config(REPO / "configs" / "denoise.yaml") == D.DenoiseConfig()
     cfg = D.DenoiseConfig()
-    assert [s.data_weight for s in cfg.stages] == pytest.approx([100 / (1 + s * s) for s in range(5)])
+    assert [s.data_weight for s in cfg.stages] == pytest.approx([1000 / (1 + s * s) for s in range(5)])
+    assert (cfg.data_term, cfg.noise_exponent, cfg.reference_noise_mm) == ("squared", 1.0, 40.0)
     assert all(a.prior_weight < b.prior_weight for a, b in zip(cfg.stages, cfg.stages[1:]))
     bad = tmp_path / "b.yaml"
     bad.write_text("windw: 3\n")

@@ -17,15 +17,21 @@ Protocol (HuMoR, Rempe et al. 2021, "denoising" experiment; used by Pose-NDF):
    and acceleration error (mm/frame², joints) — for the denoised result and for the noisy
    input (MPJPE/acceleration only).
 
-Default schedule (``configs/denoise.yaml``), Pose-NDF's ``motion_denoise.py``: Adam, lr 0.03,
-5 stages x 50 steps; stage ``s`` weighs the data term (mean joint distance, metres) by
-``100 / (1 + s²)``, the prior by ``1e5 (1 + s)`` on the squared mean distance (Pose-NDF /
-NRDF) and the shape by 10. One change: the temporal term (mean joint velocity, metres/frame;
-Pose-NDF used mesh vertices) keeps the weight 10 in every stage instead of rising as
-``10 (1 + s)`` — the rising weight flattened fast motions (CMU 001_01, frames 120-239, 40 mm
-noise, no prior: MPJPE 68 mm with the rising weight, 31 mm with the constant one). Pose-NDF's
-term is ``max(f − 0.05, 0)`` per frame at ``prior_scale`` 1e-5 (``prior_margin``): below the
-margin the data decides, so rare real poses are not pulled towards common ones.
+Default schedule (``configs/denoise.yaml``), after Pose-NDF's ``motion_denoise.py``: Adam, lr
+0.03, 5 stages x 50 steps; stage ``s`` weighs the prior by ``1e5 (1 + s)`` (on the squared mean
+distance for NRDF) and the shape by 10. Changes, each chosen on validation data (RESULTS.md,
+"Calibration"):
+
+* the temporal term (mean joint velocity, metres/frame; Pose-NDF used mesh vertices) keeps the
+  weight 10 in every stage instead of rising as ``10 (1 + s)`` — the rising weight flattened
+  fast motions (CMU 001_01, frames 120-239, 40 mm noise, no prior: MPJPE 68 mm vs 31 mm);
+* the data term is the mean *squared* joint distance (m²) weighted ``1000 / (1 + s²)`` times
+  ``(reference_noise_mm / σ̂)^noise_exponent``, σ̂ the noise measured in the window's own input
+  (:func:`estimate_joint_noise`): one schedule then serves 20, 40 and 100 mm and real captures
+  whose noise nobody states (Pose-NDF: mean distance at ``100 / (1 + s²)``, ``data_term:
+  distance``, ``noise_exponent: 0``);
+* Pose-NDF's term is ``max(f − margin, 0)`` per frame (``prior_margin``): below the margin the
+  data decides, so rare real poses are not pulled towards common ones.
 """
 from __future__ import annotations
 
@@ -69,6 +75,9 @@ NUM_EVAL_JOINTS = 22
 _TORSO = (0, 1, 2, 3, 6, 9, 12, 13, 14, 16, 17)
 #: the data term: mean joint distance (metres) or mean squared joint distance (m²)
 DATA_TERMS = ("distance", "squared")
+#: floor of the measured input noise (mm) in the data weight: below it a window's own motion
+#: dominates :func:`estimate_joint_noise` (clean 30 fps clips read under 2 mm)
+MIN_NOISE_MM = 2.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ class DenoiseStage:
     """One stage: ``iterations`` Adam steps with these weights."""
 
     iterations: int = 50
-    data_weight: float = 100.0
+    data_weight: float = 1000.0
     temporal_weight: float = 10.0
     prior_weight: float = 1e5
     shape_weight: float = 10.0
@@ -87,7 +96,7 @@ class DenoiseStage:
 
 
 _POSENDF_STAGES = tuple(
-    DenoiseStage(50, data_weight=100.0 / (1 + s * s), temporal_weight=10.0, prior_weight=1e5 * (1 + s))
+    DenoiseStage(50, data_weight=1000.0 / (1 + s * s), temporal_weight=10.0, prior_weight=1e5 * (1 + s))
     for s in range(5)
 )
 
@@ -109,11 +118,14 @@ class DenoiseConfig(StagedFitConfig):
             field labelled over the k nearest poses scores rare real poses (dance) well above 0,
             and a linear term keeps pulling them towards common poses; the margin lets the data
             decide below it. 0 (the default for priors not listed) = the plain term.
-        data_term: ``"distance"`` (mean joint distance, the default) or ``"squared"`` (mean
-            squared distance: the Gaussian likelihood at one noise level; with ``data_weight``
-            × 10 it beat ``"distance"`` at 40 mm and lost at 100 mm; scaled per window by the
-            noise :func:`estimate_joint_noise` measures it won at every level —
-            ``benchmarks/denoise_variants.py --adaptive``, not yet the default).
+        data_term: ``"squared"`` (mean squared joint distance, m²: the Gaussian likelihood; the
+            default) or ``"distance"`` (mean joint distance, m: Pose-NDF's; use it with stage
+            data weights / 10 and ``noise_exponent: 0`` to reproduce the earlier schedule).
+        noise_exponent: ``P``: every stage's data weight is multiplied by ``(reference_noise_mm /
+            σ̂)^P``, σ̂ the noise measured in the window's input (:func:`estimate_joint_noise`,
+            floored at :data:`MIN_NOISE_MM`); 0 = fixed weights. 1 was best of 0 / 1 / 2 over the
+            val split and two held-out styles at 20 / 40 / 100 mm.
+        reference_noise_mm: the noise level at which the stage data weights apply unchanged.
         optimise_betas: fit one shape per window (else keep the input's betas).
         pose_parameterisation: ``"auto"`` (VPoser latent space for ``vposer``), ``"axis_angle"``
             or ``"vposer_latent"``.
@@ -130,7 +142,9 @@ class DenoiseConfig(StagedFitConfig):
     prior_scale: Mapping[str, float] = field(
         default_factory=lambda: {"none": 0.0, "posendf": 1e-5, "nrdf": 3e-6, "vposer": 1e-10, "gmm": 1e-9})
     prior_margin: Mapping[str, float] = field(default_factory=lambda: {"posendf": 0.05})
-    data_term: str = "distance"
+    data_term: str = "squared"
+    noise_exponent: float = 1.0
+    reference_noise_mm: float = 40.0
     optimise_betas: bool = True
     pose_parameterisation: str = "auto"
     latent_lr_scale: float = 3.0
@@ -147,6 +161,10 @@ class DenoiseConfig(StagedFitConfig):
             raise ValueError(f"noise_mm must be >= 0, got {self.noise_mm}")
         if self.data_term not in DATA_TERMS:
             raise ValueError(f"data_term must be one of {DATA_TERMS}, got {self.data_term!r}")
+        if not (isinstance(self.noise_exponent, (int, float)) and 0 <= self.noise_exponent <= 4):
+            raise ValueError(f"noise_exponent must be a number in [0, 4], got {self.noise_exponent!r}")
+        if not (isinstance(self.reference_noise_mm, (int, float)) and self.reference_noise_mm > 0):
+            raise ValueError(f"reference_noise_mm must be a positive number (mm), got {self.reference_noise_mm!r}")
         if not isinstance(self.prior_margin, Mapping):
             raise ValueError(f"prior_margin must map prior names to energies >= 0, got {self.prior_margin!r}")
         for name, m in dict(self.prior_margin).items():
@@ -158,6 +176,12 @@ class DenoiseConfig(StagedFitConfig):
         """The energy below which ``prior_name``'s term is zero (0 when not listed)."""
         return float(dict(self.prior_margin).get(prior_name, 0.0))
 
+    def data_factor(self, measured_noise_m: float) -> float:
+        """Multiplier of every stage's data weight for input whose measured noise is
+        ``measured_noise_m`` (metres): ``(reference_noise_mm / max(σ̂, MIN_NOISE_MM))^noise_exponent``."""
+        if self.noise_exponent == 0:
+            return 1.0
+        return (self.reference_noise_mm / max(1000.0 * measured_noise_m, MIN_NOISE_MM)) ** self.noise_exponent
 
 
 def load_denoise_config(path: Union[str, Path]) -> DenoiseConfig:
@@ -301,6 +325,7 @@ def denoise_window(
     pscale = config.scale_for(pname)
     squared = pname in config.squared_priors
     margin = config.margin_for(pname)
+    data_factor = config.data_factor(estimate_joint_noise(noisy)) if config.noise_exponent else 1.0
     params = [root, trans] + ([betas] if betas is not None else [])
     pose_params = [p for p in pose_var.parameters() if p.requires_grad]
     lr_scale = config.latent_lr_scale if pose_var.mode == "vposer_latent" else 1.0
@@ -319,7 +344,7 @@ def denoise_window(
             diff = j - noisy
             data = (diff ** 2).sum(-1).mean() if config.data_term == "squared" else diff.norm(dim=-1).mean()
             temp = L.velocity_loss(j)
-            loss = stage.data_weight * data + stage.temporal_weight * temp
+            loss = stage.data_weight * data_factor * data + stage.temporal_weight * temp
             if stage.prior_weight * pscale > 0:
                 e = pose_var.prior_energy(pose)
                 e = (torch.relu(e - margin) if margin > 0 else e).mean()
@@ -345,6 +370,7 @@ def denoise_window(
             "noisy_mpjpe_mm": 1000 * float(L.mpjpe(noisy, gt_j).mean()),
             "noisy_accel_mm": 1000 * float(L.acceleration_error(noisy, gt_j)) if T >= 3 else float("nan"),
             "pa_mpjpe_mm": 1000 * float(L.pa_mpjpe(j, gt_j).mean()),
+            "data_factor": float(data_factor),
         }
         arrays = {
             "pose_body": pose.detach().float(), "root_orient": root.detach().float(), "trans": trans.detach().float(),
