@@ -67,7 +67,8 @@ def resolve_prior(prior: PriorLike, prior_kwargs: Optional[Mapping] = None) -> P
         return prior
     if isinstance(prior, str):
         kwargs = dict(prior_kwargs or {})
-        if prior in SHIPPED_PRIOR_ALIASES and prior not in available_priors():
+        known = available_priors()
+        if prior in SHIPPED_PRIOR_ALIASES and prior not in known:
             name, fixed = SHIPPED_PRIOR_ALIASES[prior]
             clash = sorted(set(fixed) & set(kwargs))
             if clash:
@@ -76,9 +77,9 @@ def resolve_prior(prior: PriorLike, prior_kwargs: Optional[Mapping] = None) -> P
                     f"drop {clash} from prior_kwargs, or use prior '{name}' with your own"
                 )
             return get_prior(name, **fixed, **kwargs)
-        if prior not in available_priors():
+        if prior not in known:
             raise ValueError(
-                f"unknown pose prior '{prior}'; available: {', '.join(available_priors())}; and, in "
+                f"unknown pose prior '{prior}'; available: {', '.join(known)}; and, in "
                 f"the adapters, {', '.join(sorted(SHIPPED_PRIOR_ALIASES))}"
             )
         return get_prior(prior, **kwargs)

@@ -105,6 +105,8 @@ class PoseNDF(PosePrior):
         if method not in PROJECTION_METHODS:
             raise ValueError(f"method must be one of {PROJECTION_METHODS}, got {method!r}")
         self.method, self.step_size, self.max_iter, self.tol = method, step_size, max_iter, tol
+        #: where the weights came from (shown in ``repr``, so host logs tell the shipped fields apart)
+        self.weights: str = "a network passed in"
         self.net = net.eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
@@ -138,7 +140,9 @@ class PoseNDF(PosePrior):
         net = PoseNDFNet(config.model)
         _check_state_dict(net, ck["model_state_dict"], str(path))
         net.load_state_dict(ck["model_state_dict"], strict=True)
-        return cls(net.to(device), config, **kwargs)
+        prior = cls(net.to(device), config, **kwargs)
+        prior.weights = str(path)
+        return prior
 
     @classmethod
     def from_pretrained(cls, name: Optional[str] = None, device: Union[str, torch.device] = "cpu", **kwargs) -> "PoseNDF":
@@ -161,7 +165,9 @@ class PoseNDF(PosePrior):
                 f"'posendf train --config {_TRAIN_CONFIG[name]} --out runs/{name}' and copy runs/{name}/model.pt to "
                 f"{path}, or load your own weights with PoseNDF.from_checkpoint(path)"
             )
-        return cls.from_checkpoint(path, device=device, **kwargs)
+        prior = cls.from_checkpoint(path, device=device, **kwargs)
+        prior.weights = f"shipped '{name}' ({DEFAULT_WEIGHTS[name]})"
+        return prior
 
     @classmethod
     def from_original_checkpoint(
@@ -256,7 +262,9 @@ class PoseNDF(PosePrior):
         if extra:
             raise ValueError(f"{path}: unexpected key '{extra[0]}' in the original checkpoint (+{len(extra) - 1} more)")
         net.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True)
-        return cls(net.to(device), Config(model=mcfg), **kwargs)
+        prior = cls(net.to(device), Config(model=mcfg), **kwargs)
+        prior.weights = f"{path} (the authors' format)"
+        return prior
 
     # -- evaluation ------------------------------------------------------------------------------
 
@@ -358,7 +366,8 @@ class PoseNDF(PosePrior):
         return path
 
     def extra_repr(self) -> str:
-        return f"name={self.name}, method={self.method}, step_size={self.step_size}, max_iter={self.max_iter}, tol={self.tol}"
+        return (f"name={self.name}, weights={self.weights}, method={self.method}, step_size={self.step_size}, "
+                f"max_iter={self.max_iter}, tol={self.tol}")
 
 
 class NRDF(PoseNDF):

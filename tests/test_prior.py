@@ -112,6 +112,20 @@ def test_from_pretrained_missing_names_training_command(monkeypatch, tmp_path):
     assert isinstance(P.PoseNDF.from_pretrained(), P.PoseNDF)
 
 
+def test_weights_named_in_repr(monkeypatch, tmp_path):
+    """Both shipped fields are prior 'posendf' (one scale table); ``weights`` and ``repr`` say
+    which file was loaded, so a host's log tells them apart."""
+    monkeypatch.setattr(P, "ASSETS_DIR", tmp_path)
+    for name in ("posendf", "posendf_density"):
+        (tmp_path / P.DEFAULT_WEIGHTS[name]).write_bytes(trained_tiny().read_bytes())
+    dens = get_prior("posendf", pretrained="posendf_density")
+    plain = get_prior("posendf")
+    assert dens.name == plain.name == "posendf"
+    assert "'posendf_density'" in dens.weights and "'posendf_density'" in repr(dens)
+    assert "'posendf'" in plain.weights and "posendf_density" not in repr(plain)
+    assert get_prior("posendf", checkpoint=trained_tiny()).weights == str(trained_tiny())
+
+
 def test_checkpoint_errors(ckpt, tmp_path):
     # config and weights out of sync: names the offending key
     bad = dict(ckpt, config={**ckpt["config"], "model": {**ckpt["config"]["model"], "hidden": [64, 32]}})
