@@ -54,6 +54,8 @@ __all__ = [
     "save_humor",
     "humor_filename",
     "IdentityLatentPosePrior",
+    "LATENT_OFFSET_RAD",
+    "latent_to_body_pose",
     "load_vposer_compatible",
     "PoseNDFPosePriorLoss",
     "register",
@@ -243,13 +245,36 @@ def save_humor(
     return save_npz(path, **arrays)
 
 
+#: the rotation (rad, about each joint's x axis) that latent ``z = 0`` decodes to. HuMoR starts
+#: its latent at zeros and converts decoded matrices back to axis-angle with a formula whose
+#: gradient is NaN at exactly the identity (``sqrt`` of the squared sine); VPoser never decodes
+#: an exact identity, so HuMoR never meets it. 1e-3 rad keeps the start off that point and is
+#: far below any pose difference that matters.
+LATENT_OFFSET_RAD = 1e-3
+
+
+def _latent_offset(like: torch.Tensor) -> torch.Tensor:
+    """``(63,)``: :data:`LATENT_OFFSET_RAD` on every joint's x component (dtype/device of ``like``)."""
+    offset = torch.zeros(_BODY_WIDTH, dtype=like.dtype, device=like.device)
+    offset[0::3] = LATENT_OFFSET_RAD
+    return offset
+
+
+def latent_to_body_pose(z: torch.Tensor) -> torch.Tensor:
+    """``(..., 63)`` latent of :class:`IdentityLatentPosePrior` -> ``(..., 63)`` body axis-angle
+    (``z`` plus :data:`LATENT_OFFSET_RAD` on every joint's x component)."""
+    return z + _latent_offset(z)
+
+
 class IdentityLatentPosePrior(nn.Module):
-    """VPoser v1's duck-typed surface, with the 63-D body axis-angle as the "latent".
+    """VPoser v1's duck-typed surface, with the 63-D body axis-angle (less a fixed 1e-3 rad, see
+    :data:`LATENT_OFFSET_RAD`) as the "latent".
 
     ``latentD = 63``; ``encode(pose (N, 63)) -> torch.distributions.Normal`` whose ``mean`` is
-    the pose; ``decode(z (N, 63), output_type='matrot') -> (N, 1, 21, 9)`` rotation matrices
-    (``'aa'`` -> ``(N, 1, 21, 3)``), the shapes VPoser v1 returns. It has no weights: the prior
-    itself enters through :func:`register`'s loss term.
+    the latent of the pose; ``decode(z (N, 63), output_type='matrot') -> (N, 1, 21, 9)`` rotation
+    matrices (``'aa'`` -> ``(N, 1, 21, 3)``), the shapes VPoser v1 returns;
+    ``decode(encode(pose).mean)`` is ``pose``. It has no weights: the prior itself enters
+    through :func:`register`'s loss term.
     """
 
     latentD: int = _BODY_WIDTH
@@ -258,13 +283,14 @@ class IdentityLatentPosePrior(nn.Module):
         pose = pose_body.reshape(-1, _BODY_WIDTH) if pose_body.shape[-1] == _BODY_WIDTH else None
         if pose is None:
             raise ValueError(f"encode expects body poses (..., 63) axis-angle, got {tuple(pose_body.shape)}")
-        return torch.distributions.Normal(pose, torch.full_like(pose, 1e-6))
+        z = pose - _latent_offset(pose)
+        return torch.distributions.Normal(z, torch.full_like(z, 1e-6))
 
     def decode(self, z: torch.Tensor, output_type: str = "matrot") -> torch.Tensor:
         check_shape(z, (None, self.latentD), "latent z")
         if output_type not in ("matrot", "aa"):
             raise ValueError(f"output_type must be 'matrot' or 'aa' (VPoser v1), got {output_type!r}")
-        aa = z.reshape(-1, 1, NUM_BODY_JOINTS, 3)
+        aa = latent_to_body_pose(z).reshape(-1, 1, NUM_BODY_JOINTS, 3)
         if output_type == "aa":
             return aa
         return R.axis_angle_to_matrix(aa).reshape(-1, 1, NUM_BODY_JOINTS, 9)
@@ -282,7 +308,8 @@ def load_vposer_compatible(expr_dir: Optional[str] = None, vp_model: str = "snap
 
 
 class PoseNDFPosePriorLoss(nn.Module):
-    """HuMoR's pose-prior term with the prior's energy: ``latent_pose (B, T, 63) -> scalar``,
+    """HuMoR's pose-prior term with the prior's energy: ``latent_pose (B, T, 63) -> scalar``
+    (the latent of :class:`IdentityLatentPosePrior`, decoded by :func:`latent_to_body_pose`),
     the energy of each decoded pose summed over B and T (HuMoR sums its ‖z‖² the same way).
 
     ``scale`` multiplies the energy; see the README for the calibrated HuMoR weight.
@@ -304,7 +331,7 @@ class PoseNDFPosePriorLoss(nn.Module):
         dev = latent_pose_pred.device
         if any(p.device != dev for p in self.prior.parameters()):
             self.prior.to(dev)
-        e = prior_energy(self.prior, latent_pose_pred.reshape(-1, _BODY_WIDTH))
+        e = prior_energy(self.prior, latent_to_body_pose(latent_pose_pred.reshape(-1, _BODY_WIDTH)))
         return e.sum() * self.scale
 
 

@@ -72,6 +72,37 @@ def test_vposer_v1_surface_round_trip():
     prior.to("cpu").eval()  # what HuMoR does after load_vposer
 
 
+def ceres_matrix_to_axis_angle(m: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, 3)`` -> ``(N, 3)`` the way HuMoR's ``rotation_matrix_to_angle_axis`` goes (via a
+    quaternion, ``sin θ = sqrt(|v|²)``, ceres' formula): its gradient is NaN at the identity."""
+    q = R.matrix_to_quat(m)
+    w, v = q[:, :1], q[:, 1:]
+    sin_t = torch.sqrt((v * v).sum(-1, keepdim=True))
+    k = torch.where(sin_t > 0, 2 * torch.atan2(sin_t, w) / sin_t, 2 * torch.ones_like(sin_t))
+    return v * k
+
+
+def test_zero_latent_start_has_finite_gradients():
+    """HuMoR starts the latent at zeros and converts the decoded matrices with ceres' formula;
+    the zero latent decodes to LATENT_OFFSET_RAD, not the identity, so the fit's gradients are
+    finite from the first step (at the exact identity they are NaN)."""
+    prior, _ = hm.load_vposer_compatible()
+    z = torch.zeros(4, 63, requires_grad=True)
+    mats = prior.decode(z, output_type="matrot").reshape(-1, 3, 3)
+    aa = ceres_matrix_to_axis_angle(mats)
+    (aa ** 2).sum().backward()
+    assert torch.isfinite(z.grad).all()
+    torch.testing.assert_close(aa, hm.latent_to_body_pose(z.detach()).reshape(-1, 3), atol=1e-6, rtol=0)
+    assert float(aa.detach().norm(dim=-1).max()) == pytest.approx(hm.LATENT_OFFSET_RAD, rel=1e-3)
+    eye = torch.eye(3).expand(2, 3, 3).clone().requires_grad_(True)
+    ceres_matrix_to_axis_angle(eye).sum().backward()
+    assert torch.isnan(eye.grad).any()  # what the offset avoids
+    term = hm.PoseNDFPosePriorLoss(TinyPrior())
+    z2 = torch.zeros(1, 2, 63, requires_grad=True)
+    term(z2).backward()
+    assert torch.isfinite(z2.grad).all()
+
+
 def test_register_on_class_replaces_latent_l2():
     term = hm.register(FittingLoss, prior=TinyPrior(), scale=2.0)
     try:
@@ -79,7 +110,7 @@ def test_register_on_class_replaces_latent_l2():
         pose_prior, _ = hm.load_vposer_compatible()
         latent = pose2latent(pose_prior, random_poses(6, 63).reshape(2, 3, 63)).requires_grad_(True)
         loss, stats = fl.smpl_fit({"latent_pose": latent})
-        e = TinyPrior().energy(latent.reshape(-1, 63)).sum() * 2.0
+        e = TinyPrior().energy(hm.latent_to_body_pose(latent.reshape(-1, 63))).sum() * 2.0
         assert torch.allclose(stats["pose_prior"], e, atol=1e-5) and torch.allclose(loss, 0.5 * e, atol=1e-5)
         loss.backward()
         assert latent.grad.abs().sum() > 0
@@ -101,7 +132,7 @@ def test_register_on_instance_only():
     a, b = FittingLoss({"pose_prior": 1.0}), FittingLoss({"pose_prior": 1.0})
     hm.register(a, prior=TinyPrior())
     x = random_poses(2, 63).reshape(1, 2, 63)
-    assert torch.allclose(a.pose_prior_loss(x), TinyPrior().energy(x.reshape(2, 63)).sum())
+    assert torch.allclose(a.pose_prior_loss(x), TinyPrior().energy(hm.latent_to_body_pose(x.reshape(2, 63))).sum())
     assert torch.allclose(b.pose_prior_loss(x), (x ** 2).sum())
     hm.unregister(a)
     assert torch.allclose(a.pose_prior_loss(x), (x ** 2).sum())
