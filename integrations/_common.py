@@ -89,6 +89,13 @@ def resolve_prior(prior: PriorLike, prior_kwargs: Optional[Mapping] = None) -> P
     )
 
 
+def _weights_note(prior: PosePrior) -> str:
+    """`` (weights: ...)`` for a prior that says where its weights came from (Pose-NDF's
+    ``weights``), so a host's log tells the two shipped fields apart; else empty."""
+    w = getattr(prior, "weights", None)
+    return f" (weights: {w})" if isinstance(w, str) else ""
+
+
 def _layout_name(width: int) -> str:
     return POSE_LAYOUTS[width][0] if width in POSE_LAYOUTS else "not a known pose layout"
 
@@ -195,7 +202,7 @@ class HostPosePrior(nn.Module):
         return torch.zeros(1, width, dtype=dtype)
 
     def extra_repr(self) -> str:
-        return f"prior={self.prior.name}, expected_width={self.expected_width}, scale={self.scale:g}"
+        return f"prior={self.prior.name}{_weights_note(self.prior)}, expected_width={self.expected_width}, scale={self.scale:g}"
 
 
 def add_quat_noise(q: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:

@@ -39,7 +39,7 @@ from typing import List, Mapping, Optional
 import torch
 from torch import nn
 
-from ._common import PriorLike, check_layout, prior_energy, resolve_prior
+from ._common import PriorLike, _weights_note, check_layout, prior_energy, resolve_prior
 
 __all__ = ["PoseNDFPriorLoss", "register_in", "register_mmhuman3d", "register_mmengine", "REGISTERED_IN"]
 
@@ -109,7 +109,7 @@ class PoseNDFPriorLoss(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        return f"prior={self.prior.name}, reduction={self.reduction}, loss_weight={self.loss_weight:g}"
+        return f"prior={self.prior.name}{_weights_note(self.prior)}, reduction={self.reduction}, loss_weight={self.loss_weight:g}"
 
 
 def _check_reduction(value, name: str) -> None:

@@ -188,3 +188,16 @@ def test_host_prior_refuses_a_diverged_pose_naming_the_fix():
     pose[1, 5] = float("nan")
     with pytest.raises(ValueError, match=r"SMPLify-X passed a body_pose with NaN/Inf values in row\(s\) \[1\].*float64"):
         prior(pose)
+
+
+def test_host_modules_name_the_weights_file():
+    """The modules a host logs (SMPLify-X / SPIN / EasyMocap's HostPosePrior, mmhuman3d's loss)
+    repeat the prior's ``weights`` (Pose-NDF: the file loaded), so the two shipped fields differ
+    in a log; priors without it print as before."""
+    from posendf_plugin.integrations.mmhuman3d import PoseNDFPriorLoss
+
+    p = TinyPrior()
+    assert "weights" not in repr(HostPosePrior(p))
+    p.weights = "shipped 'posendf_density' (posendf_density.pt)"
+    assert "(weights: shipped 'posendf_density' (posendf_density.pt))" in repr(HostPosePrior(p))
+    assert "posendf_density.pt" in repr(PoseNDFPriorLoss(prior=p))
