@@ -118,9 +118,19 @@ def main(argv=None) -> int:
     scales: Dict[str, List[float]] = dict(
         {"image_fit": DEFAULT_SCALES, "denoise": DENOISE_SCALES, "completion": COMPLETION_WEIGHTS}[args.task])
     for item in args.scales:
-        name, _, vals = item.partition("=")
-        scales[name] = [float(v) for v in vals.split(",")]
-    ckpts = {k: Path(v) for k, _, v in (c.partition("=") for c in args.checkpoint)}
+        name, sep, vals = item.partition("=")
+        try:
+            scales[name.strip()] = [float(v) for v in vals.split(",")]
+        except ValueError:
+            sep = ""
+        if not (sep and name.strip()):
+            raise SystemExit(f"--scales expects PRIOR=V[,V...] (e.g. posendf=30,100), got {item!r}")
+    ckpts = {}
+    for item in args.checkpoint:
+        name, sep, path = item.partition("=")
+        if not (sep and name.strip() and path.strip()):
+            raise SystemExit(f"--checkpoint expects PRIOR=PATH (e.g. posendf=runs/cmu/model.pt), got {item!r}")
+        ckpts[name.strip()] = Path(path.strip())
     data = None
     if args.data is not None:
         data = Path(args.data)

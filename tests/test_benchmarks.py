@@ -225,6 +225,12 @@ def test_val_split_and_calibration_script(tmp_path, capsys):
     assert calibrate.main(["--task", "denoise", "--priors", "none", "--windows", "1", "--out", str(den)]) == 0
     d = json.loads(den.read_text())
     assert d["windows"] == 1 and d["rows"][0]["mpjpe_mm"] > 0
+    for bad, option in ((["--scales", "gmm=x"], "--scales"), (["--scales", "=1"], "--scales"),
+                        (["--checkpoint", "model.pt"], "--checkpoint"), (["--checkpoint", "posendf="], "--checkpoint"),
+                        (["--task", "denoise", "--prior-margin", "posendf"], "--prior-margin"),
+                        (["--task", "denoise", "--noise-exponent", "9"], "noise_exponent")):
+        with pytest.raises(SystemExit, match=option):  # one line naming the option, no traceback
+            calibrate.main(bad)
 
 
 def test_denoise_variants_script(capsys):
