@@ -205,6 +205,12 @@ def test_denoise_cli(tmp_path, capsys):
     assert cli_main(["denoise", "--motion", str(f), "--out", str(tmp_path / "o"), "--config", str(cfg),
                      "--noise-mm", "20", "--quiet"]) == 0
     assert "MPJPE" in capsys.readouterr().out
+    # --noise-mm 0: the motion's own joints as they are (a capture's noise); the data weight
+    # follows the noise measured in them, floored at MIN_NOISE_MM for a clean clip
+    assert cli_main(["denoise", "--motion", str(f), "--out", str(tmp_path / "o0"), "--config", str(cfg),
+                     "--noise-mm", "0", "--quiet"]) == 0
+    w = json.loads(str(np.load(tmp_path / "o0" / "m_denoise.npz")["window_metrics"]))
+    assert w[0]["noisy_mpjpe_mm"] == 0.0 and w[0]["data_factor"] <= 40.0 / D.MIN_NOISE_MM
     assert cli_main(["denoise", "--motion", str(tmp_path / "x.npz"), "--out", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err
 

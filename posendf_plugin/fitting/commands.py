@@ -176,7 +176,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--motion", type=Path, required=True, metavar="FILE.npz")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
-    p.add_argument("--noise-mm", type=float, default=None, help="joint noise std in mm (default 40; papers: 20/40/100)")
+    p.add_argument("--noise-mm", type=float, default=None, help="joint noise std in mm (default 40; papers: 20/40/100); 0 = fit the motion's own joints "
+                        "as they are (a capture's own noise: the data weight follows the noise measured in them)")
     p.add_argument("--window", type=int, default=None, help="frames per window (default 60)")
     p.add_argument("--max-windows", type=int, default=None, help="stop after this many windows (default: all)")
     p.add_argument("--start", type=int, default=0, help="first frame (default 0)")
