@@ -403,3 +403,22 @@ def test_hold_out_style_splits_the_training_clips(tmp_path, capsys):
         assert list(o["clip_names"]) == [n for n in names if n != "cmu-cc3/005_01"]
         np.testing.assert_array_equal(np.asarray(o["clip_names"])[o["clip_id"]], np.asarray(names)[z["clip_id"][keep]])
     assert "init_from: " + (tmp_path / "o" / "stage1" / "model.pt").as_posix() in (tmp_path / "o" / "stage2.yaml").read_text()
+
+
+def test_completion_reference_script(capsys):
+    """benchmarks/completion_reference.py: k = 1 over the training split copies a training
+    pose's hidden joints (an error > 0 on val poses); the chordal-mean completion keeps the
+    visible joints; bad --k is one line."""
+    from benchmarks import completion_reference as CR
+    from posendf_plugin import rotations as R
+
+    assert CR.main(["--method", "train-knn", "--k", "1", "--poses", "4"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("train-knn k=1:") and all(float(v) > 0 for v in line.split(":")[1].split("/"))
+    q = R.quat_canonical(R.axis_angle_to_quat(0.3 * torch.randn(3, 21, 3, generator=torch.Generator().manual_seed(0))))
+    m = torch.zeros(3, 21, dtype=torch.bool)
+    m[:, :4] = True
+    out = CR.knn_complete(q, m, q, 1)  # each pose is its own nearest: the hidden joints come back
+    torch.testing.assert_close(R.quat_canonical(out), R.quat_canonical(q), atol=1e-5, rtol=0)
+    with pytest.raises(SystemExit, match="--k"):
+        CR.main(["--method", "train-knn", "--k", "x"])

@@ -1,0 +1,91 @@
+"""Reference completions for the completion task: how much of the hidden joints the *data*
+predicts, next to what a prior's samples predict — the diagnosis behind *Known limits* in
+``benchmarks/RESULTS.md``.
+
+Same poses, masks and metric as ``benchmarks/calibrate.py --task completion`` (200 poses of the
+split, 25 % / 50 % of the joints hidden at random, geodesic angle error of the hidden joints).
+Each ``--method`` fills the hidden joints of a pose with the chordal mean
+(:func:`posendf_plugin.rotations.quat_mean`) of that joint over the ``k`` poses of a reference
+set nearest in the *visible* joints (sum of per-joint geodesic angles):
+
+* ``train-knn`` — the reference set is the shipped training split: a nonparametric estimate of
+  the conditional mean the data supports;
+* ``sample-knn`` — the reference set is ``--samples`` poses drawn from the prior itself
+  (``prior.sample``; for ``posendf`` the shipped model completion loads): what the prior's own
+  distribution supports, independent of the completion procedure.
+
+Examples::
+
+    python benchmarks/completion_reference.py --method train-knn --k 1,10,50
+    python benchmarks/completion_reference.py --method sample-knn --prior posendf --samples 30000 --k 10,50
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import BenchContext  # noqa: E402
+from benchmarks.tasks.completion import FRACTIONS, _masks  # noqa: E402
+from posendf_plugin import rotations as R  # noqa: E402
+from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, _errors  # noqa: E402
+from posendf_plugin.skeleton import NUM_BODY_JOINTS  # noqa: E402
+
+
+def knn_complete(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
+    """Hidden joints of ``poses (N, 21, 4)`` (``mask (N, 21)``, True = hidden) set to the chordal
+    mean of those joints over the ``k`` poses of ``reference (M, 21, 4)`` nearest in the visible
+    joints (sum of per-joint geodesic angles). Returns ``(N, 21, 4)``."""
+    out = poses.clone()
+    for i in range(len(poses)):
+        vis = ~mask[i]
+        d = R.quat_geodesic_angle(reference[:, vis], poses[i, vis].expand_as(reference[:, vis])).sum(-1)
+        idx = d.topk(min(k, len(reference)), largest=False).indices
+        out[i, mask[i]] = R.quat_mean(reference[idx][:, mask[i]], dim=0).to(out)
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--method", choices=["train-knn", "sample-knn"], required=True)
+    ap.add_argument("--k", default="10,50", help="neighbour counts, e.g. 1,10,50")
+    ap.add_argument("--prior", default="posendf", help="sample-knn: the prior to sample")
+    ap.add_argument("--samples", type=int, default=30000, help="sample-knn: how many samples")
+    ap.add_argument("--split", choices=["val", "test"], default="val")
+    ap.add_argument("--poses", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    try:
+        ks = [int(v) for v in args.k.split(",")]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1 or args.samples < 1 or args.poses < 1:
+        raise SystemExit("--k expects positive integers (e.g. 10,50); --samples and --poses must be positive")
+    torch.set_num_threads(args.threads)
+    ctx = BenchContext(seed=args.seed, progress=False, split=args.split)
+    test = ctx.test_poses()
+    n = min(len(test), args.poses)
+    poses = test[torch.as_tensor(np.sort(ctx.rng(40).choice(len(test), n, replace=False)))]
+    masks = [torch.as_tensor(_masks(ctx, n, int(round(f * NUM_BODY_JOINTS)), 41 + i)) for i, f in enumerate(FRACTIONS)]
+    if args.method == "train-knn":
+        reference, what = ctx.train_poses().float(), "the training split"
+    else:
+        prior = ctx.prior(args.prior, torch.device("cpu"), SHIPPED_WEIGHTS.get(args.prior))
+        reference, what = prior.sample(args.samples, seed=args.seed + 3).float(), f"{args.samples} samples of {args.prior}"
+    print(f"split {args.split}, {n} poses; reference: {what} ({len(reference)} poses); hidden-joint angle ° at "
+          + " / ".join(f"{int(100 * f)} %" for f in FRACTIONS), flush=True)
+    for k in ks:
+        errs = [_errors(knn_complete(poses, m, reference, k), poses, m)[0] for m in masks]
+        print(f"{args.method} k={k}: " + " / ".join(f"{e:.2f}" for e in errs), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
