@@ -37,7 +37,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import BenchContext, write_json  # noqa: E402
+from benchmarks.tasks import denoise as D  # noqa: E402
 from benchmarks.tasks import image_fit as T  # noqa: E402
 
 #: the grids behind the shipped ``prior_scale`` values (configs/denoise.yaml)
@@ -101,10 +102,7 @@ def main(argv=None) -> int:
                     help="denoise: priors whose term is the squared energy (default: configs/denoise.yaml's; '' = none)")
     ap.add_argument("--prior-margin", action="append", default=[], metavar="PRIOR=M",
                     help="denoise: energy below which PRIOR's term is zero (default: configs/denoise.yaml's; 0 = the plain term)")
-    ap.add_argument("--data-term", choices=["distance", "squared"], default=None, help="denoise: the data term (default: configs/denoise.yaml's)")
-    ap.add_argument("--data-weight-factor", type=float, default=1.0, help="denoise: multiply every stage's data weight by this")
-    ap.add_argument("--noise-exponent", type=float, default=None, metavar="P",
-                    help="denoise: data weights x (40 mm / measured noise)^P (default: configs/denoise.yaml's; 0 = fixed)")
+    D.add_data_term_args(ap)
     ap.add_argument("--projection-steps", default=None,
                     help="completion: masked-projection steps to try, e.g. 1,3,10 (default: the prior's shipped value)")
     ap.add_argument("--projection-step-size", default="0.5", help="completion: projection step sizes to try, e.g. 0.5,1")
@@ -117,20 +115,9 @@ def main(argv=None) -> int:
 
     scales: Dict[str, List[float]] = dict(
         {"image_fit": DEFAULT_SCALES, "denoise": DENOISE_SCALES, "completion": COMPLETION_WEIGHTS}[args.task])
-    for item in args.scales:
-        name, sep, vals = item.partition("=")
-        try:
-            scales[name.strip()] = [float(v) for v in vals.split(",")]
-        except ValueError:
-            sep = ""
-        if not (sep and name.strip()):
-            raise SystemExit(f"--scales expects PRIOR=V[,V...] (e.g. posendf=30,100), got {item!r}")
-    ckpts = {}
-    for item in args.checkpoint:
-        name, sep, path = item.partition("=")
-        if not (sep and name.strip() and path.strip()):
-            raise SystemExit(f"--checkpoint expects PRIOR=PATH (e.g. posendf=runs/cmu/model.pt), got {item!r}")
-        ckpts[name.strip()] = Path(path.strip())
+    scales.update(_prior_values(args.scales, "--scales", "PRIOR=V[,V...] (e.g. posendf=30,100)",
+                                lambda v: [float(x) for x in v.split(",")]))
+    ckpts = _prior_values(args.checkpoint, "--checkpoint", "PRIOR=PATH (e.g. posendf=runs/cmu/model.pt)", _path)
     data = None
     if args.data is not None:
         data = Path(args.data)
@@ -215,26 +202,35 @@ def _grid(ctx: BenchContext, priors: List[str], scales: Dict[str, List[float]], 
     return rows
 
 
+def _path(value: str) -> Path:
+    if not value.strip():
+        raise ValueError("empty path")
+    return Path(value.strip())
+
+
+def _prior_values(items: List[str], option: str, form: str, convert: Callable[[str], Any]) -> Dict[str, Any]:
+    """``PRIOR=VALUE`` items of a repeatable option -> ``{prior: convert(VALUE)}``; a missing ``=``,
+    an empty prior name or a value ``convert`` refuses is one line naming ``option`` and ``form``."""
+    out: Dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not (sep and name.strip()):
+                raise ValueError(item)
+            out[name.strip()] = convert(value)
+        except ValueError:
+            raise SystemExit(f"{option} expects {form}, got {item!r}") from None
+    return out
+
+
 def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
-    from benchmarks.tasks import denoise as D
     from posendf_plugin.fitting.denoise import DenoiseConfig, denoise_window
 
     base = DenoiseConfig(noise_mm=args.noise_mm, **({} if args.squared_priors is None else
                                                      {"squared_priors": tuple(p for p in args.squared_priors.split(",") if p)}))
-    margins = dict(base.prior_margin)
-    for item in args.prior_margin:
-        name, sep, val = item.partition("=")
-        try:
-            margins[name.strip()] = float(val)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise SystemExit(f"--prior-margin expects PRIOR=M (e.g. posendf=0.05), got {item!r}")
+    margins = {**dict(base.prior_margin), **_prior_values(args.prior_margin, "--prior-margin", "PRIOR=M (e.g. posendf=0.05)", float)}
     try:
-        base = dataclasses.replace(
-            base, prior_margin=margins, data_term=args.data_term or base.data_term,
-            noise_exponent=base.noise_exponent if args.noise_exponent is None else args.noise_exponent,
-            stages=tuple(dataclasses.replace(st, data_weight=st.data_weight * args.data_weight_factor) for st in base.stages))
+        base = D.with_data_term(dataclasses.replace(base, prior_margin=margins), args)
     except ValueError as e:
         raise SystemExit(f"calibrate.py --task denoise: {e}")
     wins = D._windows(ctx, base.window, args.windows)
@@ -262,15 +258,12 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
 
 
 def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
-    from benchmarks.tasks.completion import FRACTIONS, _masks
+    from benchmarks.tasks.completion import FRACTIONS, completion_problem
     from posendf_plugin.data.default import default_mean_pose
     from posendf_plugin.fitting.completion import _errors, evaluate_completion
-    from posendf_plugin.skeleton import NUM_BODY_JOINTS
 
-    test = ctx.test_poses()
-    n = min(len(test), args.poses)
-    poses = test[torch.as_tensor(np.sort(ctx.rng(40).choice(len(test), n, replace=False)))]
-    masks = [torch.as_tensor(_masks(ctx, n, int(round(f * NUM_BODY_JOINTS)), 41 + i)) for i, f in enumerate(FRACTIONS)]
+    poses, masks = completion_problem(ctx, args.poses)
+    n = len(poses)
     init = {"zero": "identity", None: "mean"}.get(args.init, args.init)  # the benchmark starts from the mean pose
     if init == "truth":
         raise SystemExit("--init truth is for --task image_fit only")

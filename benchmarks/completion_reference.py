@@ -26,16 +26,14 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import BenchContext  # noqa: E402
-from benchmarks.tasks.completion import FRACTIONS, _masks  # noqa: E402
+from benchmarks.tasks.completion import FRACTIONS, completion_problem  # noqa: E402
 from posendf_plugin import rotations as R  # noqa: E402
 from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, _errors  # noqa: E402
-from posendf_plugin.skeleton import NUM_BODY_JOINTS  # noqa: E402
 
 
 def knn_complete(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
@@ -70,10 +68,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("--k expects positive integers (e.g. 10,50); --samples and --poses must be positive")
     torch.set_num_threads(args.threads)
     ctx = BenchContext(seed=args.seed, progress=False, split=args.split)
-    test = ctx.test_poses()
-    n = min(len(test), args.poses)
-    poses = test[torch.as_tensor(np.sort(ctx.rng(40).choice(len(test), n, replace=False)))]
-    masks = [torch.as_tensor(_masks(ctx, n, int(round(f * NUM_BODY_JOINTS)), 41 + i)) for i, f in enumerate(FRACTIONS)]
+    poses, masks = completion_problem(ctx, args.poses)
+    n = len(poses)
     if args.method == "train-knn":
         reference, what = ctx.train_poses().float(), "the training split"
     else:

@@ -40,8 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import BenchContext  # noqa: E402
 from benchmarks.tasks import denoise as D  # noqa: E402
-from posendf_plugin.fitting.denoise import (  # noqa: E402
-    NUM_EVAL_JOINTS, DenoiseConfig, add_joint_noise, denoise_window, estimate_joint_noise, ground_truth_body)
+from posendf_plugin.fitting.denoise import DenoiseConfig, denoise_window  # noqa: E402
 from posendf_plugin.priors.base import PosePrior  # noqa: E402
 
 
@@ -82,11 +81,6 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
     return posendf, cfg
 
 
-def _noisy_joints(bm, win, noise_mm: float, generator: torch.Generator) -> torch.Tensor:
-    """The noisy joints :func:`denoise_window` draws itself for this window and generator."""
-    return add_joint_noise(ground_truth_body(win, bm)[1].joints[:, :NUM_EVAL_JOINTS], noise_mm, generator)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", action="append", required=True, help="none | lin:S | margin:M:S | sqrt:EPS:S | log:EPS:S")
@@ -94,10 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--checkpoint", default=None, metavar="MODEL.pt", help="Pose-NDF weights replacing the shipped ones")
     ap.add_argument("--noise-mm", type=float, default=40.0)
     ap.add_argument("--windows", type=int, default=30)
-    ap.add_argument("--data-term", choices=["distance", "squared"], default=None, help="default: configs/denoise.yaml's")
-    ap.add_argument("--data-weight-factor", type=float, default=1.0, help="multiply every stage's data weight by this")
-    ap.add_argument("--noise-exponent", type=float, default=None, metavar="P",
-                    help="data weights x (40 mm / measured noise)^P per window (default: configs/denoise.yaml's; 0 = fixed)")
+    D.add_data_term_args(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -111,26 +102,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit(f"no motion of at least 60 frames in {ctx.data_name}")
     bm = ctx.body_model()
     posendf, none = ctx.prior("posendf", torch.device("cpu")), ctx.prior("none", torch.device("cpu"))
-    base = DenoiseConfig(noise_mm=args.noise_mm)
     try:
-        base = dataclasses.replace(
-            base, data_term=args.data_term or base.data_term,
-            noise_exponent=base.noise_exponent if args.noise_exponent is None else args.noise_exponent,
-            stages=tuple(dataclasses.replace(st, data_weight=st.data_weight * args.data_weight_factor) for st in base.stages))
+        base = D.with_data_term(DenoiseConfig(noise_mm=args.noise_mm), args)
     except ValueError as e:
         raise SystemExit(f"denoise_variants.py: {e}")
     print(f"{ctx.data_name}: {len(wins)} windows, {args.noise_mm:g} mm, Pose-NDF {args.checkpoint or 'shipped'}, "
           f"data term {base.data_term} x {args.data_weight_factor:g}, noise exponent {base.noise_exponent:g}", flush=True)
     for spec in args.variant:
         prior, cfg = parse_variant(spec, posendf, none, base)
-        per: List[dict] = []
-        sigmas: List[float] = []
-        for wi, (_, _, win) in enumerate(wins):
-            noisy = _noisy_joints(bm, win, args.noise_mm, ctx.generator(1000 + wi))  # same noise as calibrate.py
-            per.append(denoise_window(win, bm, prior, cfg, noisy_joints=noisy)[1])
-            sigmas.append(estimate_joint_noise(noisy))
+        # one seeded generator per window: the noise calibrate.py draws
+        per: List[dict] = [denoise_window(win, bm, prior, cfg, ctx.generator(1000 + wi))[1] for wi, (_, _, win) in enumerate(wins)]
         print(spec, *(f"{k} {np.mean([m[k] for m in per]):.2f}" for k in ("mpjpe_mm", "v2v_mm", "accel_mm")),
-              f"noise_estimate_mm {1000 * np.mean(sigmas):.1f}", flush=True)
+              f"noise_estimate_mm {np.mean([m['noise_estimate_mm'] for m in per]):.1f}", flush=True)
     return 0
 
 

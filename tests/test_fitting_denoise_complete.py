@@ -170,6 +170,7 @@ def test_denoise_data_weight_follows_measured_noise(bm):
         for p in (0.0, 1.0, 2.0):
             _, met = D.denoise_window(m, bm, load_prior("none"), replace(cfg, noise_exponent=p), torch.Generator().manual_seed(1))
             factors[noise, p] = met["data_factor"]
+            assert met["noise_estimate_mm"] == pytest.approx(noise, rel=0.25)  # reported whatever P
     assert factors[20.0, 0.0] == factors[100.0, 0.0] == 1.0
     assert 1.6 < factors[20.0, 1.0] < 2.5 and 0.3 < factors[100.0, 1.0] < 0.5
     assert factors[20.0, 2.0] == pytest.approx(factors[20.0, 1.0] ** 2)

@@ -11,7 +11,7 @@ prior returns; ``identity_*`` — the same for unrotated hidden joints (the issu
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -34,19 +34,30 @@ def _masks(ctx: BenchContext, n: int, k: int, offset: int) -> np.ndarray:
     return m
 
 
+def completion_problem(ctx: BenchContext, max_poses: int) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    """The seeded completion problem of the active source: ``(poses (n, 21, 4), masks)``, ``n`` =
+    up to ``max_poses`` held-out poses (sorted random choice) and one ``(n, 21)`` bool mask per
+    :data:`FRACTIONS` (True = hidden). The benchmark, ``calibrate.py --task completion`` and
+    ``completion_reference.py`` all score this same problem (CPU tensors)."""
+    test = ctx.test_poses()
+    n = min(len(test), max_poses)
+    poses = test[torch.as_tensor(np.sort(ctx.rng(40).choice(len(test), n, replace=False)))]
+    masks = [torch.as_tensor(_masks(ctx, n, int(round(f * NUM_BODY_JOINTS)), 41 + i)) for i, f in enumerate(FRACTIONS)]
+    return poses, masks
+
+
 def run(ctx: BenchContext) -> Dict:
     from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, evaluate_completion
 
-    test = ctx.test_poses()
-    n = min(len(test), ctx.pick(20, 200, 1000))
+    poses, masks = completion_problem(ctx, ctx.pick(20, 200, 1000))
+    n = len(poses)
+    poses = poses.to(ctx.fit_device)
     iterations = ctx.pick(5, 200, 200)
-    idx = torch.as_tensor(np.sort(ctx.rng(40).choice(len(test), n, replace=False)))
-    poses = test[idx].to(ctx.fit_device)
     res: Dict = {}
     for fi, frac in enumerate(FRACTIONS):
         k = int(round(frac * NUM_BODY_JOINTS))
         setting = f"masked={int(frac * 100)}% ({k} joints)"
-        mask = torch.as_tensor(_masks(ctx, n, k, 41 + fi), device=ctx.fit_device)
+        mask = masks[fi].to(ctx.fit_device)
         res[setting] = {}
         for name, prior, why in prior_rows(ctx, ctx.fit_device, setting=setting, shipped=SHIPPED_WEIGHTS):
             if prior is None:

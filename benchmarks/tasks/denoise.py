@@ -28,6 +28,29 @@ QUICK_NOISE_MM = (40.0,)
 _KEYS = ("mpjpe_mm", "v2v_mm", "accel_mm", "pa_mpjpe_mm", "noisy_mpjpe_mm", "noisy_accel_mm")
 
 
+def add_data_term_args(ap) -> None:
+    """The data-term options of ``calibrate.py --task denoise`` and ``denoise_variants.py``."""
+    ap.add_argument("--data-term", choices=["distance", "squared"], default=None,
+                    help="denoise: the data term (default: configs/denoise.yaml's)")
+    ap.add_argument("--data-weight-factor", type=float, default=1.0, help="denoise: multiply every stage's data weight by this")
+    ap.add_argument("--noise-exponent", type=float, default=None, metavar="P",
+                    help="denoise: data weights x (40 mm / measured noise)^P (default: configs/denoise.yaml's; 0 = fixed)")
+
+
+def with_data_term(base, args):
+    """``base`` (a ``DenoiseConfig``) with :func:`add_data_term_args`' options applied.
+
+    Raises:
+        ValueError: an option value the config refuses (the message names the field).
+    """
+    import dataclasses
+
+    return dataclasses.replace(
+        base, data_term=args.data_term or base.data_term,
+        noise_exponent=base.noise_exponent if args.noise_exponent is None else args.noise_exponent,
+        stages=tuple(dataclasses.replace(st, data_weight=st.data_weight * args.data_weight_factor) for st in base.stages))
+
+
 def _slice(m, a: int, b: int, step: int):
     from posendf_plugin.data.motion import Motion
 

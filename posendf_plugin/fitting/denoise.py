@@ -325,7 +325,9 @@ def denoise_window(
     pscale = config.scale_for(pname)
     squared = pname in config.squared_priors
     margin = config.margin_for(pname)
-    data_factor = config.data_factor(estimate_joint_noise(noisy)) if config.noise_exponent else 1.0
+    # the measured input noise sets the data weight (needs T >= 3, which it then requires)
+    sigma = estimate_joint_noise(noisy) if config.noise_exponent or T >= 3 else float("nan")
+    data_factor = config.data_factor(sigma) if config.noise_exponent else 1.0
     params = [root, trans] + ([betas] if betas is not None else [])
     pose_params = [p for p in pose_var.parameters() if p.requires_grad]
     lr_scale = config.latent_lr_scale if pose_var.mode == "vposer_latent" else 1.0
@@ -371,6 +373,7 @@ def denoise_window(
             "noisy_accel_mm": 1000 * float(L.acceleration_error(noisy, gt_j)) if T >= 3 else float("nan"),
             "pa_mpjpe_mm": 1000 * float(L.pa_mpjpe(j, gt_j).mean()),
             "data_factor": float(data_factor),
+            "noise_estimate_mm": 1000 * sigma,
         }
         arrays = {
             "pose_body": pose.detach().float(), "root_orient": root.detach().float(), "trans": trans.detach().float(),
