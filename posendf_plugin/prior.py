@@ -295,6 +295,7 @@ class PoseNDF(PosePrior):
         tol: Optional[float] = None,
         batch_size: int = 65536,
         free=None,
+        monotone: bool = False,
     ) -> ProjectionResult:
         """Project poses onto the manifold (zero level set).
 
@@ -304,6 +305,8 @@ class PoseNDF(PosePrior):
                 prior's (see :mod:`posendf_plugin.projection`).
             free: optional ``(B, 21)`` (or ``(21,)``) bool: only these joints move, the others
                 keep their rotation (masked projection, used by pose completion).
+            monotone: a step that would raise f is not taken; that pose's step size halves
+                (:func:`posendf_plugin.projection.project`).
         Returns:
             :class:`ProjectionResult` with ``poses (B, 21, 4)``.
         """
@@ -313,6 +316,7 @@ class PoseNDF(PosePrior):
             step_size=self.step_size if step_size is None else step_size,
             max_iter=self.max_iter if max_iter is None else max_iter,
             tol=self.tol if tol is None else tol,
+            monotone=monotone,
         )
         if free is not None:
             free = torch.as_tensor(free, dtype=torch.bool, device=q.device)

@@ -19,7 +19,10 @@ labels ``1 − |⟨q, p⟩|`` have a mostly radial R⁴ gradient near the data).
 a step is at most ``max_step`` long (norm over all joints).
 
 Poses stop moving once ``f <= tol``; the loop ends when all have converged or after
-``max_iter`` steps. Quaternions are ``(w, x, y, z)``; results are canonical (``w >= 0``), the
+``max_iter`` steps. With ``monotone=True`` a step that would raise a pose's f is not taken and
+that pose's step size halves instead (used where the zero level set may be out of reach, e.g. a
+masked projection whose fixed joints are themselves off the manifold: the Newton step, aimed at
+``f = 0``, would overshoot). Quaternions are ``(w, x, y, z)``; results are canonical (``w >= 0``), the
 hemisphere the networks are trained on.
 """
 from __future__ import annotations
@@ -128,6 +131,7 @@ def project(
     scaling: str = "newton",
     max_step: float = 1.0,
     free: Optional[torch.Tensor] = None,
+    monotone: bool = False,
 ) -> ProjectionResult:
     """Project poses onto ``{f = 0}`` by repeated :func:`projection_step`.
 
@@ -139,6 +143,8 @@ def project(
         tol: a pose has converged once ``f <= tol``; it then stops moving.
         free: optional ``(B, 21)`` bool: only these joints move (e.g. the unknown joints of a
             pose completion); see :func:`projection_step`.
+        monotone: reject a step that raises f and halve that pose's step size (see the module
+            docstring); ``iterations`` then counts the steps taken.
     Returns:
         :class:`ProjectionResult` with the poses, ``f`` after projection, a ``converged`` flag
         and the number of steps each pose took.
@@ -152,6 +158,8 @@ def project(
         check_shape(free, (q.shape[0], NUM_BODY_JOINTS), "free")
         free = free.to(device=q.device, dtype=torch.bool)
     q = quat_canonical(quat_normalize(q.detach()))
+    if monotone:
+        return _project_monotone(fn, q, method, step_size, max_iter, tol, scaling, max_step, free)
     B = q.shape[0]
     iterations = torch.zeros(B, dtype=torch.long, device=q.device)
     dist = torch.full((B,), float("inf"), dtype=q.dtype, device=q.device)
@@ -174,3 +182,24 @@ def project(
         with torch.no_grad():
             dist[stale] = fn(q[stale]).detach()
     return ProjectionResult(poses=q, distance=dist, converged=dist <= tol, iterations=iterations)
+
+
+def _project_monotone(fn: DistanceFn, q: torch.Tensor, method: str, step_size: float, max_iter: int, tol: float,
+                      scaling: str, max_step: float, free: Optional[torch.Tensor]) -> ProjectionResult:
+    """:func:`project` with ``monotone=True``: ``q`` ``(B, 21, 4)`` canonical unit quaternions."""
+    alpha = torch.full((q.shape[0],), float(step_size), dtype=q.dtype, device=q.device)
+    iterations = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    f, g = distance_and_gradient(fn, q)
+    for _ in range(max_iter):
+        moving = f > tol
+        if not bool(moving.any()):
+            break
+        cand = projection_step(q, f, g, alpha, method, scaling, max_step, free)
+        f_new, g_new = distance_and_gradient(fn, cand)
+        ok = (f_new <= f) & moving
+        q = torch.where(ok[:, None, None], cand, q)
+        f = torch.where(ok, f_new, f)
+        g = torch.where(ok[:, None, None], g_new, g)
+        alpha = torch.where(ok | ~moving, alpha, alpha / 2)
+        iterations += ok.long()
+    return ProjectionResult(poses=q, distance=f, converged=f <= tol, iterations=iterations)

@@ -90,3 +90,28 @@ def test_masked_projection_moves_only_the_free_joints(method):
     assert float(ang.max()) < 1e-2  # free joints reach the target's rotations
     with pytest.raises(ValueError, match="free"):
         project(fn, start, free=torch.ones(4, 20, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("method", ["posendf", "riemannian"])
+def test_monotone_projection_never_raises_f_when_the_zero_set_is_out_of_reach(method):
+    # the known joints are off the field's zero set, so f cannot reach 0 by moving the free ones:
+    # the plain Newton step (aimed at f = 0) overshoots; the monotone one only takes steps that lower f
+    target = R.axis_angle_to_quat(torch.full((1, 21, 3), 0.2))
+    g = torch.Generator().manual_seed(2)
+    start = R.quat_canonical(R.quat_mul(target, R.axis_angle_to_quat(torch.randn(6, 21, 3, generator=g) * 0.4)))
+    free = torch.zeros(6, 21, dtype=torch.bool)
+    free[:, [15, 17, 19]] = True
+    fn = _sphere_field(target)
+    f0 = fn(start)
+    prev = f0
+    for steps in (1, 2, 5, 20):
+        res = project(fn, start, method=method, step_size=1.0, max_iter=steps, tol=0.0, free=free, monotone=True)
+        torch.testing.assert_close(res.poses[~free], start[~free])
+        torch.testing.assert_close(res.distance, fn(res.poses))  # reported f is the f of the poses
+        assert bool((res.distance <= prev + 1e-6).all())  # more steps never raise f
+        assert bool((res.iterations <= steps).all())
+        prev = res.distance
+    assert float(prev.mean()) < float(f0.mean())
+    # the reachable minimum: the free joints at the target's rotations
+    best = fn(torch.where(free[..., None], target.expand_as(start), start))
+    torch.testing.assert_close(prev, best, atol=1e-3, rtol=0)

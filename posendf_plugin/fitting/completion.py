@@ -6,8 +6,9 @@ joints move; the known joints stay exactly as given. The original Pose-NDF code 
 Distance-field priors (Pose-NDF, NRDF) complete by **masked projection** (the default for them,
 ``parameterisation="projection"``): from the start guess, :data:`DEFAULT_PROJECTION_STEPS`
 (per prior) projection steps of size :data:`DEFAULT_PROJECTION_STEP_SIZE` move the unknown joints only
-towards the field's zero level set (:func:`posendf_plugin.projection.projection_step` with
-``free=mask``; a step that would raise the distance is not taken and its size halves).
+towards the field's zero level set (:meth:`PoseNDF.project <posendf_plugin.prior.PoseNDF.project>`
+with ``free=mask, monotone=True``: a step that would raise the distance is not taken and its
+size halves).
 Minimising the energy with Adam instead (``"axis_angle"``, the other priors' way) walks far
 along the flat field — Adam's steps do not shrink with the gradient — and on the CMU
 validation split left the completed joints further from the truth than its start (the k = 5
@@ -39,7 +40,6 @@ import torch
 
 from .. import rotations as R
 from ..priors.base import PosePrior
-from ..projection import distance_and_gradient, projection_step
 from ..skeleton import BODY_JOINT_NAMES, NUM_BODY_JOINTS, SMPL_PARENTS, body_joint_positions, to_body_quat
 from .params import load_prior
 
@@ -232,10 +232,15 @@ def complete_poses(
                 e1s.append(prior.energy(res).reshape(-1))
             continue
         if parameterisation == "projection":
-            proj, f0, f1 = _masked_projection(prior, _start_guess(qb, mb, init), mb, projection_steps, projection_step_size)
-            out_q.append(torch.where(mb[..., None], proj, qb))
-            e0s.append(f0.reshape(-1))
-            e1s.append(f1.reshape(-1))
+            # masked, monotone: when the known joints are themselves off the manifold the zero
+            # level set is out of reach of the free ones, and a Newton step aimed at f = 0 overshoots
+            start = _start_guess(qb, mb, init)
+            proj = prior.project(start, free=mb, max_iter=projection_steps, step_size=projection_step_size,
+                                 tol=0.0, monotone=True)
+            out_q.append(torch.where(mb[..., None], proj.poses, qb))
+            with torch.no_grad():
+                e0s.append(prior.energy(start).reshape(-1))
+            e1s.append(proj.distance.reshape(-1))
             continue
         aa0 = (R.quat_to_axis_angle(qb) if init == "input" else
                R.quat_to_axis_angle(_mean_pose()).expand(qb.shape[:-1] + (3,)).clone() if init == "mean" else
@@ -267,29 +272,6 @@ def _mean_pose() -> torch.Tensor:
     from ..data.default import default_mean_pose
 
     return default_mean_pose().float()
-
-
-def _masked_projection(prior: PosePrior, q: torch.Tensor, free: torch.Tensor, steps: int,
-                       step_size: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``steps`` projection steps of ``prior``'s field (:func:`posendf_plugin.projection.projection_step`)
-    moving only the ``free`` joints ``(B, 21)`` of ``q`` ``(B, 21, 4)``. A step that would raise a
-    pose's distance is not taken and that pose's step size halves: when the known joints
-    are themselves off the manifold the zero level set is out of reach of the free joints, and
-    the Newton step, which aims at ``f = 0``, would overshoot. Returns the poses and the
-    distance ``(B,)`` at the start and at the end (the known joints do not move)."""
-    fn = prior.energy
-    alpha = torch.full((q.shape[0],), float(step_size), dtype=q.dtype, device=q.device)
-    f, g = distance_and_gradient(fn, q)
-    f_start = f
-    for _ in range(steps):
-        cand = projection_step(q, f, g, alpha, method=getattr(prior, "method", "posendf"), free=free)  # alpha: (B,)
-        f_new, g_new = distance_and_gradient(fn, cand)
-        ok = f_new <= f
-        q = torch.where(ok[:, None, None], cand, q)
-        f = torch.where(ok, f_new, f)
-        g = torch.where(ok[:, None, None], g_new, g)
-        alpha = torch.where(ok, alpha, alpha / 2)
-    return q, f_start, f
 
 
 def _can_project(prior: PosePrior) -> bool:
