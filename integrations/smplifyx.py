@@ -83,7 +83,7 @@ SMPLIFYX_DEFAULT_NUM_STAGES = 5
 CALIBRATED_STAGE_WEIGHTS: Dict[str, Tuple[float, ...]] = {
     "posendf": (7095.0, 7095.0, 1008.0, 83.95),
     "posendf_density": (7837.0, 7837.0, 1114.0, 92.73),
-    "nrdf": (3306.0, 3306.0, 469.7, 39.11),
+    "nrdf": (3360.0, 3360.0, 477.4, 39.76),
 }
 
 _PRIOR_MODULE_CANDIDATES = ("smplifyx.prior", "prior")

@@ -140,7 +140,7 @@ class DenoiseConfig(StagedFitConfig):
     stages: Tuple[DenoiseStage, ...] = _POSENDF_STAGES
     squared_priors: Tuple[str, ...] = ("nrdf",)
     prior_scale: Mapping[str, float] = field(
-        default_factory=lambda: {"none": 0.0, "posendf": 1e-5, "nrdf": 1e-6, "vposer": 1e-10, "gmm": 3e-9})
+        default_factory=lambda: {"none": 0.0, "posendf": 1e-5, "nrdf": 3e-6, "vposer": 1e-10, "gmm": 3e-9})
     prior_margin: Mapping[str, float] = field(default_factory=lambda: {"posendf": 0.05})
     data_term: str = "squared"
     noise_exponent: float = 1.0

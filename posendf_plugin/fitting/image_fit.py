@@ -67,7 +67,7 @@ _DEFAULT_STAGES = (
 )
 #: multiplier of the prior term per prior, so one schedule serves every prior; chosen on the
 #: validation subject of the synthetic image benchmark (benchmarks/README.md, "Calibration").
-_DEFAULT_PRIOR_SCALE = {"none": 0.0, "posendf": 100.0, "nrdf": 30.0, "vposer": 3.0, "gmm": 10.0}
+_DEFAULT_PRIOR_SCALE = {"none": 0.0, "posendf": 100.0, "nrdf": 100.0, "vposer": 3.0, "gmm": 10.0}
 #: priors whose weight is not annealed over the stages (``ImageFitConfig.prior_anneal``)
 _DEFAULT_PRIOR_ANNEAL: Dict[str, bool] = {"posendf": False}
 #: shipped model per prior name for image fitting (``ImageFitConfig.shipped_weights``)
