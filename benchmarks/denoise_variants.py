@@ -10,7 +10,10 @@ one seeded generator per window, the library's :func:`denoise_window` and schedu
 * ``lin:S`` — the plain term ``f`` at ``prior_scale`` S (margin 0);
 * ``margin:M:S`` — ``max(f − M, 0)`` at S (the shipped form, ``DenoiseConfig.prior_margin``);
 * ``sqrt:EPS:S`` — ``sqrt(f + EPS)``; ``log:EPS:S`` — ``log(f + EPS)`` (weaker pull far from the
-  data; both were worse than no prior on a held-out style).
+  data; both were worse than no prior on a held-out style);
+* ``sat:M:C:S`` — the margin term saturated, ``x·C / (x + C)`` with ``x = max(f − M, 0)``: its
+  pull fades on frames the field finds very unlikely (``f ≫ C``), e.g. rare real poses of a
+  style it never saw.
 
 The data term is ``configs/denoise.yaml``'s (mean squared joint distance, stage data weights
 times ``(40 mm / σ̂)^P``, σ̂ the noise measured in each window's input by
@@ -24,11 +27,13 @@ Examples::
     python benchmarks/denoise_variants.py --variant none --variant lin:3e-6 --variant margin:0.05:1e-5
     python benchmarks/denoise_variants.py --data runs/heldout_s1/motions --checkpoint runs/heldout_s1/stage2/model.pt \\
         --noise-mm 20 --noise-exponent 2 --variant none --variant margin:0.05:1e-5
+    python benchmarks/denoise_variants.py --windows 2 --variant none --variant margin:0.05:1e-5 --by-true-f
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -63,9 +68,11 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
         nums = [float(x) for x in parts[1:]]
     except ValueError:
         raise SystemExit(f"--variant {spec!r}: numbers expected after the kind")
-    want = {"none": 0, "lin": 1, "margin": 2, "sqrt": 2, "log": 2}
+    want = {"none": 0, "lin": 1, "margin": 2, "sqrt": 2, "log": 2, "sat": 3}
     if kind not in want or len(nums) != want[kind]:
-        raise SystemExit(f"--variant {spec!r}: expected none, lin:S, margin:M:S, sqrt:EPS:S or log:EPS:S")
+        raise SystemExit(f"--variant {spec!r}: expected none, lin:S, margin:M:S, sqrt:EPS:S, log:EPS:S or sat:M:C:S")
+    if kind == "sat" and not (nums[0] >= 0 and nums[1] > 0):
+        raise SystemExit(f"--variant {spec!r}: sat:M:C:S needs M >= 0 and C > 0")
     if kind == "none":
         return none, base
     scale = {**dict(base.prior_scale), "posendf": nums[-1]}
@@ -78,12 +85,14 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
         return ShapedPrior(posendf, lambda f, e=nums[0]: torch.sqrt(f + e)), cfg
     if kind == "log":
         return ShapedPrior(posendf, lambda f, e=nums[0]: torch.log(f + e)), cfg
+    if kind == "sat":
+        return ShapedPrior(posendf, lambda f, m=nums[0], c=nums[1]: torch.relu(f - m) * c / (torch.relu(f - m) + c)), cfg
     return posendf, cfg
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", action="append", required=True, help="none | lin:S | margin:M:S | sqrt:EPS:S | log:EPS:S")
+    ap.add_argument("--variant", action="append", required=True, help="none | lin:S | margin:M:S | sqrt:EPS:S | log:EPS:S | sat:M:C:S")
     ap.add_argument("--data", default=None, metavar="DIR", help="motions (AMASS layout); default: the val split's clips")
     ap.add_argument("--checkpoint", default=None, metavar="MODEL.pt", help="Pose-NDF weights replacing the shipped ones")
     ap.add_argument("--noise-mm", type=float, default=40.0)
@@ -91,6 +100,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     D.add_data_term_args(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--by-true-f", action="store_true",
+                    help="also print each variant's per-frame MPJPE against the first variant's, binned by the "
+                         "Pose-NDF field's f on the true pose (where a prior helps and where it hurts)")
     args = ap.parse_args(argv)
     if not (args.data_weight_factor > 0 and args.windows > 0 and args.noise_mm > 0):
         raise SystemExit("--data-weight-factor, --windows and --noise-mm must be positive")
@@ -108,13 +120,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit(f"denoise_variants.py: {e}")
     print(f"{ctx.data_name}: {len(wins)} windows, {args.noise_mm:g} mm, Pose-NDF {args.checkpoint or 'shipped'}, "
           f"data term {base.data_term} x {args.data_weight_factor:g}, noise exponent {base.noise_exponent:g}", flush=True)
+    frame_errors: List[torch.Tensor] = []
     for spec in args.variant:
         prior, cfg = parse_variant(spec, posendf, none, base)
         # one seeded generator per window: the noise calibrate.py draws
-        per: List[dict] = [denoise_window(win, bm, prior, cfg, ctx.generator(1000 + wi))[1] for wi, (_, _, win) in enumerate(wins)]
+        runs = [denoise_window(win, bm, prior, cfg, ctx.generator(1000 + wi)) for wi, (_, _, win) in enumerate(wins)]
+        per: List[dict] = [m for _, m in runs]
         print(spec, *(f"{k} {np.mean([m[k] for m in per]):.2f}" for k in ("mpjpe_mm", "v2v_mm", "accel_mm")),
               f"noise_estimate_mm {np.mean([m['noise_estimate_mm'] for m in per]):.1f}", flush=True)
+        frame_errors.append(torch.cat([1000 * (a["joints"] - a["gt_joints"]).norm(dim=-1).mean(-1) for a, _ in runs]))
+    if args.by_true_f and len(args.variant) > 1:
+        with torch.no_grad():
+            f_true = torch.cat([posendf.energy(torch.as_tensor(win.pose_body, dtype=torch.float32).reshape(-1, 21, 3))
+                                for _, _, win in wins])
+        print_by_true_f(args.variant, frame_errors, f_true)
     return 0
+
+
+#: bins of the field's f on the true pose for ``--by-true-f`` (σ = 0.1 quaternion noise: mean f ≈ 0.37)
+TRUE_F_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, math.inf)
+
+
+def print_by_true_f(names: Sequence[str], errors: Sequence[torch.Tensor], f_true: torch.Tensor) -> None:
+    """Markdown table: per bin of ``f_true (F,)`` the frame count and each variant's mean MPJPE
+    ``errors[i] (F,)`` (mm), with the difference to the first variant's."""
+    print("\n| f of the true pose | frames | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for lo, hi in zip(TRUE_F_BINS[:-1], TRUE_F_BINS[1:]):
+        sel = (f_true >= lo) & (f_true < hi)
+        if not bool(sel.any()):
+            continue
+        cells = [f"{float(errors[0][sel].mean()):.2f}"] + [
+            f"{float(e[sel].mean()):.2f} ({float((e - errors[0])[sel].mean()):+.2f})" for e in errors[1:]]
+        print(f"| [{lo:g}, {hi:g}) | {int(sel.sum())} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

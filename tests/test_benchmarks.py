@@ -239,14 +239,24 @@ def test_denoise_variants_script(capsys):
     the input noise (40 mm); bad variants exit with a message."""
     from benchmarks import denoise_variants as V
 
-    assert V.main(["--windows", "1", "--variant", "none", "--variant", "margin:1000:1e-5", "--variant", "lin:1e-5"]) == 0
-    lines = {ln.split()[0]: ln.split() for ln in capsys.readouterr().out.splitlines()[1:]}
+    variants = ["none", "margin:1000:1e-5", "lin:1e-5", "sat:1000:0.3:1e-5", "sat:0.05:0.3:1e-5"]
+    assert V.main(["--windows", "1", "--by-true-f"] + [a for v in variants for a in ("--variant", v)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    lines = {ln.split()[0]: ln.split() for ln in out[1:] if ln.split() and ln.split()[0] in variants}
     mpjpe = {k: float(v[v.index("mpjpe_mm") + 1]) for k, v in lines.items()}
-    assert mpjpe["none"] == mpjpe["margin:1000:1e-5"] and mpjpe["lin:1e-5"] != mpjpe["none"]
+    assert mpjpe["none"] == mpjpe["margin:1000:1e-5"] == mpjpe["sat:1000:0.3:1e-5"]
+    assert mpjpe["lin:1e-5"] != mpjpe["none"] and mpjpe["sat:0.05:0.3:1e-5"] != mpjpe["none"]
+    # --by-true-f: every frame of the window in one bin of the true pose's f; a margin above every
+    # energy is the no-prior fit frame by frame (+0.00), and the bins' frame-weighted mean is the MPJPE
+    rows = [ln.split("|")[1:-1] for ln in out if ln.startswith("| [")]
+    assert rows and sum(int(r[1]) for r in rows) == 60
+    assert all(r[3].strip().endswith("(+0.00)") for r in rows)
+    lin = sum(int(r[1]) * float(r[4].split()[0]) for r in rows) / 60
+    assert lin == pytest.approx(mpjpe["lin:1e-5"], abs=0.01)
     assert V.main(["--windows", "1", "--noise-exponent", "2", "--variant", "none"]) == 0
     out = capsys.readouterr().out.split()
     assert 36 < float(out[out.index("noise_estimate_mm") + 1]) < 44
-    for bad in ("hinge:0.1", "margin:0.05", "lin:x", "margin:-1:1e-5"):
+    for bad in ("hinge:0.1", "margin:0.05", "lin:x", "margin:-1:1e-5", "sat:0.05:0:1e-5", "sat:0.05:1e-5"):
         with pytest.raises(SystemExit, match="--variant"):
             V.main(["--windows", "1", "--variant", bad])
     with pytest.raises(SystemExit, match="noise_exponent"):
