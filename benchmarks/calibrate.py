@@ -118,6 +118,7 @@ def main(argv=None) -> int:
     scales.update(_prior_values(args.scales, "--scales", "PRIOR=V[,V...] (e.g. posendf=30,100)",
                                 lambda v: [float(x) for x in v.split(",")]))
     ckpts = _prior_values(args.checkpoint, "--checkpoint", "PRIOR=PATH (e.g. posendf=runs/cmu/model.pt)", _path)
+    anneal = _prior_values(args.prior_anneal, "--prior-anneal", "PRIOR=true or PRIOR=false", _bool)
     data = None
     if args.data is not None:
         data = Path(args.data)
@@ -143,13 +144,7 @@ def main(argv=None) -> int:
         over["init_pose"] = args.init
     if args.latent_lr_scale is not None:
         over["latent_lr_scale"] = args.latent_lr_scale
-    anneal = dict(base.prior_anneal)
-    for spec in args.prior_anneal:
-        name, _, val = spec.partition("=")
-        if val.lower() not in ("true", "false"):
-            ap.error(f"--prior-anneal {spec!r}: expected PRIOR=true or PRIOR=false")
-        anneal[name] = val.lower() == "true"
-    over["prior_anneal"] = anneal
+    over["prior_anneal"] = {**dict(base.prior_anneal), **anneal}
     base = dataclasses.replace(base, **over)
 
     print(f"{ctx.data_name}: {args.images} images, seed {args.seed}, init {'truth' if args.init == 'truth' else base.init_pose}\n")
@@ -206,6 +201,12 @@ def _path(value: str) -> Path:
     if not value.strip():
         raise ValueError("empty path")
     return Path(value.strip())
+
+
+def _bool(value: str) -> bool:
+    if value.strip().lower() not in ("true", "false"):
+        raise ValueError(value)
+    return value.strip().lower() == "true"
 
 
 def _prior_values(items: List[str], option: str, form: str, convert: Callable[[str], Any]) -> Dict[str, Any]:

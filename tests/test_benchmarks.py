@@ -228,6 +228,7 @@ def test_val_split_and_calibration_script(tmp_path, capsys):
     for bad, option in ((["--scales", "gmm=x"], "--scales"), (["--scales", "=1"], "--scales"),
                         (["--checkpoint", "model.pt"], "--checkpoint"), (["--checkpoint", "posendf="], "--checkpoint"),
                         (["--task", "denoise", "--prior-margin", "posendf"], "--prior-margin"),
+                        (["--prior-anneal", "gmm=maybe"], "--prior-anneal"), (["--prior-anneal", "=true"], "--prior-anneal"),
                         (["--task", "denoise", "--noise-exponent", "9"], "noise_exponent")):
         with pytest.raises(SystemExit, match=option):  # one line naming the option, no traceback
             calibrate.main(bad)
