@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import BenchContext  # noqa: E402
 from benchmarks.tasks import denoise as D  # noqa: E402
 from posendf_plugin.fitting.denoise import DenoiseConfig, denoise_window  # noqa: E402
+from posendf_plugin.fitting.losses import mpjpe  # noqa: E402
 from posendf_plugin.priors.base import PosePrior  # noqa: E402
 
 
@@ -128,7 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         per: List[dict] = [m for _, m in runs]
         print(spec, *(f"{k} {np.mean([m[k] for m in per]):.2f}" for k in ("mpjpe_mm", "v2v_mm", "accel_mm")),
               f"noise_estimate_mm {np.mean([m['noise_estimate_mm'] for m in per]):.1f}", flush=True)
-        frame_errors.append(torch.cat([1000 * (a["joints"] - a["gt_joints"]).norm(dim=-1).mean(-1) for a, _ in runs]))
+        frame_errors.append(torch.cat([1000 * mpjpe(a["joints"], a["gt_joints"]) for a, _ in runs]))
     if args.by_true_f and len(args.variant) > 1:
         with torch.no_grad():
             f_true = torch.cat([posendf.energy(torch.as_tensor(win.pose_body, dtype=torch.float32).reshape(-1, 21, 3))
