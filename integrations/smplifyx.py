@@ -81,7 +81,7 @@ SMPLIFYX_DEFAULT_NUM_STAGES = 5
 #: field (posendf_default.pt), ``posendf_density`` the density-aware field (posendf_density.pt).
 #: A 5-stage config repeats the last weight, as fit_smplx.yaml repeats 4.78.
 CALIBRATED_STAGE_WEIGHTS: Dict[str, Tuple[float, ...]] = {
-    "posendf": (7095.0, 7095.0, 1008.0, 83.95),
+    "posendf": (7335.0, 7335.0, 1042.0, 86.79),
     "posendf_density": (7837.0, 7837.0, 1114.0, 92.73),
     "nrdf": (3360.0, 3360.0, 477.4, 39.76),
 }

@@ -199,13 +199,14 @@ def test_nrdf_config_and_separate_reference(pose_file, tmp_path):
 
 def test_config_errors(pose_file, tmp_path):
     # the shipped recipe: the defaults (the paper's k = 5) with 500 k samples, mirror images and the
-    # mean over the 50 nearest, searched wider for recall 0.99 (assets/NDF_CARD.md)
-    shipped = PrepareConfig(n_samples=500_000, mirror=True, k=50)
+    # mean over the 20 nearest, searched wider for recall 0.99 (assets/NDF_CARD.md)
+    shipped = PrepareConfig(n_samples=500_000, mirror=True, k=20)
     shipped = dataclasses.replace(shipped, search=dataclasses.replace(shipped.search, candidates=128, nprobe=128))
     assert load_prepare_config(REPO / "configs" / "prepare_posendf.yaml") == shipped
-    # the density-aware field's data: the same samples, the data poses keep their k-nearest labels
+    # the density-aware field's data: the same samples over the 50 nearest, the data poses keep
+    # their k-nearest labels
     dens = load_prepare_config(REPO / "configs" / "prepare_posendf_density.yaml")
-    assert dens == dataclasses.replace(shipped, clean_labels="knn")
+    assert dens == dataclasses.replace(shipped, k=50, clean_labels="knn")
     bad = tmp_path / "bad.yaml"
     bad.write_text("noise: posendf\nsigmaz: [0.1]\n")
     with pytest.raises(ValueError, match="sigmaz"):
