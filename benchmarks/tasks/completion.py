@@ -34,6 +34,11 @@ def _masks(ctx: BenchContext, n: int, k: int, offset: int) -> np.ndarray:
     return m
 
 
+def hidden_joints(fraction: float) -> int:
+    """How many of the 21 body joints a :data:`FRACTIONS` entry hides."""
+    return int(round(fraction * NUM_BODY_JOINTS))
+
+
 def completion_problem(ctx: BenchContext, max_poses: int) -> Tuple[torch.Tensor, List[torch.Tensor]]:
     """The seeded completion problem of the active source: ``(poses (n, 21, 4), masks)``, ``n`` =
     up to ``max_poses`` held-out poses (sorted random choice) and one ``(n, 21)`` bool mask per
@@ -42,7 +47,7 @@ def completion_problem(ctx: BenchContext, max_poses: int) -> Tuple[torch.Tensor,
     test = ctx.test_poses()
     n = min(len(test), max_poses)
     poses = test[torch.as_tensor(np.sort(ctx.rng(40).choice(len(test), n, replace=False)))]
-    masks = [torch.as_tensor(_masks(ctx, n, int(round(f * NUM_BODY_JOINTS)), 41 + i)) for i, f in enumerate(FRACTIONS)]
+    masks = [torch.as_tensor(_masks(ctx, n, hidden_joints(f), 41 + i)) for i, f in enumerate(FRACTIONS)]
     return poses, masks
 
 
@@ -55,7 +60,7 @@ def run(ctx: BenchContext) -> Dict:
     iterations = ctx.pick(5, 200, 200)
     res: Dict = {}
     for fi, frac in enumerate(FRACTIONS):
-        k = int(round(frac * NUM_BODY_JOINTS))
+        k = hidden_joints(frac)
         setting = f"masked={int(frac * 100)}% ({k} joints)"
         mask = masks[fi].to(ctx.fit_device)
         res[setting] = {}
