@@ -61,6 +61,12 @@ class ShapedPrior(PosePrior):
         return self.fn(self.inner.energy(body_pose))
 
 
+def saturated(f: torch.Tensor, margin: float, cap: float) -> torch.Tensor:
+    """``x·C / (x + C)`` with ``x = max(f − margin, 0)`` (any shape): ≈ x for x ≪ C, → C for x ≫ C."""
+    x = torch.relu(f - margin)
+    return x * cap / (x + cap)
+
+
 def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseConfig) -> Tuple[PosePrior, DenoiseConfig]:
     """The prior and config of one ``--variant`` (see the module docstring)."""
     parts = spec.split(":")
@@ -87,7 +93,7 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
     if kind == "log":
         return ShapedPrior(posendf, lambda f, e=nums[0]: torch.log(f + e)), cfg
     if kind == "sat":
-        return ShapedPrior(posendf, lambda f, m=nums[0], c=nums[1]: torch.relu(f - m) * c / (torch.relu(f - m) + c)), cfg
+        return ShapedPrior(posendf, lambda f, m=nums[0], c=nums[1]: saturated(f, m, c)), cfg
     return posendf, cfg
 
 
@@ -129,8 +135,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         per: List[dict] = [m for _, m in runs]
         print(spec, *(f"{k} {np.mean([m[k] for m in per]):.2f}" for k in ("mpjpe_mm", "v2v_mm", "accel_mm")),
               f"noise_estimate_mm {np.mean([m['noise_estimate_mm'] for m in per]):.1f}", flush=True)
-        frame_errors.append(torch.cat([1000 * mpjpe(a["joints"], a["gt_joints"]) for a, _ in runs]))
-    if args.by_true_f and len(args.variant) > 1:
+        if args.by_true_f:
+            frame_errors.append(torch.cat([1000 * mpjpe(a["joints"], a["gt_joints"]) for a, _ in runs]))
+    if args.by_true_f:
         with torch.no_grad():
             f_true = torch.cat([posendf.energy(torch.as_tensor(win.pose_body, dtype=torch.float32).reshape(-1, 21, 3))
                                 for _, _, win in wins])
