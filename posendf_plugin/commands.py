@@ -167,6 +167,17 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_ensemble(args) -> int:
+    from .prior import PoseNDF, save_ensemble
+
+    check_output_file(args.out, inputs=args.models, what="--out file")
+    out = save_ensemble(args.models, args.out, args.reduce)
+    prior = PoseNDF.from_checkpoint(out)
+    print(f"wrote {out}: the {args.reduce} of {len(args.models)} fields ({prior.config.experiment.prior}); "
+          f"use it with --checkpoint {out}")
+    return 0
+
+
 def _cmd_project(args) -> int:
     from .data.motion import load_motion, save_motion
     from .data.posesets import load_pose_set, save_pose_set
@@ -289,7 +300,7 @@ def _cmd_interpolate(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``train``, ``project``, ``sample`` and ``interpolate`` to the ``posendf`` CLI."""
+    """Add ``train``, ``ensemble``, ``project``, ``sample`` and ``interpolate`` to the ``posendf`` CLI."""
     p = subparsers.add_parser("train", help="train a Pose-NDF model from a YAML config",
                               description="Train (or resume) a Pose-NDF network. Writes OUT/checkpoints/{last,best}.pt "
                                           "every epoch, OUT/model.pt, OUT/loss_curves.png, OUT/history.json, OUT/tb/.")
@@ -301,6 +312,17 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: training.num_threads)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser("ensemble", help="combine several trained fields (mean or minimum) into one model file",
+                              description="Write one model file whose field is the mean (or with --reduce min the "
+                                          "minimum) of the given fields (model.pt "
+                                          "files of 'posendf train' with one network config, e.g. several "
+                                          "experiment.seed); load it with --checkpoint or PoseNDF.from_checkpoint (not as experiment.init_from).")
+    p.add_argument("models", nargs="+", help="model.pt files (at least two)")
+    p.add_argument("--out", required=True, help="output .pt")
+    p.add_argument("--reduce", choices=("mean", "min"), default="mean",
+                   help="mean of the fields (default; zero where every member is) or their minimum (zero where any is)")
+    p.set_defaults(func=_cmd_ensemble)
 
     p = subparsers.add_parser("project", help="project poses onto the pose manifold",
                               description="Project every pose of a motion (.npz: AMASS/HuMoR/original Pose-NDF) or a "

@@ -37,7 +37,7 @@ from ._checks import check_shape
 from .config import ModelConfig
 from .skeleton import BODY_PARENTS, NUM_BODY_JOINTS
 
-__all__ = ["PoseNDFNet", "POSENDF_ORIGINAL_PARENTS", "parent_table", "tree_levels", "activation"]
+__all__ = ["PoseNDFNet", "PoseNDFEnsemble", "ENSEMBLE_REDUCTIONS", "POSENDF_ORIGINAL_PARENTS", "parent_table", "tree_levels", "activation"]
 
 #: Parent table of the authors' code (model/network/net_utils.py:get_parent_mapping): SMPL
 #: indices used as body-joint indices, i.e. off by one. Kept only to evaluate their checkpoints.
@@ -242,3 +242,55 @@ class PoseNDFNet(nn.Module):
         c = self.config
         return (f"parents={c.parents}, encoder=21x[{4 + c.enc_feature}->{c.enc_hidden}->{c.enc_feature}] "
                 f"{c.enc_activation}, hidden={list(c.hidden)} {c.activation}, beta={c.beta}, output={c.output}")
+
+
+#: how :class:`PoseNDFEnsemble` combines its members' distances
+ENSEMBLE_REDUCTIONS = ("mean", "min")
+
+
+class PoseNDFEnsemble(nn.Module):
+    """Several fields of one architecture as one: ``f(q) = (1/M) Σ_m f_m(q)`` (``reduce="mean"``)
+    or ``min_m f_m(q)`` (``"min"``).
+
+    Fields trained the same way from different seeds agree on the data and near it (where the
+    labels pin them down) and differ elsewhere. The mean averages those differences out but is
+    zero only where *every* member is (the intersection of their zero sets); the minimum is zero
+    where *any* member is (the union). Built by ``posendf ensemble`` from ``model.pt`` files;
+    evaluated like a :class:`PoseNDFNet` (``forward(q (..., 21, 4)) -> (...)``, ``>= 0``), at M
+    times the cost.
+
+    Args:
+        members: the fields (at least one), all built from the same ``model`` config.
+        reduce: one of :data:`ENSEMBLE_REDUCTIONS`.
+    """
+
+    def __init__(self, members: List[PoseNDFNet], reduce: str = "mean") -> None:
+        super().__init__()
+        members = list(members)
+        if not members or not all(isinstance(m, PoseNDFNet) for m in members):
+            raise TypeError("members must be a non-empty list of PoseNDFNet")
+        if any(m.config != members[0].config for m in members[1:]):
+            raise ValueError("every member of an ensemble must have the same model config")
+        if reduce not in ENSEMBLE_REDUCTIONS:
+            raise ValueError(f"reduce must be one of {ENSEMBLE_REDUCTIONS}, got {reduce!r}")
+        self.members = nn.ModuleList(members)
+        self.reduce = reduce
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.members[0].config
+
+    @property
+    def enc_w1(self) -> torch.Tensor:
+        """The first member's first encoder weight (where callers read device and dtype)."""
+        return self.members[0].enc_w1
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        """Distance ``(...)`` of poses ``q (..., 21, 4)``: the members' mean or minimum."""
+        out = self.members[0](q)
+        for m in self.members[1:]:
+            out = out + m(q) if self.reduce == "mean" else torch.minimum(out, m(q))
+        return out / len(self.members) if self.reduce == "mean" else out
+
+    def extra_repr(self) -> str:
+        return f"{self.reduce} of {len(self.members)} fields"

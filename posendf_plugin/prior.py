@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
 from .config import Config, ModelConfig
-from .model import PoseNDFNet
+from .model import ENSEMBLE_REDUCTIONS, PoseNDFEnsemble, PoseNDFNet
 from .priors.base import PosePrior, ProjectionResult, register_prior
 from .projection import PROJECTION_METHODS, method_for_prior, project as _project
 from .rotations import axis_angle_to_quat, quat_canonical, quat_mul, quat_random, quat_slerp
 from .skeleton import NUM_BODY_JOINTS, to_body_quat
 
-__all__ = ["PoseNDF", "NRDF", "ASSETS_DIR", "DEFAULT_WEIGHTS"]
+__all__ = ["PoseNDF", "NRDF", "ASSETS_DIR", "DEFAULT_WEIGHTS", "save_ensemble"]
 
 PathLike = Union[str, Path]
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
@@ -79,7 +79,8 @@ class PoseNDF(PosePrior):
     """Pose-NDF prior around a trained :class:`PoseNDFNet` (frozen, eval mode).
 
     Args:
-        net: the network. config: the config it was trained with (kept for the record).
+        net: the network, or a :class:`PoseNDFEnsemble` of networks (their mean or minimum).
+            config: the config it was trained with (kept for the record).
         method: default projection, ``"posendf"`` or ``"riemannian"`` (default: from
             ``config.experiment.prior``: ``nrdf`` → riemannian).
         step_size, max_iter, tol: default projection settings (see :mod:`posendf_plugin.projection`).
@@ -89,7 +90,7 @@ class PoseNDF(PosePrior):
 
     def __init__(
         self,
-        net: PoseNDFNet,
+        net: Union[PoseNDFNet, PoseNDFEnsemble],
         config: Optional[Config] = None,
         method: Optional[str] = None,
         step_size: float = 1.0,
@@ -97,8 +98,8 @@ class PoseNDF(PosePrior):
         tol: float = 1e-3,
     ) -> None:
         super().__init__()
-        if not isinstance(net, PoseNDFNet):
-            raise TypeError(f"net must be a PoseNDFNet, got {type(net).__name__}")
+        if not isinstance(net, (PoseNDFNet, PoseNDFEnsemble)):
+            raise TypeError(f"net must be a PoseNDFNet or a PoseNDFEnsemble, got {type(net).__name__}")
         self.config = config if config is not None else Config(model=net.config)
         if method is None:
             method = method_for_prior(self.config.experiment.prior)
@@ -127,6 +128,8 @@ class PoseNDF(PosePrior):
         """
         path = Path(path)
         ck = _read_checkpoint(path)
+        if isinstance(ck, dict) and "members" in ck and "config" in ck:  # written by `posendf ensemble`
+            return cls._from_ensemble_checkpoint(path, ck, device, **kwargs)
         if not isinstance(ck, dict) or "model_state_dict" not in ck:
             raise ValueError(f"{path}: not a Pose-NDF checkpoint (no 'model_state_dict' entry)")
         if "config" not in ck:
@@ -142,6 +145,28 @@ class PoseNDF(PosePrior):
         net.load_state_dict(ck["model_state_dict"], strict=True)
         prior = cls(net.to(device), config, **kwargs)
         prior.weights = str(path)
+        return prior
+
+    @classmethod
+    def _from_ensemble_checkpoint(cls, path: Path, ck: Dict[str, Any], device, **kwargs) -> "PoseNDF":
+        members = ck["members"]
+        if not isinstance(members, (list, tuple)) or not members:
+            raise ValueError(f"{path}: 'members' must be a non-empty list of weights; rebuild it with posendf ensemble")
+        config = Config.from_dict(ck["config"], source=f"{path} (stored config)")
+        nets = []
+        for i, state in enumerate(members):
+            net = PoseNDFNet(config.model)
+            if not isinstance(state, dict):
+                raise ValueError(f"{path}: member {i} is not a set of weights; rebuild it with posendf ensemble")
+            _check_state_dict(net, state, f"{path} (member {i})")
+            net.load_state_dict(state, strict=True)
+            nets.append(net)
+        reduce = ck.get("reduce", "mean")
+        if reduce not in ENSEMBLE_REDUCTIONS:
+            raise ValueError(f"{path}: unknown 'reduce' {reduce!r} (one of {', '.join(ENSEMBLE_REDUCTIONS)}); "
+                             "rebuild it with posendf ensemble")
+        prior = cls(PoseNDFEnsemble(nets, reduce).to(device), config, **kwargs)
+        prior.weights = f"{path} ({reduce} of {len(nets)} fields)"
         return prior
 
     @classmethod
@@ -382,6 +407,38 @@ class NRDF(PoseNDF):
 
     def __init__(self, net: PoseNDFNet, config: Optional[Config] = None, method: Optional[str] = "riemannian", **kwargs) -> None:
         super().__init__(net, config, method=method, **kwargs)
+
+
+def save_ensemble(models: Sequence[PathLike], out: PathLike, reduce: str = "mean") -> Path:
+    """Write one model file whose field is the mean (or ``reduce="min"``: the minimum) of the
+    fields in ``models`` (``model.pt`` files of ``posendf train``, e.g. the same config trained
+    with several ``experiment.seed``; :class:`posendf_plugin.model.PoseNDFEnsemble`); load it
+    like any model (:meth:`PoseNDF.from_checkpoint`, ``--checkpoint``). Stores the first model's
+    config and every member's weights and source.
+
+    Raises:
+        ValueError: fewer than two models, a model that is itself an ensemble, models whose
+            networks differ (``model`` sections), or an unknown ``reduce``.
+    """
+    if reduce not in ENSEMBLE_REDUCTIONS:
+        raise ValueError(f"reduce must be one of {', '.join(ENSEMBLE_REDUCTIONS)}, got {reduce!r}")
+    if len(models) < 2:
+        raise ValueError(f"an ensemble needs at least two models, got {len(models)}")
+    priors = [PoseNDF.from_checkpoint(m) for m in models]
+    for m, p in zip(models, priors):
+        if isinstance(p.net, PoseNDFEnsemble):
+            raise ValueError(f"{m}: is already an ensemble; pass its member models instead")
+        if p.net.config != priors[0].net.config:
+            raise ValueError(f"{m}: its network (model section) differs from {models[0]}'s; an ensemble averages "
+                             "fields of one architecture")
+    from .io import save_torch
+
+    return save_torch(out, {
+        "config": priors[0].config.to_dict(),
+        "members": [p.net.state_dict() for p in priors],
+        "reduce": reduce,
+        "member_sources": [str(m) for m in models],
+    })
 
 
 def _factory(cls):

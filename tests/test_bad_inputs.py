@@ -221,6 +221,7 @@ for f in ("nan_pose", "inf_trans", "nan_betas", "nan_fps", "str_fps", "neg_fps",
 for f in _BAD_CHECKPOINTS:
     CASES.append(_c(f"project-checkpoint-{f}", lambda c, r, f=f: ["project", "--poses", str(c / "poses.npz"), "--checkpoint", str(c / f), "--out", str(r / "out.npz")], f))
     CASES.append(_c(f"sample-checkpoint-{f}", lambda c, r, f=f: ["sample", "--n", "2", "--checkpoint", str(c / f), "--out", str(r / "outdir")], f))
+    CASES.append(_c(f"ensemble-{f}", lambda c, r, f=f: ["ensemble", str(c / f), str(c / f), "--out", str(r / "out.pt")], f))
     CASES.append(_c(f"complete-vposer-{f}", lambda c, r, f=f: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--prior", "vposer", "--prior-checkpoint", str(c / f), "--out", str(r / "out.npz"), *_QUIET], f))
 for f in ("evil_gmm.npz", "garbled.npz", "truncated.npz", "no_keys.npz"):
     CASES.append(_c(f"complete-gmm-{f}", lambda c, r, f=f: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--prior", "gmm", "--prior-checkpoint", str(c / f), "--out", str(r / "out.npz"), *_QUIET], f))

@@ -207,6 +207,58 @@ def test_authors_checkpoint_layout(tmp_path, act):
         P.PoseNDF.from_original_checkpoint(path, activation=act)
 
 
+def _untrained_model(path, seed, **model):
+    """A ``model.pt`` of ``posendf train``'s layout around an untrained tiny network."""
+    from posendf_plugin.model import PoseNDFNet
+    from _ndf_fixtures import tiny_config
+
+    cfg = tiny_config(model=model) if model else tiny_config()
+    torch.save({"config": cfg.to_dict(), "model_state_dict": PoseNDFNet(cfg.model, seed=seed).state_dict()}, path)
+    return path
+
+
+def test_ensemble_is_the_mean_or_min_of_its_fields(tmp_path, capsys):
+    from posendf_plugin.cli import main
+
+    a = _untrained_model(tmp_path / "a.pt", 1)
+    b = _untrained_model(tmp_path / "b.pt", 2)
+    assert main(["ensemble", str(a), str(b), "--out", str(tmp_path / "e.pt")]) == 0
+    assert "mean of 2 fields" in capsys.readouterr().out
+    e = get_prior("posendf", checkpoint=tmp_path / "e.pt")
+    fa, fb = P.PoseNDF.from_checkpoint(a), P.PoseNDF.from_checkpoint(b)
+    q = _q(6)
+    assert not torch.allclose(fa.distance(q), fb.distance(q))  # two different fields
+    torch.testing.assert_close(e.distance(q), (fa.distance(q) + fb.distance(q)) / 2)
+    x = q.clone().requires_grad_(True)
+    e.energy(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(not p.requires_grad for p in e.parameters())
+    assert "mean of 2 fields" in repr(e)
+    assert e.project(q, max_iter=5).poses.shape == q.shape
+    # the minimum: zero wherever any member is
+    assert main(["ensemble", str(a), str(b), "--reduce", "min", "--out", str(tmp_path / "m.pt")]) == 0
+    assert "min of 2 fields" in capsys.readouterr().out
+    m = P.PoseNDF.from_checkpoint(tmp_path / "m.pt")
+    torch.testing.assert_close(m.distance(q), torch.minimum(fa.distance(q), fb.distance(q)))
+    assert "min of 2 fields" in repr(m)
+    # errors: one model, an ensemble as a member, networks that differ -- one line, exit 2
+    c = _untrained_model(tmp_path / "c.pt", 3, hidden=[16, 8])
+    for args, msg in (([a], "at least two models"), ([str(tmp_path / "e.pt"), a], "already an ensemble"),
+                      ([a, c], "differs from")):
+        assert main(["ensemble", *map(str, args), "--out", str(tmp_path / "x.pt")]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "x.pt").exists()
+    # a corrupt member list names the file
+    ck = torch.load(tmp_path / "e.pt", weights_only=True)
+    torch.save(dict(ck, members=[ck["members"][0], "junk"]), tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"bad.pt: member 1 is not a set of weights"):
+        P.PoseNDF.from_checkpoint(tmp_path / "bad.pt")
+    torch.save(dict(ck, reduce="max"), tmp_path / "bad_reduce.pt")
+    with pytest.raises(ValueError, match=r"bad_reduce.pt: unknown 'reduce' 'max'"):
+        P.PoseNDF.from_checkpoint(tmp_path / "bad_reduce.pt")
+
+
 def test_cli_sample_project_interpolate(tmp_path, capsys):
     from posendf_plugin.cli import main
     from posendf_plugin.data.motion import load_motion
