@@ -156,6 +156,8 @@ def _cmd_train(args) -> int:
         check_output_dir(args.out, "--out folder")
     if args.threads is not None:
         cfg = cfg.replace(training={"num_threads": args.threads})
+    if args.seed is not None:
+        cfg = cfg.replace(experiment={"seed": args.seed})
     res = train(cfg, out_dir=args.out, data_dir=args.data, device=args.device, resume=args.resume,
                 progress=not args.no_progress)
     h = res.history
@@ -310,6 +312,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None, help="labelled data folder from 'posendf data prepare' (default: data.train_dir)")
     p.add_argument("--out", default=None, help="run folder (default: experiment.out_dir/experiment.name)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: training.num_threads)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="experiment.seed (initial weights, batch order, hard negatives); train a recipe with several "
+                        "seeds to see its spread, or combine them with 'posendf ensemble' (default: the config's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
 

@@ -89,6 +89,24 @@ def test_train_outputs_and_checkpoint(data, tmp_path, one_thread):
     assert again.epochs_run == 0
 
 
+def test_cli_seed_overrides_the_config(data, tmp_path, one_thread, capsys):
+    from posendf_plugin.cli import main
+
+    runs = {}
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        assert main(["train", "--config", "configs/tiny.yaml", "--data", str(data), "--out", str(out), "--seed",
+                     str(seed), "--no-progress"]) == 0
+        ck = torch.load(out / "model.pt", weights_only=True)
+        assert ck["config"]["experiment"]["seed"] == seed
+        runs[seed] = ck["model_state_dict"]
+    assert not torch.equal(runs[0]["layers.0.weight"], runs[1]["layers.0.weight"])
+    # resuming under another seed is refused, naming the key
+    assert main(["train", "--config", "configs/tiny.yaml", "--data", str(data), "--out", str(tmp_path / "s1"),
+                 "--seed", "2", "--resume", "--no-progress"]) == 2
+    assert "experiment.seed" in capsys.readouterr().err
+
+
 def test_resume_is_bit_identical(data, tmp_path, one_thread):
     full = train(_cfg(epochs=4), out_dir=tmp_path / "full", data_dir=data, progress=False, tensorboard=False)
     part = train(_cfg(epochs=4), out_dir=tmp_path / "split", data_dir=data, progress=False, tensorboard=False, stop_after=2)
