@@ -428,9 +428,9 @@ def save_ensemble(models: Sequence[PathLike], out: PathLike, reduce: str = "mean
     for m, p in zip(models, priors):
         if isinstance(p.net, PoseNDFEnsemble):
             raise ValueError(f"{m}: is already an ensemble; pass its member models instead")
-        if p.net.config != priors[0].net.config:
-            raise ValueError(f"{m}: its network (model section) differs from {models[0]}'s; an ensemble averages "
-                             "fields of one architecture")
+        if p.net.config != priors[0].net.config or p.config.experiment.prior != priors[0].config.experiment.prior:
+            raise ValueError(f"{m}: its network (model section) or kind of field (experiment.prior) differs from "
+                             f"{models[0]}'s; an ensemble combines fields of one architecture and kind")
     from .io import save_torch
 
     return save_torch(out, {

@@ -8,7 +8,7 @@ from posendf_plugin import skeleton as S
 from posendf_plugin.model import POSENDF_ORIGINAL_PARENTS
 from posendf_plugin.priors import get_prior
 
-from _ndf_fixtures import clean_poses, labelled, trained_tiny
+from _ndf_fixtures import clean_poses, labelled, tiny_config, trained_tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -210,7 +210,6 @@ def test_authors_checkpoint_layout(tmp_path, act):
 def _untrained_model(path, seed, **model):
     """A ``model.pt`` of ``posendf train``'s layout around an untrained tiny network."""
     from posendf_plugin.model import PoseNDFNet
-    from _ndf_fixtures import tiny_config
 
     cfg = tiny_config(model=model) if model else tiny_config()
     torch.save({"config": cfg.to_dict(), "model_state_dict": PoseNDFNet(cfg.model, seed=seed).state_dict()}, path)
@@ -243,8 +242,11 @@ def test_ensemble_is_the_mean_or_min_of_its_fields(tmp_path, capsys):
     assert "min of 2 fields" in repr(m)
     # errors: one model, an ensemble as a member, networks that differ -- one line, exit 2
     c = _untrained_model(tmp_path / "c.pt", 3, hidden=[16, 8])
+    ck = torch.load(a, weights_only=True)
+    torch.save(dict(ck, config={**ck["config"], "experiment": {**ck["config"]["experiment"], "prior": "nrdf"}}),
+               tmp_path / "nrdf.pt")
     for args, msg in (([a], "at least two models"), ([str(tmp_path / "e.pt"), a], "already an ensemble"),
-                      ([a, c], "differs from")):
+                      ([a, c], "differs from"), ([a, tmp_path / "nrdf.pt"], "differs from")):
         assert main(["ensemble", *map(str, args), "--out", str(tmp_path / "x.pt")]) == 2
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1
