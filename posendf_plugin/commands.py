@@ -170,13 +170,11 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_ensemble(args) -> int:
-    from .prior import PoseNDF, save_ensemble
+    from .prior import save_ensemble
 
     check_output_file(args.out, inputs=args.models, what="--out file")
     out = save_ensemble(args.models, args.out, args.reduce)
-    prior = PoseNDF.from_checkpoint(out)
-    print(f"wrote {out}: the {args.reduce} of {len(args.models)} fields ({prior.config.experiment.prior}); "
-          f"use it with --checkpoint {out}")
+    print(f"wrote {out}: the {args.reduce} of {len(args.models)} fields; use it with --checkpoint {out}")
     return 0
 
 

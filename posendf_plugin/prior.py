@@ -75,6 +75,14 @@ def _check_state_dict(net: torch.nn.Module, state: Dict[str, torch.Tensor], sour
             )
 
 
+def _load_net(config: Config, state: Any, source: str) -> PoseNDFNet:
+    """The network of ``config.model`` with the weights ``state``, checked strictly."""
+    net = PoseNDFNet(config.model)
+    _check_state_dict(net, state, source)
+    net.load_state_dict(state, strict=True)
+    return net
+
+
 class PoseNDF(PosePrior):
     """Pose-NDF prior around a trained :class:`PoseNDFNet` (frozen, eval mode).
 
@@ -140,9 +148,7 @@ class PoseNDF(PosePrior):
                 )
             raise ValueError(f"{path}: the checkpoint has no 'config' entry; it was not written by posendf train")
         config = Config.from_dict(ck["config"], source=f"{path} (stored config)")
-        net = PoseNDFNet(config.model)
-        _check_state_dict(net, ck["model_state_dict"], str(path))
-        net.load_state_dict(ck["model_state_dict"], strict=True)
+        net = _load_net(config, ck["model_state_dict"], str(path))
         prior = cls(net.to(device), config, **kwargs)
         prior.weights = str(path)
         return prior
@@ -155,12 +161,9 @@ class PoseNDF(PosePrior):
         config = Config.from_dict(ck["config"], source=f"{path} (stored config)")
         nets = []
         for i, state in enumerate(members):
-            net = PoseNDFNet(config.model)
             if not isinstance(state, dict):
                 raise ValueError(f"{path}: member {i} is not a set of weights; rebuild it with posendf ensemble")
-            _check_state_dict(net, state, f"{path} (member {i})")
-            net.load_state_dict(state, strict=True)
-            nets.append(net)
+            nets.append(_load_net(config, state, f"{path} (member {i})"))
         reduce = ck.get("reduce", "mean")
         if reduce not in ENSEMBLE_REDUCTIONS:
             raise ValueError(f"{path}: unknown 'reduce' {reduce!r} (one of {', '.join(ENSEMBLE_REDUCTIONS)}); "
@@ -420,8 +423,6 @@ def save_ensemble(models: Sequence[PathLike], out: PathLike, reduce: str = "mean
         ValueError: fewer than two models, a model that is itself an ensemble, models whose
             networks differ (``model`` sections), or an unknown ``reduce``.
     """
-    if reduce not in ENSEMBLE_REDUCTIONS:
-        raise ValueError(f"reduce must be one of {', '.join(ENSEMBLE_REDUCTIONS)}, got {reduce!r}")
     if len(models) < 2:
         raise ValueError(f"an ensemble needs at least two models, got {len(models)}")
     priors = [PoseNDF.from_checkpoint(m) for m in models]
@@ -431,12 +432,13 @@ def save_ensemble(models: Sequence[PathLike], out: PathLike, reduce: str = "mean
         if p.net.config != priors[0].net.config or p.config.experiment.prior != priors[0].config.experiment.prior:
             raise ValueError(f"{m}: its network (model section) or kind of field (experiment.prior) differs from "
                              f"{models[0]}'s; an ensemble combines fields of one architecture and kind")
+    ensemble = PoseNDFEnsemble([p.net for p in priors], reduce)  # checks reduce
     from .io import save_torch
 
     return save_torch(out, {
         "config": priors[0].config.to_dict(),
-        "members": [p.net.state_dict() for p in priors],
-        "reduce": reduce,
+        "members": [m.state_dict() for m in ensemble.members],
+        "reduce": ensemble.reduce,
         "member_sources": [str(m) for m in models],
     })
 
