@@ -178,6 +178,21 @@ def _cmd_ensemble(args) -> int:
     return 0
 
 
+def _cmd_relabel(args) -> int:
+    from .distill import relabel_training_data
+
+    check_output_dir(args.out, "--out folder")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    res = relabel_training_data(args.teacher, args.data, args.out, progress=not args.no_progress)
+    print(f"relabelled {res.samples} samples in {res.chunks} chunk(s) with {args.teacher} ({res.written} written, "
+          f"{res.chunks - res.written} already complete; labels changed by {res.label_change:.4f} on average); "
+          f"train the student with 'posendf train --data {res.out}'")
+    return 0
+
+
 def _cmd_project(args) -> int:
     from .data.motion import load_motion, save_motion
     from .data.posesets import load_pose_set, save_pose_set
@@ -300,7 +315,7 @@ def _cmd_interpolate(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``train``, ``ensemble``, ``project``, ``sample`` and ``interpolate`` to the ``posendf`` CLI."""
+    """Add ``train``, ``ensemble``, ``relabel``, ``project``, ``sample`` and ``interpolate`` to the ``posendf`` CLI."""
     p = subparsers.add_parser("train", help="train a Pose-NDF model from a YAML config",
                               description="Train (or resume) a Pose-NDF network. Writes OUT/checkpoints/{last,best}.pt "
                                           "every epoch, OUT/model.pt, OUT/loss_curves.png, OUT/history.json, OUT/tb/.")
@@ -326,6 +341,18 @@ def register(subparsers) -> None:
     p.add_argument("--reduce", choices=("mean", "min"), default="mean",
                    help="mean of the fields (default; zero where every member is) or their minimum (zero where any is)")
     p.set_defaults(func=_cmd_ensemble)
+
+    p = subparsers.add_parser("relabel", help="label prepared training data with a trained field (distil an ensemble into one network)",
+                              description="Copy a 'posendf data prepare' folder with every label replaced by the "
+                                          "distance of a trained field (the teacher, e.g. a 'posendf ensemble' file); "
+                                          "'posendf train --data OUT' with the members' config then trains one network "
+                                          "(the student) that reproduces it at one network's cost. Resumable.")
+    p.add_argument("--teacher", required=True, help="model file (model.pt of 'posendf train' or 'posendf ensemble')")
+    p.add_argument("--data", required=True, help="prepared training data folder ('posendf data prepare')")
+    p.add_argument("--out", required=True, help="new folder for the relabelled data")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_relabel)
 
     p = subparsers.add_parser("project", help="project poses onto the pose manifold",
                               description="Project every pose of a motion (.npz: AMASS/HuMoR/original Pose-NDF) or a "

@@ -198,7 +198,16 @@ def _check_manifest(path: Path, config: Config) -> None:
     try:
         made = json.loads(man.read_text()).get("config", {})
         metric, k, clean_labels = made.get("metric"), made.get("k"), made.get("clean_labels", "zero")
+        teacher = json.loads(man.read_text()).get("relabel", {}).get("teacher", {}).get("path")
     except (ValueError, AttributeError):
+        return
+    online = [f"training.{key} = {getattr(config.training, key)}" for key in ("uniform_batch_size", "projected_batch_size")
+              if getattr(config.training, key) > 0]
+    if teacher and online:
+        warnings.warn(
+            f"{path}: its labels are the field of {teacher} ('posendf relabel') but {' and '.join(online)} adds "
+            "poses labelled by nearest neighbours; set them to 0 to train a student of that field only", stacklevel=3,
+        )
         return
     if clean_labels == "knn" and config.training.w_manifold > 0:
         warnings.warn(

@@ -153,6 +153,11 @@ def _build_corpus(c: Path) -> None:
     d.mkdir()
     q = rng.normal(size=(64, 21, 4)).astype("f4")
     np.savez(d / "chunk_00000.npz", quat=q / np.linalg.norm(q, axis=-1, keepdims=True), dist=np.r_[np.zeros(16), np.abs(rng.normal(size=48))].astype("f4"))
+    from posendf_plugin.config import load_config
+    from posendf_plugin.model import PoseNDFNet
+
+    tiny_cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
+    torch.save({"config": tiny_cfg.to_dict(), "model_state_dict": PoseNDFNet(tiny_cfg.model).state_dict()}, c / "model_ok.pt")
     (c / "run_evil" / "checkpoints").mkdir(parents=True)
     torch.save({"format": 1, "optimizer_state_dict": evil}, c / "run_evil" / "checkpoints" / "last.pt")
     torch.save({"state_dict": evil}, c / "vposer.pt.partial")
@@ -236,6 +241,12 @@ CASES += [
     _c("train-init-from-evil", lambda c, r: ["train", "--config", str(c / "init_evil.yaml"), "--data", str(c / "data_ok"), "--out", str(r / "outdir"), "--no-progress"], "evil.pt"),
     _c("baseline-vposer-resume-evil", lambda c, r: ["baseline", "train", "vposer", "--poses", str(c / "motion.npz"), "--out", str(c / "vposer.pt"), "--resume"], "vposer.pt.partial"),
 ]
+for f in _BAD_CHECKPOINTS:
+    CASES.append(_c(f"relabel-teacher-{f}", lambda c, r, f=f: ["relabel", "--teacher", str(c / f), "--data", str(c / "data_ok"), "--out", str(r / "outdir"), "--no-progress"], f))
+for d in ("data_dotdot", "data_abs", "data_garbled", "empty_dir", "a_file"):
+    CASES.append(_c(f"relabel-data-{d}", lambda c, r, d=d: ["relabel", "--teacher", str(c / "model_ok.pt"), "--data", str(c / d), "--out", str(r / "outdir"), "--no-progress"], d))
+CASES.append(_c("relabel-out-holds-chunks", lambda c, r: ["relabel", "--teacher", str(c / "model_ok.pt"), "--data", str(c / "data_ok"), "--out", str(c / "data_garbled"), "--no-progress"], "data_garbled"))
+CASES.append(_c("relabel-out-is-data", lambda c, r: ["relabel", "--teacher", str(c / "model_ok.pt"), "--data", str(c / "data_ok"), "--out", str(c / "data_ok"), "--no-progress"], "data_ok"))
 for d in ("data_dotdot", "data_abs", "data_garbled", "empty_dir"):
     CASES.append(_c(f"train-data-{d}", lambda c, r, d=d: ["train", "--config", "configs/tiny.yaml", "--data", str(c / d), "--out", str(r / "outdir"), "--no-progress"], d))
 # a folder where a file is expected, a binary file where text is expected
