@@ -189,7 +189,7 @@ def _cmd_relabel(args) -> int:
     res = relabel_training_data(args.teacher, args.data, args.out, progress=not args.no_progress)
     print(f"relabelled {res.samples} samples in {res.chunks} chunk(s) with {args.teacher} ({res.written} written, "
           f"{res.chunks - res.written} already complete; labels changed by {res.label_change:.4f} on average); "
-          f"train the student with 'posendf train --data {res.out}'")
+          f"train the student with 'posendf train --config <the members' config> --data {res.out}'")
     return 0
 
 

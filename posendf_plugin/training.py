@@ -191,14 +191,16 @@ def _make_scheduler(opt: torch.optim.Optimizer, config: Config):
 
 def _check_manifest(path: Path, config: Config) -> None:
     """Warn when the data folder's manifest says its labels use another metric (or, for the online
-    hard negatives, another ``k``) than the config."""
+    hard negatives, another ``k``) than the config, or come from a teacher field (``posendf
+    relabel``) that online nearest-neighbour labels would mix with."""
     man = path / "manifest.json"
     if not man.is_file():
         return
     try:
-        made = json.loads(man.read_text()).get("config", {})
+        info = json.loads(man.read_text())
+        made = info.get("config", {})
         metric, k, clean_labels = made.get("metric"), made.get("k"), made.get("clean_labels", "zero")
-        teacher = json.loads(man.read_text()).get("relabel", {}).get("teacher", {}).get("path")
+        teacher = info.get("relabel", {}).get("teacher", {}).get("path")
     except (ValueError, AttributeError):
         return
     online = [f"training.{key} = {getattr(config.training, key)}" for key in ("uniform_batch_size", "projected_batch_size")
@@ -208,7 +210,6 @@ def _check_manifest(path: Path, config: Config) -> None:
             f"{path}: its labels are the field of {teacher} ('posendf relabel') but {' and '.join(online)} adds "
             "poses labelled by nearest neighbours; set them to 0 to train a student of that field only", stacklevel=3,
         )
-        return
     if clean_labels == "knn" and config.training.w_manifold > 0:
         warnings.warn(
             f"{path}: its data poses are labelled with their k-nearest mean distance (clean_labels: knn) but "
