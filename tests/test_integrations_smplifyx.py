@@ -282,7 +282,7 @@ def test_calibrated_weights_match_each_host_config(checkout, config):
     assert sx.calibrated_body_pose_prior_weights("posendf", config)[:4] == (7335.0, 7335.0, 1042.0, 86.79)
     # the density-aware field has its own list (a smaller real-vs-noisy gap: larger weights)
     density = sx.calibrated_body_pose_prior_weights("posendf_density", config)
-    assert density[:4] == (7769.0, 7769.0, 1104.0, 91.92) and density[4:] == (91.92,) * (stages - 4)
+    assert density[:4] == (7775.0, 7775.0, 1105.0, 91.99) and density[4:] == (91.99,) * (stages - 4)
     assert all(d > w for d, w in zip(density, sx.calibrated_body_pose_prior_weights("posendf", config)))
 
 
@@ -302,7 +302,7 @@ def test_density_field_from_the_host_config(checkout, monkeypatch):
     smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **cfg)
     assert calls[-1] == {}  # 'posendf' stays the distance field
     cfg["body_pose_prior_weights"] = cfg["body_pose_prior_weights"][:4]
-    with pytest.raises(ValueError, match=r"shipped 'posendf_density' model.*\[7769, 7769, 1104, 91\.92, 91\.92\]"):
+    with pytest.raises(ValueError, match=r"shipped 'posendf_density' model.*\[7775, 7775, 1105, 91\.99, 91\.99\]"):
         smplifyx_main.build_body_pose_prior(body_prior_type="posendf_density", **cfg)
 
 
