@@ -23,18 +23,19 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data.prepare import MANIFEST, read_training_chunks
 from .io import load_json, load_npz, save_json, save_npz
+from .model import PoseNDFEnsemble
 
 __all__ = ["RelabelResult", "relabel_training_data"]
 
 PathLike = Union[str, Path]
-_MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -58,29 +59,17 @@ def _file_sha1(path: Path) -> str:
     return h.hexdigest()
 
 
-def _source_chunks(data: Path) -> tuple:
-    """``(manifest dict, chunk paths)`` of a complete prepared folder; checks as the trainer does."""
-    from .data.prepare import load_training_data
-
-    load_training_data(data)  # every check the trainer makes (complete, readable, one data set)
-    man = load_json(data / _MANIFEST, "training-data manifest") if (data / _MANIFEST).is_file() else {}
-    if not isinstance(man, dict):
-        raise ValueError(f"{data / _MANIFEST}: not a manifest of 'posendf data prepare'; re-run the command that made {data}")
-    names = man.get("chunks")
-    files = [data / n for n in names] if isinstance(names, list) and names else sorted(data.glob("chunk_*.npz"))
-    return man, files
-
-
-def _done(path: Path, n: int, index: int, sha: str) -> bool:
-    """Whether ``path`` is this run's finished chunk ``index`` of ``n`` samples."""
+def _finished_labels(path: Path, n: int, index: int, sha: str) -> Optional[np.ndarray]:
+    """The labels of ``path`` if it is this run's finished chunk ``index`` of ``n`` samples, else None."""
     if not path.is_file():
-        return False
+        return None
     try:
         d = load_npz(path, required=("quat", "dist", "provenance"))
         p = json.loads(str(d["provenance"]))
     except (ValueError, KeyError, FileNotFoundError):
-        return False
-    return isinstance(p, dict) and p.get("settings_sha1") == sha and p.get("chunk") == index and len(d["dist"]) == n
+        return None
+    done = isinstance(p, dict) and p.get("settings_sha1") == sha and p.get("chunk") == index and len(d["dist"]) == n
+    return np.asarray(d["dist"], np.float32) if done else None
 
 
 def relabel_training_data(teacher: PathLike, data: PathLike, out: PathLike, batch_size: int = 8192,
@@ -113,12 +102,13 @@ def relabel_training_data(teacher: PathLike, data: PathLike, out: PathLike, batc
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     net = PoseNDF.from_checkpoint(teacher, device=device).net
-    src_man, files = _source_chunks(data)
-    kind = (f"{net.reduce} of {len(net.members)} fields" if hasattr(net, "members") else "one field")
-    settings = {"source_settings_sha1": src_man.get("settings_sha1"), "source_chunks": [f.name for f in files],
+    src_man, chunks = read_training_chunks(data)  # every check the trainer makes, before anything is written
+    names = [f.name for f, _ in chunks]
+    kind = f"{net.reduce} of {len(net.members)} fields" if isinstance(net, PoseNDFEnsemble) else "one field"
+    settings = {"source_settings_sha1": src_man.get("settings_sha1"), "source_chunks": names,
                 "teacher_sha1": _file_sha1(teacher)}
     sha = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-    man_path = out / _MANIFEST
+    man_path = out / MANIFEST
     if man_path.is_file():
         old = load_json(man_path, "manifest")
         if not isinstance(old, dict) or old.get("settings_sha1") != sha:
@@ -130,18 +120,16 @@ def relabel_training_data(teacher: PathLike, data: PathLike, out: PathLike, batc
     relabel = {"teacher": {"path": str(teacher), "sha1": settings["teacher_sha1"], "kind": kind},
                "source": {"path": str(data), "settings_sha1": settings["source_settings_sha1"]}}
     manifest: Dict[str, Any] = {k: v for k, v in src_man.items() if k not in ("recall", "label_stats", "timings", "index")}
-    manifest.update(status="running", settings_sha1=sha, chunks=[f.name for f in files], relabel=relabel)
+    manifest.update(status="running", settings_sha1=sha, chunks=names, relabel=relabel)
     save_json(man_path, manifest)
 
     written, samples, change = 0, 0, 0.0
     t0 = time.perf_counter()
-    for i, f in enumerate(tqdm(files, desc="relabel", unit="chunk", disable=not progress)):
-        d = load_npz(f, required=("quat", "dist"))
-        quat = np.asarray(d["quat"], np.float32)
+    for i, (f, d) in enumerate(tqdm(chunks, desc="relabel", unit="chunk", disable=not progress)):
+        quat = d["quat"]
         target = out / f.name
-        if _done(target, len(quat), i, sha):
-            new = np.asarray(load_npz(target, required=("dist",))["dist"], np.float32)
-        else:
+        new = _finished_labels(target, len(quat), i, sha)
+        if new is None:
             q = torch.from_numpy(quat).to(device)
             with torch.no_grad():
                 new = torch.cat([net(q[j:j + batch_size]) for j in range(0, len(q), batch_size)]).cpu().numpy()
@@ -150,9 +138,9 @@ def relabel_training_data(teacher: PathLike, data: PathLike, out: PathLike, batc
                      provenance=np.array(json.dumps({"settings_sha1": sha, "chunk": i, "samples": len(quat)})))
             written += 1
         samples += len(quat)
-        change += float(np.abs(new - np.asarray(d["dist"], np.float32)).sum())
+        change += float(np.abs(new - d["dist"]).sum())
     mae = change / max(samples, 1)
     relabel.update(label_change_mae=mae, seconds=time.perf_counter() - t0)
-    manifest.update(status="complete", n_samples=samples, n_chunks=len(files), relabel=relabel)
+    manifest.update(status="complete", n_samples=samples, n_chunks=len(names), relabel=relabel)
     save_json(man_path, manifest)
-    return RelabelResult(out, samples, len(files), written, mae)
+    return RelabelResult(out, samples, len(names), written, mae)

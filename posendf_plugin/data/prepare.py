@@ -73,6 +73,7 @@ __all__ = [
     "shard_chunks",
     "merge_shards",
     "load_training_data",
+    "read_training_chunks",
     "DistanceDataset",
     "register_cli",
 ]
@@ -693,21 +694,22 @@ def _label_stats(out: Path, n_chunks: int) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_training_data(path: PathLike, clean_mask: bool = False) -> Tuple[torch.Tensor, ...]:
-    """Load prepared training data: a ``prepare`` output folder or one chunk ``.npz``.
+def read_training_chunks(path: PathLike) -> Tuple[Dict[str, Any], List[Tuple[Path, Dict[str, np.ndarray]]]]:
+    """Read and check prepared training data chunk by chunk: a ``prepare`` output folder or one
+    chunk ``.npz``.
 
-    Args:
-        clean_mask: also return which samples are unperturbed data poses.
     Returns:
-        ``(quat (M, 21, 4) float32, dist (M,) float32)``, and with ``clean_mask`` a third
-        ``(M,)`` bool tensor: ``sigma == 0`` (chunks without ``sigma``: label ≤ 1e-6).
+        ``(manifest, chunks)``: the folder's manifest (``{}`` without one) and, per chunk file
+        in order, ``(path, arrays)`` with ``quat (M, 21, 4)`` and ``dist (M,)`` as float32 and
+        every other array of the file as stored.
     Raises:
         FileNotFoundError: no such path, or a folder without chunk files.
-        ValueError: the folder's manifest says the run did not finish, or a file is corrupt.
+        ValueError: the folder's manifest says the run did not finish, or a file is corrupt or
+            belongs to another data set.
         KeyError: a file lacks ``quat`` / ``dist``.
     """
     path = Path(path)
-    sha = None
+    info: Dict[str, Any] = {}
     if path.is_dir():
         man = path / MANIFEST
         if man.is_file():
@@ -728,7 +730,6 @@ def load_training_data(path: PathLike, clean_mask: bool = False) -> Tuple[torch.
                 raise ValueError(f"{man}: 'chunks' must list file names inside {path} (no folders, absolute "
                                  "paths or '..'); re-run 'posendf data prepare' to rewrite it")
             files = [path / c for c in names]
-            sha = info.get("settings_sha1")
         elif any(path.glob("shard_*-of-*.json")):
             raise ValueError(f"{path}: a sharded 'posendf data prepare' run that is not merged yet; run "
                              f"'posendf data prepare --merge {path}' when every shard is complete")
@@ -740,7 +741,8 @@ def load_training_data(path: PathLike, clean_mask: bool = False) -> Tuple[torch.
         files = [path]
     else:
         raise FileNotFoundError(f"{path}: no such file or folder")
-    quats, dists, cleans = [], [], []
+    sha = info.get("settings_sha1")
+    chunks = []
     for f in files:
         d = load_npz(f, required=("quat", "dist"))
         if sha is not None and "provenance" in d:
@@ -754,7 +756,25 @@ def load_training_data(path: PathLike, clean_mask: bool = False) -> Tuple[torch.
         q, dd = np.asarray(d["quat"], np.float32), np.asarray(d["dist"], np.float32).reshape(-1)
         if q.ndim != 3 or q.shape[1:] != (NUM_BODY_JOINTS, 4) or len(q) != len(dd):
             raise ValueError(f"{f}: expected quat (M, 21, 4) and dist (M,), got {q.shape} and {dd.shape}")
-        quats.append(q)
+        chunks.append((f, {**d, "quat": q, "dist": dd}))
+    return info, chunks
+
+
+def load_training_data(path: PathLike, clean_mask: bool = False) -> Tuple[torch.Tensor, ...]:
+    """Load prepared training data: a ``prepare`` output folder or one chunk ``.npz``
+    (:func:`read_training_chunks`, whose checks and errors apply).
+
+    Args:
+        clean_mask: also return which samples are unperturbed data poses.
+    Returns:
+        ``(quat (M, 21, 4) float32, dist (M,) float32)``, and with ``clean_mask`` a third
+        ``(M,)`` bool tensor: ``sigma == 0`` (chunks without ``sigma``: label ≤ 1e-6).
+    """
+    _, chunks = read_training_chunks(path)
+    quats, dists, cleans = [], [], []
+    for _, d in chunks:
+        dd = d["dist"]
+        quats.append(d["quat"])
         dists.append(dd)
         sig = np.asarray(d["sigma"]).reshape(-1) if "sigma" in d else None
         cleans.append(sig == 0 if sig is not None and len(sig) == len(dd) else dd <= 1e-6)
