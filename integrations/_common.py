@@ -190,7 +190,8 @@ class HostPosePrior(nn.Module):
                 f"{self.host} passed a body_pose with NaN/Inf values in row(s) "
                 f"{bad.nonzero().flatten().tolist()[:8]}: its optimiser diverged before calling the prior. "
                 "With a distance-field prior under L-BFGS, run the fit in float64 (SMPLify-X: "
-                "float_dtype: \"float64\"); a float32 line search can break down on its large, "
+                "float_dtype: \"float64\", and posendf_plugin.integrations.smplifyx.register() or its runner, "
+                "which guard SMPLify-X's line search); a float32 line search can break down on its large, "
                 "non-smooth energy"
             )
         return prior_energy(self.prior, body_pose) * self.scale

@@ -167,6 +167,10 @@ class TrainingConfig:
             remove spurious zeros of the field far from the data, where projected samples
             would otherwise end. 0 = off.
         projected_steps: projection steps for those poses.
+        teacher: optional model file (``posendf train`` or ``posendf ensemble``) whose field
+            labels the ``uniform_batch_size`` / ``projected_batch_size`` poses instead of the
+            nearest training poses — for a student trained on ``posendf relabel`` data, whose
+            labels are that field's. Empty: nearest-neighbour labels.
         grad_clip: clip the parameter-gradient norm (0 = off).
         val_fraction: share of the labelled data held out for validation every epoch.
         num_threads: torch CPU threads while training (0 = leave torch's default).
@@ -190,6 +194,7 @@ class TrainingConfig:
     uniform_batch_size: int = 0
     projected_batch_size: int = 0
     projected_steps: int = 5
+    teacher: str = ""
     grad_clip: float = 0.0
     val_fraction: float = 0.05
     num_threads: int = 0
@@ -211,6 +216,8 @@ class TrainingConfig:
         _choice("training", "lr_schedule", self.lr_schedule, ("none", "step", "cosine"))
         _choice("training", "loss", self.loss, ("l1", "l2"))
         _choice("training", "eikonal_norm", self.eikonal_norm, ("joint", "pose"))
+        if not isinstance(self.teacher, str):
+            raise ValueError(f"config training.teacher must be a model file path (or empty), got {self.teacher!r}")
         if not isinstance(self.eikonal_tangent, bool):
             raise ValueError(f"config training.eikonal_tangent must be true or false, got {self.eikonal_tangent!r}")
         if not 0.0 < self.val_fraction < 1.0:

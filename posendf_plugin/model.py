@@ -27,17 +27,18 @@ checkpoints evaluate as they were trained.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_shape
-from .config import ModelConfig
+from .config import Config, ModelConfig
 from .skeleton import BODY_PARENTS, NUM_BODY_JOINTS
 
-__all__ = ["PoseNDFNet", "PoseNDFEnsemble", "ENSEMBLE_REDUCTIONS", "POSENDF_ORIGINAL_PARENTS", "parent_table", "tree_levels", "activation"]
+__all__ = ["PoseNDFNet", "PoseNDFEnsemble", "ENSEMBLE_REDUCTIONS", "load_field", "POSENDF_ORIGINAL_PARENTS", "parent_table", "tree_levels", "activation"]
 
 #: Parent table of the authors' code (model/network/net_utils.py:get_parent_mapping): SMPL
 #: indices used as body-joint indices, i.e. off by one. Kept only to evaluate their checkpoints.
@@ -294,3 +295,77 @@ class PoseNDFEnsemble(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.reduce} of {len(self.members)} fields"
+
+
+def _check_state_dict(net: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
+    """Strict key/shape comparison with a message naming the first offending key."""
+    want = net.state_dict()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: the weights do not match the network built from the stored config: "
+            + (f"missing key '{missing[0]}'" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "") if missing else "")
+            + ("; " if missing and unexpected else "")
+            + (f"unexpected key '{unexpected[0]}'" + (f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else "") if unexpected else "")
+        )
+    for k, v in want.items():
+        got = state[k]
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(v.shape):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ValueError(
+                f"{source}: key '{k}' has shape {shape} in the checkpoint but the stored config builds "
+                f"{tuple(v.shape)}; the checkpoint and its config are out of sync (retrain or fix the config)"
+            )
+
+
+def _load_net(config: Config, state: Any, source: str) -> PoseNDFNet:
+    """The network of ``config.model`` with the weights ``state``, checked strictly."""
+    net = PoseNDFNet(config.model)
+    _check_state_dict(net, state, source)
+    net.load_state_dict(state, strict=True)
+    return net
+
+
+def load_field(path: Union[str, Path]) -> Tuple[Union[PoseNDFNet, PoseNDFEnsemble], Config]:
+    """The field stored in a model file of this package and the config stored with it: a
+    :class:`PoseNDFNet` (``model.pt`` or a training checkpoint of ``posendf train``) or a
+    :class:`PoseNDFEnsemble` (a file of ``posendf ensemble``), rebuilt from the stored config and
+    loaded strictly (``torch.load(weights_only=True)``; CPU, train mode).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: truncated/corrupt file; not this package's format (the authors' files are
+            recognised and pointed to ``PoseNDF.from_original_checkpoint``); a stored config
+            with an unknown key; weights that do not fit the stored config (names the key).
+    """
+    from .io import load_torch_weights
+
+    path = Path(path)
+    ck = load_torch_weights(path, "checkpoint")
+    if isinstance(ck, dict) and "members" in ck and "config" in ck:  # written by `posendf ensemble`
+        members = ck["members"]
+        if not isinstance(members, (list, tuple)) or not members:
+            raise ValueError(f"{path}: 'members' must be a non-empty list of weights; rebuild it with posendf ensemble")
+        config = Config.from_dict(ck["config"], source=f"{path} (stored config)")
+        nets = []
+        for i, state in enumerate(members):
+            if not isinstance(state, dict):
+                raise ValueError(f"{path}: member {i} is not a set of weights; rebuild it with posendf ensemble")
+            nets.append(_load_net(config, state, f"{path} (member {i})"))
+        reduce = ck.get("reduce", "mean")
+        if reduce not in ENSEMBLE_REDUCTIONS:
+            raise ValueError(f"{path}: unknown 'reduce' {reduce!r} (one of {', '.join(ENSEMBLE_REDUCTIONS)}); "
+                             "rebuild it with posendf ensemble")
+        return PoseNDFEnsemble(nets, reduce), config
+    if not isinstance(ck, dict) or "model_state_dict" not in ck:
+        raise ValueError(f"{path}: not a Pose-NDF checkpoint (no 'model_state_dict' entry)")
+    if "config" not in ck:
+        if any(k.startswith(("enc.net.", "dfnet.lin")) for k in ck["model_state_dict"]):
+            raise ValueError(
+                f"{path}: this is a checkpoint of the authors' Pose-NDF code (no config inside); load it "
+                "with PoseNDF.from_original_checkpoint(path, config_yaml=<their config .yaml>)"
+            )
+        raise ValueError(f"{path}: the checkpoint has no 'config' entry; it was not written by posendf train")
+    config = Config.from_dict(ck["config"], source=f"{path} (stored config)")
+    return _load_net(config, ck["model_state_dict"], str(path)), config

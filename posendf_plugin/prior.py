@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import torch
 
 from .config import Config, ModelConfig
-from .model import ENSEMBLE_REDUCTIONS, PoseNDFEnsemble, PoseNDFNet
+from .model import PoseNDFEnsemble, PoseNDFNet, load_field
 from .priors.base import PosePrior, ProjectionResult, register_prior
 from .projection import PROJECTION_METHODS, method_for_prior, project as _project
 from .rotations import axis_angle_to_quat, quat_canonical, quat_mul, quat_random, quat_slerp
@@ -51,36 +51,6 @@ def _read_checkpoint(path: Path) -> Any:
     from .io import load_torch_weights
 
     return load_torch_weights(path, "checkpoint")
-
-
-def _check_state_dict(net: torch.nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
-    """Strict key/shape comparison with a message naming the first offending key."""
-    want = net.state_dict()
-    missing = [k for k in want if k not in state]
-    unexpected = [k for k in state if k not in want]
-    if missing or unexpected:
-        raise ValueError(
-            f"{source}: the weights do not match the network built from the stored config: "
-            + (f"missing key '{missing[0]}'" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "") if missing else "")
-            + ("; " if missing and unexpected else "")
-            + (f"unexpected key '{unexpected[0]}'" + (f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else "") if unexpected else "")
-        )
-    for k, v in want.items():
-        got = state[k]
-        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(v.shape):
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise ValueError(
-                f"{source}: key '{k}' has shape {shape} in the checkpoint but the stored config builds "
-                f"{tuple(v.shape)}; the checkpoint and its config are out of sync (retrain or fix the config)"
-            )
-
-
-def _load_net(config: Config, state: Any, source: str) -> PoseNDFNet:
-    """The network of ``config.model`` with the weights ``state``, checked strictly."""
-    net = PoseNDFNet(config.model)
-    _check_state_dict(net, state, source)
-    net.load_state_dict(state, strict=True)
-    return net
 
 
 class PoseNDF(PosePrior):
@@ -135,41 +105,9 @@ class PoseNDF(PosePrior):
                 an unknown key; weights that do not fit the stored config (names the key).
         """
         path = Path(path)
-        ck = _read_checkpoint(path)
-        if isinstance(ck, dict) and "members" in ck and "config" in ck:  # written by `posendf ensemble`
-            return cls._from_ensemble_checkpoint(path, ck, device, **kwargs)
-        if not isinstance(ck, dict) or "model_state_dict" not in ck:
-            raise ValueError(f"{path}: not a Pose-NDF checkpoint (no 'model_state_dict' entry)")
-        if "config" not in ck:
-            if any(k.startswith(("enc.net.", "dfnet.lin")) for k in ck["model_state_dict"]):
-                raise ValueError(
-                    f"{path}: this is a checkpoint of the authors' Pose-NDF code (no config inside); load it "
-                    "with PoseNDF.from_original_checkpoint(path, config_yaml=<their config .yaml>)"
-                )
-            raise ValueError(f"{path}: the checkpoint has no 'config' entry; it was not written by posendf train")
-        config = Config.from_dict(ck["config"], source=f"{path} (stored config)")
-        net = _load_net(config, ck["model_state_dict"], str(path))
+        net, config = load_field(path)
         prior = cls(net.to(device), config, **kwargs)
-        prior.weights = str(path)
-        return prior
-
-    @classmethod
-    def _from_ensemble_checkpoint(cls, path: Path, ck: Dict[str, Any], device, **kwargs) -> "PoseNDF":
-        members = ck["members"]
-        if not isinstance(members, (list, tuple)) or not members:
-            raise ValueError(f"{path}: 'members' must be a non-empty list of weights; rebuild it with posendf ensemble")
-        config = Config.from_dict(ck["config"], source=f"{path} (stored config)")
-        nets = []
-        for i, state in enumerate(members):
-            if not isinstance(state, dict):
-                raise ValueError(f"{path}: member {i} is not a set of weights; rebuild it with posendf ensemble")
-            nets.append(_load_net(config, state, f"{path} (member {i})"))
-        reduce = ck.get("reduce", "mean")
-        if reduce not in ENSEMBLE_REDUCTIONS:
-            raise ValueError(f"{path}: unknown 'reduce' {reduce!r} (one of {', '.join(ENSEMBLE_REDUCTIONS)}); "
-                             "rebuild it with posendf ensemble")
-        prior = cls(PoseNDFEnsemble(nets, reduce).to(device), config, **kwargs)
-        prior.weights = f"{path} ({reduce} of {len(nets)} fields)"
+        prior.weights = str(path) if isinstance(net, PoseNDFNet) else f"{path} ({net.reduce} of {len(net.members)} fields)"
         return prior
 
     @classmethod

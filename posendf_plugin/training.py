@@ -192,7 +192,7 @@ def _make_scheduler(opt: torch.optim.Optimizer, config: Config):
 def _check_manifest(path: Path, config: Config) -> None:
     """Warn when the data folder's manifest says its labels use another metric (or, for the online
     hard negatives, another ``k``) than the config, or come from a teacher field (``posendf
-    relabel``) that online nearest-neighbour labels would mix with."""
+    relabel``) that online nearest-neighbour labels would mix with (no ``training.teacher``)."""
     man = path / "manifest.json"
     if not man.is_file():
         return
@@ -205,10 +205,11 @@ def _check_manifest(path: Path, config: Config) -> None:
         return
     online = [f"training.{key} = {getattr(config.training, key)}" for key in ("uniform_batch_size", "projected_batch_size")
               if getattr(config.training, key) > 0]
-    if teacher and online:
+    if teacher and online and not config.training.teacher:
         warnings.warn(
             f"{path}: its labels are the field of {teacher} ('posendf relabel') but {' and '.join(online)} adds "
-            "poses labelled by nearest neighbours; set them to 0 to train a student of that field only", stacklevel=3,
+            "poses labelled by nearest neighbours; set them to 0, or training.teacher to that field, to train a student "
+            "of that field only", stacklevel=3,
         )
     if clean_labels == "knn" and config.training.w_manifold > 0:
         warnings.warn(
@@ -290,6 +291,33 @@ def online_labels(q: torch.Tensor, reference: torch.Tensor, metric: str, k: int,
         top = torch.topk(d, kk, dim=1, largest=False).values
         best = top if best is None else torch.topk(torch.cat((best, top), 1), kk, dim=1, largest=False).values
     return best.mean(1) if metric == "posendf" else best[:, 0]
+
+
+def _online_labeller(config: Config, reference: Optional[torch.Tensor], device: torch.device):
+    """The labels of the online poses (``uniform_batch_size``, ``projected_batch_size``): the
+    field of ``training.teacher`` when one is set, else :func:`online_labels` against
+    ``reference``. Returns ``q (B, 21, 4) -> (B,)``, or None when there are no online poses."""
+    t = config.training
+    if not (t.uniform_batch_size or t.projected_batch_size):
+        return None
+    if not t.teacher:
+        return lambda q: online_labels(q, reference, config.data.label_metric, config.data.k)
+    from .model import load_field
+
+    try:
+        teacher = load_field(config.training.teacher)[0].to(device).eval()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"training.teacher: {config.training.teacher} does not exist") from None
+    except ValueError as e:
+        raise ValueError(f"training.teacher: {e}") from None
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    @torch.no_grad()
+    def label(q: torch.Tensor) -> torch.Tensor:
+        return teacher(q.to(device)).float()
+
+    return label
 
 
 @torch.no_grad()
@@ -522,6 +550,7 @@ def _train(config: Config, out: Path, data_path, dev: torch.device, ctx: _Dist, 
     if t.uniform_batch_size or t.projected_batch_size:
         reference = _clean_poses(config.replace(training={"w_manifold": 1.0}), quat[train_idx], is_clean[train_idx])
         reference = torch.unique(reference.float(), dim=0).to(dev)
+    label_online = _online_labeller(config, reference, dev)
 
     net = PoseNDFNet(config.model, seed=exp.seed).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
@@ -603,7 +632,7 @@ def _train(config: Config, out: Path, data_path, dev: torch.device, ctx: _Dist, 
                 if extra:
                     qu = torch.cat(extra)
                     qb = torch.cat((qb, qu))
-                    db = torch.cat((db, online_labels(qu, reference, config.data.label_metric, config.data.k)))
+                    db = torch.cat((db, label_online(qu)))
                 terms = training_losses(model, qb, db, q_clean, config)
                 loss = terms["loss"]
             else:
@@ -612,7 +641,7 @@ def _train(config: Config, out: Path, data_path, dev: torch.device, ctx: _Dist, 
                 if extra:
                     qu = torch.cat(extra)[max(lo - nb, 0):max(hi - nb, 0)]
                     qb = torch.cat((qb[lo:hi], qu))
-                    db = torch.cat((db[lo:hi], online_labels(qu, reference, config.data.label_metric, config.data.k)))
+                    db = torch.cat((db[lo:hi], label_online(qu)))
                 else:
                     qb, db = qb[lo:hi], db[lo:hi]
                 n_clean = None

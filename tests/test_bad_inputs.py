@@ -163,6 +163,9 @@ def _build_corpus(c: Path) -> None:
     torch.save({"state_dict": evil}, c / "vposer.pt.partial")
     tiny = (Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml").read_text()
     (c / "init_evil.yaml").write_text(tiny.replace("  prior: posendf\n", f"  prior: posendf\n  init_from: '{c / 'evil.pt'}'\n", 1))
+    for f in ("evil.pt", "missing.pt"):  # online hard negatives labelled by a teacher file that must not run code
+        (c / f"teacher_{f[:-3]}.yaml").write_text(tiny.replace(
+            "  grad_clip: 0.0\n", f"  grad_clip: 0.0\n  projected_batch_size: 4\n  teacher: '{c / f}'\n", 1))
     (c / "garbled.json").write_text('{"images": [')
     (c / "list.json").write_text("[1, 2, 3]")
     (c / "coco_bad.json").write_text('{"images": [1, "a"], "annotations": [3, null]}')
@@ -238,6 +241,8 @@ for f in ("evil", "garbled", "hidden_int", "unknown_key", "list", "missing"):
     CASES.append(_c(f"baseline-config-{f}", lambda c, r, f=f: ["baseline", "train", "gmm", "--poses", str(c / "poses.npz"), "--config", str(c / f"{f}.yaml"), "--out", str(r / "out.npz")], f"{f}.yaml"))
 CASES += [
     _c("train-resume-evil-checkpoint", lambda c, r: ["train", "--config", "configs/tiny.yaml", "--data", str(c / "data_ok"), "--out", str(c / "run_evil"), "--resume", "--no-progress"], "last.pt"),
+    _c("train-teacher-evil", lambda c, r: ["train", "--config", str(c / "teacher_evil.yaml"), "--data", str(c / "data_ok"), "--out", str(r / "outdir"), "--no-progress"], "evil.pt"),
+    _c("train-teacher-missing", lambda c, r: ["train", "--config", str(c / "teacher_missing.yaml"), "--data", str(c / "data_ok"), "--out", str(r / "outdir"), "--no-progress"], "missing.pt"),
     _c("train-init-from-evil", lambda c, r: ["train", "--config", str(c / "init_evil.yaml"), "--data", str(c / "data_ok"), "--out", str(r / "outdir"), "--no-progress"], "evil.pt"),
     _c("baseline-vposer-resume-evil", lambda c, r: ["baseline", "train", "vposer", "--poses", str(c / "motion.npz"), "--out", str(c / "vposer.pt"), "--resume"], "vposer.pt.partial"),
 ]

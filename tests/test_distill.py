@@ -64,3 +64,30 @@ def test_relabel_gives_the_teachers_field_and_a_student_learns_it(tmp_path, caps
 
     with pytest.warns(UserWarning, match="projected_batch_size = 8 adds poses labelled by nearest neighbours"):
         _check_manifest(out, student_cfg.replace(training={"projected_batch_size": 8}))
+
+
+def test_online_samples_are_labelled_by_the_teacher_when_one_is_set(tmp_path):
+    """``training.teacher``: the uniform / projected poses a batch adds get the teacher's field,
+    not the nearest-neighbour label, and the trainer no longer warns about relabelled data."""
+    from posendf_plugin.training import _check_manifest, _online_labeller, online_labels, train
+
+    data = write_training_dir(tmp_path / "data", n=600, chunk=300)
+    other = tmp_path / "other.pt"
+    torch.save({"config": tiny_config().to_dict(), "model_state_dict": PoseNDFNet(tiny_config().model, seed=5).state_dict()}, other)
+    teacher = save_ensemble([trained_tiny(), other], tmp_path / "teacher.pt", reduce="min")
+    out = tmp_path / "relabelled"
+    assert main(["relabel", "--teacher", str(teacher), "--data", str(data), "--out", str(out), "--no-progress"]) == 0
+    cfg = tiny_config(training={"epochs": 1, "projected_batch_size": 8, "num_threads": 1, "teacher": str(teacher)})
+    q = torch.nn.functional.normalize(torch.randn(16, 21, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
+    reference = torch.from_numpy(np.load(data / "chunk_00000.npz")["quat"][:50]).float()
+    got = _online_labeller(cfg, reference, torch.device("cpu"))(q)
+    np.testing.assert_allclose(got.numpy(), PoseNDF.from_checkpoint(teacher).net(q).numpy(), rtol=1e-6)
+    plain = _online_labeller(cfg.replace(training={"teacher": ""}), reference, torch.device("cpu"))(q)
+    np.testing.assert_allclose(plain.numpy(), online_labels(q, reference, "posendf", cfg.data.k).numpy(), rtol=1e-6)
+    assert (got - plain).abs().mean() > 1e-3  # the two labels differ: the test can tell them apart
+    assert _online_labeller(cfg.replace(training={"projected_batch_size": 0}), None, torch.device("cpu")) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the online poses follow the teacher: nothing to warn about
+        _check_manifest(out, cfg)
+        res = train(cfg, out_dir=tmp_path / "student", data_dir=out, progress=False, tensorboard=False)
+    assert res.model_path.is_file()

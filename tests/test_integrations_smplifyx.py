@@ -78,6 +78,29 @@ MAIN_PY = textwrap.dedent(
     '''
 )
 
+# smplifyx/optimizers/lbfgs_ls.py: the strong-Wolfe line search's interpolation step, the
+# textbook cubic minimiser of two points with values and slopes (Nocedal & Wright, eq. 3.59), as
+# SMPLify-X computes it; an overflowing trial point makes it NaN
+LBFGS_LS_PY = textwrap.dedent(
+    '''
+    def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
+        lo, hi = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
+        d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+        d2_square = d1 ** 2 - g1 * g2
+        if d2_square >= 0:
+            d2 = d2_square ** 0.5
+            if x1 <= x2:
+                t = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+            else:
+                t = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+            return min(max(t, lo), hi)
+        return (lo + hi) / 2.
+
+    def _strong_Wolfe(obj_func, x, t, d, f, g, gtd, **kwargs):
+        return _cubic_interpolate(0.0, f, gtd, t, *obj_func(x, t, d))
+    '''
+)
+
 # what SMPLify-X's parser hands to create_prior besides prior_type (a subset of cmd_parser's keys)
 SMPLIFYX_ARGS = dict(
     prior_folder="prior", num_gaussians=8, use_vposer=False, float_dtype="float32",
@@ -94,10 +117,13 @@ def checkout(tmp_path, monkeypatch):
     (pkg / "prior.py").write_text(PRIOR_PY)
     (pkg / "main.py").write_text(MAIN_PY)
     (pkg / "fit_harness.py").write_text("from smplifyx.prior import create_prior\n")
+    (pkg / "optimizers").mkdir()
+    (pkg / "optimizers" / "__init__.py").write_text("")
+    (pkg / "optimizers" / "lbfgs_ls.py").write_text(LBFGS_LS_PY)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    saved = {k: sys.modules[k] for k in ("prior", "main", "smplifyx") if k in sys.modules}
+    saved = {k: sys.modules[k] for k in ("prior", "main", "smplifyx", "optimizers", "optimizers.lbfgs_ls") if k in sys.modules}
     yield pkg
-    for k in [k for k in sys.modules if k in ("prior", "main") or k.startswith("smplifyx")]:
+    for k in [k for k in sys.modules if k in ("prior", "main") or k.startswith(("smplifyx", "optimizers"))]:
         del sys.modules[k]
     sys.modules.update(saved)
 
@@ -213,6 +239,32 @@ def test_package_mode_double_registration_and_unregister(checkout):
         sx.unregister()
     with pytest.raises(ValueError, match="SMPLify-X's own prior types"):
         sx.register(priors={"gmm": "tiny_test"})
+
+
+@pytest.mark.parametrize("mode", ["script", "package"])
+def test_register_guards_the_line_search_against_an_overflowing_trial_step(checkout, mode):
+    """The real SMPLify-X run of the density field (integrations/README.md) ended in NaN when a
+    trial step overflowed the loss; register() makes that step the middle of the bracket."""
+    import importlib
+    import math
+
+    sys.path.insert(0, str(checkout if mode == "script" else checkout.parent))
+    ls = importlib.import_module("optimizers.lbfgs_ls" if mode == "script" else "smplifyx.optimizers.lbfgs_ls")
+    original = ls._cubic_interpolate
+    # the values of the failing call, measured in the real run (t = 0 and t = 2^-10; losses are
+    # floats, slopes float64 tensors, as SMPLify-X passes them)
+    g1, g2 = torch.tensor(-1.470e12, dtype=torch.float64), torch.tensor(7.108e199, dtype=torch.float64)
+    seen = (0.0, 86414.32, g1, 0.0009765625, 1.584e194, g2)
+    assert math.isnan(original(*seen))  # the harness reproduces the failure
+    sx.register(priors={"posendf": "tiny_test"})
+    assert ls._cubic_interpolate(*seen) == pytest.approx(0.0009765625 / 2)
+    assert ls._strong_Wolfe(lambda x, t, d: (1.584e194, g2), None, 0.0009765625, None, 86414.32, None, g1) \
+        == pytest.approx(0.0009765625 / 2)  # the line search looks the step up at call time
+    assert ls._cubic_interpolate(0.0, 1.0, -1.0, 1.0, 0.5, 0.5) == original(0.0, 1.0, -1.0, 1.0, 0.5, 0.5)  # finite: unchanged
+    sx.register(priors={"posendf": "tiny_test"})  # registering again does not wrap it twice
+    assert ls._cubic_interpolate._posendf_unguarded is original
+    sx.unregister()
+    assert ls._cubic_interpolate is original
 
 
 class _ScaledTiny(TinyPrior):
