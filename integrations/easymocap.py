@@ -21,14 +21,14 @@ by the YAML ``weight``; they differ in how they call it:
 YAML, ``easymocap.multistage`` (inside a stage's ``loss:`` block)::
 
     pose_ndf:
-      weight: 936.
+      weight: 1000.
       module: posendf_plugin.integrations.easymocap.PoseNDFPrior
       args: {key: poses, prior: posendf}
 
 YAML, ``myeasymocap`` (inside an ``Optimizer``'s ``loss:`` block, in place of ``prior``)::
 
     prior:
-      weight: 936.
+      weight: 1000.
       module: posendf_plugin.integrations.easymocap.PoseNDFPrior
       key_from_output: [poses]
       key_from_infos: []

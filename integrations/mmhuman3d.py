@@ -25,7 +25,7 @@ the file and drops module names from the resulting config)::
     _base_ = ['smplify.py']
     import posendf_plugin.integrations.mmhuman3d  # noqa: F401 -- registers PoseNDFPriorLoss
     pose_prior_loss = dict(_delete_=True, type='PoseNDFPriorLoss', prior='posendf',
-                           loss_weight=2.14e5, reduction='sum')
+                           loss_weight=2.29e5, reduction='sum')
 
 (``_delete_=True`` drops the base config's GMM ``prior_folder``/``num_gaussians``.)
 """

@@ -82,7 +82,7 @@ SMPLIFYX_DEFAULT_NUM_STAGES = 5
 #: field (posendf_default.pt), ``posendf_density`` the density-aware field (posendf_density.pt).
 #: A 5-stage config repeats the last weight, as fit_smplx.yaml repeats 4.78.
 CALIBRATED_STAGE_WEIGHTS: Dict[str, Tuple[float, ...]] = {
-    "posendf": (7335.0, 7335.0, 1042.0, 86.79),
+    "posendf": (7584.0, 7584.0, 1078.0, 89.73),
     "posendf_density": (7775.0, 7775.0, 1105.0, 91.99),
     "nrdf": (3360.0, 3360.0, 477.4, 39.76),
 }

@@ -331,7 +331,7 @@ def test_calibrated_weights_match_each_host_config(checkout, config):
         # main.py builds the prior first, then fit_single_frame checks the lists
         smplifyx_main.build_body_pose_prior(body_prior_type=prior_type, **args)
         assert fit_single_frame_weight_checks(**args) == stages
-    assert sx.calibrated_body_pose_prior_weights("posendf", config)[:4] == (7335.0, 7335.0, 1042.0, 86.79)
+    assert sx.calibrated_body_pose_prior_weights("posendf", config)[:4] == (7584.0, 7584.0, 1078.0, 89.73)
     # the density-aware field has its own list (a smaller real-vs-noisy gap: larger weights)
     density = sx.calibrated_body_pose_prior_weights("posendf_density", config)
     assert density[:4] == (7775.0, 7775.0, 1105.0, 91.99) and density[4:] == (91.99,) * (stages - 4)
@@ -363,7 +363,7 @@ def test_wrong_stage_count_is_one_clear_error_before_the_fit(checkout):
     import main as smplifyx_main
 
     sx.register(priors={"posendf": "tiny_test"})
-    four = [7335.0, 7335.0, 1042.0, 86.79]
+    four = [7584.0, 7584.0, 1078.0, 89.73]
     smplx_cfg = dict(SMPLIFYX_ARGS, **HOST_CONFIGS["fit_smplx.yaml"])
     smplx_cfg["body_pose_prior_weights"] = four
     # SMPLify-X itself would stop later, in fit_single_frame, with an AssertionError
@@ -371,14 +371,14 @@ def test_wrong_stage_count_is_one_clear_error_before_the_fit(checkout):
         fit_single_frame_weight_checks(**smplx_cfg)
     with pytest.raises(ValueError, match=r"4 entries.*but the fit has 5 stages \(data_weights = \[1.0, 1.0, 1.0, 1.0, 1.0\]; cmd_parser's default is \[1\] \* 5") as e:
         smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **smplx_cfg)
-    assert "[7335, 7335, 1042, 86.79, 86.79]" in str(e.value)
+    assert "[7584, 7584, 1078, 89.73, 89.73]" in str(e.value)
     # no data_weights key at all (cmd_parser default [1] * 5 applies)
     no_dw = {k: v for k, v in smplx_cfg.items() if k != "data_weights"}
     with pytest.raises(ValueError, match=r"sets no data_weights.*\[1\] \* 5"):
         smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **no_dw)
     five_on_smpl = dict(SMPLIFYX_ARGS, **HOST_CONFIGS["fit_smpl.yaml"])
-    five_on_smpl["body_pose_prior_weights"] = four + [86.79]
-    with pytest.raises(ValueError, match=r"5 entries.*4 stages.*\[7335, 7335, 1042, 86\.79\]"):
+    five_on_smpl["body_pose_prior_weights"] = four + [89.73]
+    with pytest.raises(ValueError, match=r"5 entries.*4 stages.*\[7584, 7584, 1078, 89\.73\]"):
         smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **five_on_smpl)
     known = r"known \['nrdf', 'posendf', 'posendf_density'\]"
     with pytest.raises(ValueError, match=r"no calibrated weights for prior 'vposer': " + known):
