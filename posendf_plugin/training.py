@@ -56,7 +56,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -64,7 +64,7 @@ from tqdm import tqdm
 
 from .config import Config, save_config
 from .io import atomic_path, describe_load_error, save_json, save_torch
-from .model import PoseNDFNet
+from .model import PoseNDFNet, load_field
 from .rotations import quat_random
 from .skeleton import NUM_BODY_JOINTS
 
@@ -293,7 +293,8 @@ def online_labels(q: torch.Tensor, reference: torch.Tensor, metric: str, k: int,
     return best.mean(1) if metric == "posendf" else best[:, 0]
 
 
-def _online_labeller(config: Config, reference: Optional[torch.Tensor], device: torch.device):
+def _online_labeller(config: Config, reference: Optional[torch.Tensor],
+                     device: torch.device) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
     """The labels of the online poses (``uniform_batch_size``, ``projected_batch_size``): the
     field of ``training.teacher`` when one is set, else :func:`online_labels` against
     ``reference``. Returns ``q (B, 21, 4) -> (B,)``, or None when there are no online poses."""
@@ -302,8 +303,6 @@ def _online_labeller(config: Config, reference: Optional[torch.Tensor], device: 
         return None
     if not t.teacher:
         return lambda q: online_labels(q, reference, config.data.label_metric, config.data.k)
-    from .model import load_field
-
     try:
         teacher = load_field(config.training.teacher)[0].to(device).eval()
     except FileNotFoundError:
