@@ -7,8 +7,10 @@ Quaternions are ``(w, x, y, z)`` (see :mod:`posendf_plugin.rotations`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from types import ModuleType
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -147,6 +149,50 @@ def prior_energy(prior: PosePrior, body_pose: torch.Tensor) -> torch.Tensor:
     x = body_pose if dtype is None or body_pose.dtype == dtype else body_pose.to(dtype)
     e = prior.energy(x)
     return e.to(body_pose.dtype) if e.dtype != body_pose.dtype else e
+
+
+_UNGUARDED = "_posendf_unguarded"
+
+
+def _guarded_cubic_interpolate(original: Callable) -> Callable:
+    """An L-BFGS strong-Wolfe line search's ``_cubic_interpolate`` (the step it tries next)
+    that returns the middle of the bracket when the cubic step is not finite — what it already
+    returns when the cubic has no minimum. Finite steps are unchanged."""
+
+    def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
+        t = original(x1, f1, g1, x2, f2, g2, bounds)
+        if math.isfinite(float(t)):
+            return t
+        lo, hi = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
+        return (lo + hi) / 2.0
+
+    setattr(_cubic_interpolate, _UNGUARDED, original)
+    return _cubic_interpolate
+
+
+def guard_line_search(module: ModuleType) -> bool:
+    """Guard the strong-Wolfe line search of an L-BFGS module (``torch.optim.lbfgs``, or a
+    host's copy of it such as SMPLify-X's ``optimizers/lbfgs_ls.py``) against trial steps that
+    overflow the loss. Its ``_cubic_interpolate`` turns such a step (measured in real SMPLify-X
+    and mmhuman3d fits with the distance fields at their calibrated weights: loss 1.6e194 and
+    3.5e24 at the trial point) into a NaN step, and the fit's parameters into NaN; guarded, the
+    step becomes the middle of the bracket and the search shrinks it as usual. Idempotent;
+    returns whether the module has such a function. :func:`unguard_line_search` undoes it."""
+    fn = getattr(module, "__dict__", {}).get("_cubic_interpolate")
+    if not callable(fn):
+        return False
+    if getattr(fn, _UNGUARDED, None) is None:
+        module._cubic_interpolate = _guarded_cubic_interpolate(fn)
+    return True
+
+
+def unguard_line_search(module: ModuleType) -> bool:
+    """Restore a line search guarded by :func:`guard_line_search`; returns whether it was."""
+    original = getattr(getattr(module, "__dict__", {}).get("_cubic_interpolate"), _UNGUARDED, None)
+    if original is None:
+        return False
+    module._cubic_interpolate = original
+    return True
 
 
 class HostPosePrior(nn.Module):

@@ -39,7 +39,7 @@ from typing import List, Mapping, Optional
 import torch
 from torch import nn
 
-from ._common import PriorLike, _weights_note, check_layout, prior_energy, resolve_prior
+from ._common import PriorLike, _weights_note, check_layout, guard_line_search, prior_energy, resolve_prior
 
 __all__ = ["PoseNDFPriorLoss", "register_in", "register_mmhuman3d", "register_mmengine", "REGISTERED_IN"]
 
@@ -66,6 +66,10 @@ class PoseNDFPriorLoss(nn.Module):
         prior_kwargs: passed to ``get_prior`` (e.g. ``dict(checkpoint='my_ndf.pt')``).
         expected_width: flat axis-angle width the body model uses (69 SMPL, 63 SMPL-X); the
             default ``None`` accepts 63/69/72 and the other layouts of ``to_body_quat``.
+
+    Building it guards ``torch.optim.lbfgs``'s line search, which mmhuman3d's SMPLify uses
+    (:func:`~._common.guard_line_search`: a trial step that overflows the loss no longer turns
+    the fit into NaN; finite steps unchanged), for the rest of the process.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class PoseNDFPriorLoss(nn.Module):
         super().__init__()
         _check_reduction(reduction, "reduction")
         self.prior = resolve_prior(prior, prior_kwargs)
+        guard_line_search(importlib.import_module("torch.optim.lbfgs"))
         self.reduction = reduction
         self.loss_weight = float(loss_weight)
         self.expected_width = expected_width

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ from posendf_plugin.priors.base import PosePrior
 
 from ._common import (
     SMPL_BODY_POSE_WIDTH,
+    guard_line_search,
+    unguard_line_search,
     SMPLX_BODY_POSE_WIDTH,
     HostPosePrior,
     PriorLike,
@@ -250,27 +251,6 @@ def _replace_everywhere(old: Callable, new: Callable) -> List[str]:
     return patched
 
 
-_GUARD_ATTR = "_posendf_unguarded"
-
-
-def _guarded_cubic_interpolate(original: Callable) -> Callable:
-    """SMPLify-X's ``optimizers/lbfgs_ls.py:_cubic_interpolate`` (the step the strong-Wolfe line
-    search tries next), returning the middle of the bracket when the cubic step is not finite —
-    what it already returns when the cubic has no minimum. A trial step that overflows the loss
-    (seen with the distance fields at the calibrated weights: f = 1.6e194, slope 7e199, float64)
-    otherwise makes the step NaN, and the fit ends in NaN parameters."""
-
-    def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
-        t = original(x1, f1, g1, x2, f2, g2, bounds)
-        if math.isfinite(float(t)):
-            return t
-        lo, hi = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
-        return (lo + hi) / 2.0
-
-    setattr(_cubic_interpolate, _GUARD_ATTR, original)
-    return _cubic_interpolate
-
-
 def _line_search_modules(prior_modules: Sequence[ModuleType]) -> List[ModuleType]:
     """SMPLify-X's ``optimizers.lbfgs_ls`` next to each of its prior modules (``smplifyx.prior``
     -> ``smplifyx.optimizers.lbfgs_ls``, ``prior`` -> ``optimizers.lbfgs_ls``), imported if
@@ -321,7 +301,7 @@ def register(
 
     It also guards SMPLify-X's L-BFGS line search (``optim_type: lbfgsls``, its configs'
     default) against trial steps that overflow the loss: their cubic step, NaN in the original,
-    becomes the middle of the bracket (:func:`_guarded_cubic_interpolate`; measured on the
+    becomes the middle of the bracket (:func:`~._common.guard_line_search`; measured on the
     real SMPLify-X, integrations/README.md). :func:`unregister` restores it.
 
     Registering again replaces the settings of the earlier registration (the original
@@ -366,8 +346,7 @@ def register(
         if previous is not None:  # modules that still hold the unpatched original
             patched += [n for n in _replace_everywhere(original, new) if n not in patched]
     for mod in _line_search_modules(modules):
-        if getattr(mod._cubic_interpolate, _GUARD_ATTR, None) is None:
-            mod._cubic_interpolate = _guarded_cubic_interpolate(mod._cubic_interpolate)
+        guard_line_search(mod)
     return patched
 
 
@@ -383,9 +362,8 @@ def unregister() -> List[str]:
         if patch is not None:
             setattr(mod, "create_prior", patch.original)
             restored.append(name)
-        unguarded = getattr(_module_attr(mod, "_cubic_interpolate"), _GUARD_ATTR, None)
-        if unguarded is not None:
-            setattr(mod, "_cubic_interpolate", unguarded)
+        if name.endswith("optimizers.lbfgs_ls"):
+            unguard_line_search(mod)
     if not restored:
         raise RuntimeError("posendf_plugin is not registered in SMPLify-X; nothing to unregister")
     return restored

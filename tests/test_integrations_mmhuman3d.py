@@ -278,3 +278,25 @@ def test_the_mistakes_the_readme_avoids(fake_mmhuman3d):
     merged.write_text(POSENDF_CONFIG.replace("_delete_=True, ", ""))
     with pytest.raises(TypeError, match="prior_folder"):
         build_registrant(dict(mmcv.Config.fromfile(str(merged))))
+
+
+def test_building_the_loss_guards_torchs_lbfgs_line_search(monkeypatch):
+    """mmhuman3d's SMPLify runs torch.optim.LBFGS with the strong-Wolfe search; in the real run
+    with the session-14 distance field at its calibrated weight (integrations/README.md) a trial
+    step overflowed the loss and the cubic step came out NaN, so did the body pose."""
+    import math
+
+    import torch.optim.lbfgs as lbfgs
+
+    original = getattr(lbfgs._cubic_interpolate, "_posendf_unguarded", lbfgs._cubic_interpolate)
+    monkeypatch.setattr(lbfgs, "_cubic_interpolate", original)  # unguarded for this test, restored after
+    # the failing call's values, measured in that run (t = 0 and t = 0.0025; float32 slopes)
+    g1, g2 = torch.tensor(-2.1635564e10), torch.tensor(1.3954221e29)
+    seen = (0.0, 1818.54, g1, 0.0025, 3.4534167e24, g2)
+    assert math.isnan(float(original(*seen)))
+    mm.PoseNDFPriorLoss(prior=TinyPrior())
+    assert lbfgs._cubic_interpolate(*seen) == pytest.approx(0.0025 / 2)
+    ok = (0.0, 1.0, torch.tensor(-1.0), 1.0, 0.5, torch.tensor(0.5))  # a finite cubic step: unchanged
+    assert lbfgs._cubic_interpolate(*ok) == original(*ok)
+    mm.PoseNDFPriorLoss(prior=TinyPrior())  # a second loss does not wrap it twice
+    assert lbfgs._cubic_interpolate._posendf_unguarded is original
