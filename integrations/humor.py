@@ -45,7 +45,7 @@ from posendf_plugin.data.motion import NUM_BETAS, Motion
 from posendf_plugin.io import save_npz
 from posendf_plugin.skeleton import NUM_BODY_JOINTS, body_joint_positions, pose_to_quat
 
-from ._common import PriorLike, prior_energy, resolve_prior
+from ._common import PriorLike, guard_line_search, prior_energy, resolve_prior
 
 __all__ = [
     "HUMOR_NUM_JOINTS",
@@ -374,6 +374,9 @@ def register(
         TypeError: the object has no ``pose_prior_loss``.
 
     Registering again replaces the earlier term (with a warning); :func:`unregister` restores.
+    It also guards ``torch.optim.lbfgs``'s line search, which HuMoR's fitting uses
+    (:func:`~._common.guard_line_search`: a trial step that overflows the loss no longer turns
+    the fit into NaN; finite steps unchanged), for the rest of the process.
     """
     target = _find_fitting_loss_cls() if fitting_loss is None else fitting_loss
     if not hasattr(target, "pose_prior_loss"):
@@ -396,6 +399,7 @@ def register(
             return term(latent_pose_pred)
     pose_prior_loss.posendf_term = term
     setattr(holder, "pose_prior_loss", pose_prior_loss)
+    guard_line_search(importlib.import_module("torch.optim.lbfgs"))
     return term
 
 

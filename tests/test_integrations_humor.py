@@ -128,6 +128,23 @@ def test_register_on_class_replaces_latent_l2():
         hm.unregister(FittingLoss)
 
 
+def test_register_guards_torchs_lbfgs_line_search(monkeypatch):
+    """HuMoR fits with torch.optim.LBFGS (strong Wolfe); register() guards its line search as
+    the mmhuman3d loss does (tests/test_integrations_mmhuman3d.py has the measured failing call)."""
+    import torch.optim.lbfgs as lbfgs
+
+    original = getattr(lbfgs._cubic_interpolate, "_posendf_unguarded", lbfgs._cubic_interpolate)
+    monkeypatch.setattr(lbfgs, "_cubic_interpolate", original)
+    hm.register(FittingLoss, prior=TinyPrior())
+    try:
+        assert lbfgs._cubic_interpolate._posendf_unguarded is original
+        # an overflowing trial point: NaN from the original, the bracket's middle when guarded
+        seen = (0.0, 1818.54, torch.tensor(-2.1635564e10), 0.0025, 3.4534167e24, torch.tensor(1.3954221e29))
+        assert lbfgs._cubic_interpolate(*seen) == pytest.approx(0.00125)
+    finally:
+        hm.unregister(FittingLoss)
+
+
 def test_register_on_instance_only():
     a, b = FittingLoss({"pose_prior": 1.0}), FittingLoss({"pose_prior": 1.0})
     hm.register(a, prior=TinyPrior())
