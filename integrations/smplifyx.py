@@ -33,14 +33,14 @@ from posendf_plugin.priors.base import PosePrior
 
 from ._common import (
     SMPL_BODY_POSE_WIDTH,
-    guard_line_search,
-    unguard_line_search,
     SMPLX_BODY_POSE_WIDTH,
     HostPosePrior,
     PriorLike,
     SeparationStats,
     resolve_prior,
     separation_stats,
+    guard_line_search,
+    unguard_line_search,
 )
 
 __all__ = [
