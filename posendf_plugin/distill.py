@@ -11,10 +11,10 @@ teacher. The samples, their noise scales and which of them are clean data poses 
 were, so the student sees the same poses its teacher's members saw.
 
 The student learns the teacher's field, not the labels: train it with a config that takes no
-label from the data poses' neighbours during training (``training.projected_batch_size: 0``, no
-online hard negatives — they would be labelled by nearest neighbours, not by the teacher; the
-trainer warns). Measured for the shipped density-aware field in ``benchmarks/RESULTS.md``
-(*Calibration*, session 13).
+label from the data poses' neighbours during training — no online hard negatives
+(``training.projected_batch_size: 0``), or online ones labelled by the teacher too
+(``training.teacher``); otherwise the trainer warns. Measured for the shipped fields in
+``benchmarks/RESULTS.md`` (*Calibration*, sessions 13 and 14).
 """
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.prepare import MANIFEST, read_training_chunks
+from .data.prepare import MANIFEST, _provenance, _settings_sha1, read_training_chunks
 from .io import load_json, load_npz, save_json, save_npz
-from .model import PoseNDFEnsemble
+from .model import PoseNDFEnsemble, load_field
 
 __all__ = ["RelabelResult", "relabel_training_data"]
 
@@ -90,8 +90,6 @@ def relabel_training_data(teacher: PathLike, data: PathLike, out: PathLike, batc
             a teacher or data folder that does not load (the message names the file).
         FileNotFoundError: no such teacher or data folder.
     """
-    from .prior import PoseNDF
-
     teacher, data, out = Path(teacher), Path(data), Path(out)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -101,13 +99,13 @@ def relabel_training_data(teacher: PathLike, data: PathLike, out: PathLike, batc
         raise ValueError(f"--out {out} is the --data folder; write the relabelled samples to a new folder")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
-    net = PoseNDF.from_checkpoint(teacher, device=device).net
+    net = load_field(teacher)[0].to(device).eval()
     src_man, chunks = read_training_chunks(data)  # every check the trainer makes, before anything is written
     names = [f.name for f, _ in chunks]
-    kind = f"{net.reduce} of {len(net.members)} fields" if isinstance(net, PoseNDFEnsemble) else "one field"
+    kind = net.extra_repr() if isinstance(net, PoseNDFEnsemble) else "one field"
     settings = {"source_settings_sha1": src_man.get("settings_sha1"), "source_chunks": names,
                 "teacher_sha1": _file_sha1(teacher)}
-    sha = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    sha = _settings_sha1(settings)
     man_path = out / MANIFEST
     if man_path.is_file():
         old = load_json(man_path, "manifest")
@@ -135,7 +133,7 @@ def relabel_training_data(teacher: PathLike, data: PathLike, out: PathLike, batc
                 new = torch.cat([net(q[j:j + batch_size]) for j in range(0, len(q), batch_size)]).cpu().numpy()
             arrays = {k: np.asarray(d[k]) for k in ("sigma", "origin") if k in d}
             save_npz(target, quat=quat, dist=new.astype(np.float32), **arrays,
-                     provenance=np.array(json.dumps({"settings_sha1": sha, "chunk": i, "samples": len(quat)})))
+                     provenance=_provenance(sha, i, len(quat)))
             written += 1
         samples += len(quat)
         change += float(np.abs(new - d["dist"]).sum())

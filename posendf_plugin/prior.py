@@ -107,7 +107,7 @@ class PoseNDF(PosePrior):
         path = Path(path)
         net, config = load_field(path)
         prior = cls(net.to(device), config, **kwargs)
-        prior.weights = str(path) if isinstance(net, PoseNDFNet) else f"{path} ({net.reduce} of {len(net.members)} fields)"
+        prior.weights = str(path) if isinstance(net, PoseNDFNet) else f"{path} ({net.extra_repr()})"
         return prior
 
     @classmethod
