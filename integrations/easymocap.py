@@ -36,6 +36,7 @@ YAML, ``myeasymocap`` (inside an ``Optimizer``'s ``loss:`` block, in place of ``
 """
 from __future__ import annotations
 
+import importlib
 from typing import Mapping, Optional
 
 import torch
@@ -43,9 +44,9 @@ from torch import nn
 
 from posendf_plugin.skeleton import NUM_BODY_JOINTS, POSE_LAYOUTS
 
-from ._common import PriorLike, prior_energy, resolve_prior
+from ._common import PriorLike, guard_line_search, prior_energy, resolve_prior
 
-__all__ = ["PoseNDFPrior"]
+__all__ = ["PoseNDFPrior", "guard_easymocap_line_search"]
 
 _BODY_WIDTH = NUM_BODY_JOINTS * 3
 _SMPL_FULL_WIDTH = 72  # root + 23 joints
@@ -69,6 +70,11 @@ class PoseNDFPrior(nn.Module):
             body dims from ``start``; both ``null`` (default) autodetects the widths
             63/69/72/156/165. SMPL-H/SMPL-X ``poses`` with hand PCA need ``start: 0`` (body first).
         reduce: ``mean`` (default, like EasyMocap's GMM prior) or ``sum`` over frames.
+
+    Building it guards the line search of EasyMocap's own L-BFGS copy
+    (``easymocap/pyfitting/lbfgs.py``, which both frameworks use with ``strong_wolfe``) when
+    EasyMocap is importable, for the rest of the process: a trial step that overflows the loss
+    no longer turns the fit into NaN; finite steps unchanged (:func:`~._common.guard_line_search`).
 
     Called either way EasyMocap calls a loss (see the module docstring): with keywords
     (``easymocap.multistage``) or with two positional dicts ``(output, infos)``
@@ -97,6 +103,7 @@ class PoseNDFPrior(nn.Module):
         self.end = end
         self.reduce = reduce
         self.prior = resolve_prior(prior, {"checkpoint": checkpoint} if checkpoint else None)
+        guard_easymocap_line_search()
 
     def _body_pose(self, value: torch.Tensor) -> torch.Tensor:
         if not isinstance(value, torch.Tensor):
@@ -176,6 +183,17 @@ class PoseNDFPrior(nn.Module):
     def __str__(self) -> str:
         dims = "" if self.start is None and self.end is None else f"[{self.start or 0}:{self.end if self.end is not None else ''}]"
         return f"pose prior '{self.prior.name}' on {self.key}{dims} ({self.reduce} over frames)"
+
+
+def guard_easymocap_line_search() -> bool:
+    """Guard ``easymocap.pyfitting.lbfgs``'s strong-Wolfe line search (a copy of torch's, so
+    the same overflowing trial step turns into a NaN step there); returns whether EasyMocap's
+    L-BFGS was found. Without EasyMocap installed nothing happens."""
+    try:
+        module = importlib.import_module("easymocap.pyfitting.lbfgs")
+    except ImportError:
+        return False
+    return guard_line_search(module)
 
 
 def _layout(width: int) -> str:

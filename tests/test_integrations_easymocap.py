@@ -209,3 +209,48 @@ def test_myeasymocap_bad_layouts_and_missing_key():
         f(random_poses(2, 69))
     with pytest.raises(ValueError, match="end=10 must be larger"):
         PoseNDFPrior(prior="tiny_test", start=20, end=10)
+
+
+FAKE_LBFGS = '''"""Stand-in for easymocap/pyfitting/lbfgs.py: a module-level copy of torch's strong-Wolfe
+cubic step, as EasyMocap's file holds one (ported from the same Lua code)."""
+from torch.optim import lbfgs as _torch_lbfgs
+
+_cubic_interpolate = getattr(_torch_lbfgs._cubic_interpolate, "_posendf_unguarded", _torch_lbfgs._cubic_interpolate)
+'''
+
+
+def test_building_the_loss_guards_easymocaps_own_lbfgs(tmp_path, monkeypatch):
+    """Both EasyMocap frameworks fit with easymocap.pyfitting.lbfgs.LBFGS (strong Wolfe), a copy
+    of torch's: the loss guards that copy's cubic step once EasyMocap is importable; without
+    EasyMocap building the loss works as before."""
+    import math
+    import sys
+
+    from posendf_plugin.integrations import easymocap as em
+
+    for name in [m for m in sys.modules if m == "easymocap" or m.startswith("easymocap.")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert em.guard_easymocap_line_search() is False  # not installed here
+    em.PoseNDFPrior(prior=TinyPrior())
+
+    pkg = tmp_path / "easymocap" / "pyfitting"
+    pkg.mkdir(parents=True)
+    (tmp_path / "easymocap" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "lbfgs.py").write_text(FAKE_LBFGS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        lbfgs = importlib.import_module("easymocap.pyfitting.lbfgs")
+        original = lbfgs._cubic_interpolate
+        # an overflowing trial point (the values measured in the real mmhuman3d run, torch's copy)
+        seen = (0.0, 1818.54, torch.tensor(-2.1635564e10), 0.0025, 3.4534167e24, torch.tensor(1.3954221e29))
+        assert math.isnan(float(original(*seen)))
+        em.PoseNDFPrior(prior=TinyPrior())
+        assert lbfgs._cubic_interpolate(*seen) == pytest.approx(0.0025 / 2)
+        ok = (0.0, 1.0, torch.tensor(-1.0), 1.0, 0.5, torch.tensor(0.5))
+        assert lbfgs._cubic_interpolate(*ok) == original(*ok)
+        em.PoseNDFPrior(prior=TinyPrior())  # a second loss does not wrap it twice
+        assert lbfgs._cubic_interpolate._posendf_unguarded is original
+    finally:
+        for name in [m for m in sys.modules if m == "easymocap" or m.startswith("easymocap.")]:
+            del sys.modules[name]
