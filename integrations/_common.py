@@ -25,6 +25,7 @@ __all__ = [
     "SHIPPED_PRIOR_ALIASES",
     "resolve_prior",
     "check_layout",
+    "check_margin",
     "prior_energy",
     "HostPosePrior",
     "add_quat_noise",
@@ -136,11 +137,21 @@ def _module_dtype(module: nn.Module) -> Optional[torch.dtype]:
     return None
 
 
-def prior_energy(prior: PosePrior, body_pose: torch.Tensor) -> torch.Tensor:
+def check_margin(margin: float) -> float:
+    """``margin`` as a float; ValueError unless it is a finite number >= 0."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (np.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0 (0 = off; 0.05 for the distance field), got {margin!r}")
+    return float(margin)
+
+
+def prior_energy(prior: PosePrior, body_pose: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
     """``prior.energy(body_pose)`` computed in the prior's own dtype, returned in the input's.
 
     Hosts run in float64 (SMPLify-X ``float_dtype: float64``) with priors in float32; the cast
-    keeps the graph differentiable in both directions.
+    keeps the graph differentiable in both directions. With ``margin > 0`` each pose's energy
+    is ``max(E − margin, 0)``: poses the prior already finds plausible (a distance field below
+    the margin) feel no pull, so the host's data term alone places them; the term of
+    ``posendf denoise`` (``prior_margin``) and the adapters' option of the same name.
 
     Returns:
         ``(B,)`` per-sample energies, dtype of ``body_pose``.
@@ -148,6 +159,8 @@ def prior_energy(prior: PosePrior, body_pose: torch.Tensor) -> torch.Tensor:
     dtype = _module_dtype(prior)
     x = body_pose if dtype is None or body_pose.dtype == dtype else body_pose.to(dtype)
     e = prior.energy(x)
+    if margin > 0:
+        e = torch.relu(e - margin)
     return e.to(body_pose.dtype) if e.dtype != body_pose.dtype else e
 
 
@@ -203,6 +216,7 @@ class HostPosePrior(nn.Module):
         expected_width: flat axis-angle width the host's body model uses (63 or 69), or ``None``.
         scale: multiplies the energy (lets a host keep weights tuned for another prior).
         host: host name used in error messages.
+        margin: per-pose energy ``max(E − margin, 0)`` (:func:`prior_energy`); 0 = off.
 
     ``forward(body_pose (B, W), betas=None) -> (B,)``: ``scale * prior.energy(body_pose)``;
     ``betas`` is accepted for the host's signature and unused (the prior is shape-independent).
@@ -215,6 +229,7 @@ class HostPosePrior(nn.Module):
         expected_width: Optional[int] = None,
         scale: float = 1.0,
         host: str = "host",
+        margin: float = 0.0,
     ) -> None:
         super().__init__()
         if not isinstance(prior, PosePrior):
@@ -227,6 +242,7 @@ class HostPosePrior(nn.Module):
         self.expected_width = expected_width
         self.scale = float(scale)
         self.host = host
+        self.margin = check_margin(margin)
 
     def forward(self, body_pose: torch.Tensor, betas: Optional[torch.Tensor] = None) -> torch.Tensor:
         check_layout(body_pose, self.expected_width, self.host)
@@ -240,7 +256,7 @@ class HostPosePrior(nn.Module):
                 "which guard SMPLify-X's line search); a float32 line search can break down on its large, "
                 "non-smooth energy"
             )
-        return prior_energy(self.prior, body_pose) * self.scale
+        return prior_energy(self.prior, body_pose, self.margin) * self.scale
 
     def get_mean(self) -> torch.Tensor:
         """``(1, W)`` zeros: the rest pose (W = expected width, 63 when unknown)."""
@@ -249,7 +265,8 @@ class HostPosePrior(nn.Module):
         return torch.zeros(1, width, dtype=dtype)
 
     def extra_repr(self) -> str:
-        return f"prior={self.prior.name}{_weights_note(self.prior)}, expected_width={self.expected_width}, scale={self.scale:g}"
+        margin = f", margin={self.margin:g}" if self.margin else ""
+        return f"prior={self.prior.name}{_weights_note(self.prior)}, expected_width={self.expected_width}, scale={self.scale:g}{margin}"
 
 
 def add_quat_noise(q: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:

@@ -44,7 +44,7 @@ from torch import nn
 
 from posendf_plugin.skeleton import NUM_BODY_JOINTS, POSE_LAYOUTS
 
-from ._common import PriorLike, guard_line_search, prior_energy, resolve_prior
+from ._common import PriorLike, check_margin, guard_line_search, prior_energy, resolve_prior
 
 __all__ = ["PoseNDFPrior", "guard_easymocap_line_search"]
 
@@ -70,6 +70,10 @@ class PoseNDFPrior(nn.Module):
             body dims from ``start``; both ``null`` (default) autodetects the widths
             63/69/72/156/165. SMPL-H/SMPL-X ``poses`` with hand PCA need ``start: 0`` (body first).
         reduce: ``mean`` (default, like EasyMocap's GMM prior) or ``sum`` over frames.
+        margin: each frame's energy is ``max(E − margin, 0)``, so frames the prior finds
+            plausible are left to the keypoints (0 = off). With the distance field
+            (``prior: posendf``) ``margin: 0.05`` at ``weight: 100`` is the setting chosen on real
+            unseen poses in EasyMocap's own optimiser (``integrations/README.md``).
 
     Building it guards the line search of EasyMocap's own L-BFGS copy
     (``easymocap/pyfitting/lbfgs.py``, which both frameworks use with ``strong_wolfe``) when
@@ -89,6 +93,7 @@ class PoseNDFPrior(nn.Module):
         start: Optional[int] = None,
         end: Optional[int] = None,
         reduce: str = "mean",
+        margin: float = 0.0,
     ) -> None:
         super().__init__()
         if reduce not in ("mean", "sum"):
@@ -102,6 +107,7 @@ class PoseNDFPrior(nn.Module):
         self.start = start
         self.end = end
         self.reduce = reduce
+        self.margin = check_margin(margin)
         self.prior = resolve_prior(prior, {"checkpoint": checkpoint} if checkpoint else None)
         guard_easymocap_line_search()
 
@@ -171,7 +177,7 @@ class PoseNDFPrior(nn.Module):
             else:
                 hint = ""
             raise KeyError(f"PoseNDFPrior needs '{self.key}' but EasyMocap passed {sorted(params)} as {source}{hint}")
-        energy = prior_energy(self.prior, self._body_pose(params[self.key]))
+        energy = prior_energy(self.prior, self._body_pose(params[self.key]), self.margin)
         return energy.mean() if self.reduce == "mean" else energy.sum()
 
     def check_at_start(self, **kwargs) -> None:
@@ -182,7 +188,8 @@ class PoseNDFPrior(nn.Module):
 
     def __str__(self) -> str:
         dims = "" if self.start is None and self.end is None else f"[{self.start or 0}:{self.end if self.end is not None else ''}]"
-        return f"pose prior '{self.prior.name}' on {self.key}{dims} ({self.reduce} over frames)"
+        margin = f", margin {self.margin:g}" if self.margin else ""
+        return f"pose prior '{self.prior.name}' on {self.key}{dims} ({self.reduce} over frames{margin})"
 
 
 def guard_easymocap_line_search() -> bool:

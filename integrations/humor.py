@@ -45,7 +45,7 @@ from posendf_plugin.data.motion import NUM_BETAS, Motion
 from posendf_plugin.io import save_npz
 from posendf_plugin.skeleton import NUM_BODY_JOINTS, body_joint_positions, pose_to_quat
 
-from ._common import PriorLike, guard_line_search, prior_energy, resolve_prior
+from ._common import PriorLike, check_margin, guard_line_search, prior_energy, resolve_prior
 
 __all__ = [
     "HUMOR_NUM_JOINTS",
@@ -312,13 +312,16 @@ class PoseNDFPosePriorLoss(nn.Module):
     (the latent of :class:`IdentityLatentPosePrior`, decoded by :func:`latent_to_body_pose`),
     the energy of each decoded pose summed over B and T (HuMoR sums its ‖z‖² the same way).
 
-    ``scale`` multiplies the energy; see the README for the calibrated HuMoR weight.
+    ``scale`` multiplies the energy; see the README for the calibrated HuMoR weight. ``margin``
+    makes each pose's energy ``max(E − margin, 0)`` (0 = off).
     """
 
-    def __init__(self, prior: PriorLike = "posendf", scale: float = 1.0, prior_kwargs: Optional[dict] = None) -> None:
+    def __init__(self, prior: PriorLike = "posendf", scale: float = 1.0, prior_kwargs: Optional[dict] = None,
+                 margin: float = 0.0) -> None:
         super().__init__()
         self.prior = resolve_prior(prior, prior_kwargs)
         self.scale = float(scale)
+        self.margin = check_margin(margin)
 
     def forward(self, latent_pose_pred: torch.Tensor) -> torch.Tensor:
         if not isinstance(latent_pose_pred, torch.Tensor) or latent_pose_pred.shape[-1] != _BODY_WIDTH:
@@ -331,7 +334,7 @@ class PoseNDFPosePriorLoss(nn.Module):
         dev = latent_pose_pred.device
         if any(p.device != dev for p in self.prior.parameters()):
             self.prior.to(dev)
-        e = prior_energy(self.prior, latent_to_body_pose(latent_pose_pred.reshape(-1, _BODY_WIDTH)))
+        e = prior_energy(self.prior, latent_to_body_pose(latent_pose_pred.reshape(-1, _BODY_WIDTH)), self.margin)
         return e.sum() * self.scale
 
 
@@ -359,6 +362,7 @@ def register(
     fitting_loss=None,
     prior: PriorLike = "posendf",
     scale: float = 1.0,
+    margin: float = 0.0,
     **prior_kwargs,
 ) -> PoseNDFPosePriorLoss:
     """Replace HuMoR's ``FittingLoss.pose_prior_loss`` (‖z‖²) by the prior's energy.
@@ -366,7 +370,7 @@ def register(
     Args:
         fitting_loss: HuMoR's ``FittingLoss`` class (patched for every instance) or an
             instance (patched alone); ``None`` imports it from HuMoR.
-        prior, scale, prior_kwargs: see :class:`PoseNDFPosePriorLoss`.
+        prior, scale, margin, prior_kwargs: see :class:`PoseNDFPosePriorLoss`.
     Returns:
         The loss module now called as ``pose_prior_loss``.
     Raises:
@@ -381,7 +385,7 @@ def register(
     target = _find_fitting_loss_cls() if fitting_loss is None else fitting_loss
     if not hasattr(target, "pose_prior_loss"):
         raise TypeError(f"{target!r} has no pose_prior_loss: pass HuMoR's FittingLoss class or an instance of it")
-    term = PoseNDFPosePriorLoss(prior, scale=scale, prior_kwargs=prior_kwargs or None)
+    term = PoseNDFPosePriorLoss(prior, scale=scale, prior_kwargs=prior_kwargs or None, margin=margin)
     holder = target
     if _ORIG_ATTR in vars(holder):
         warnings.warn(

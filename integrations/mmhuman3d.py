@@ -39,7 +39,7 @@ from typing import List, Mapping, Optional
 import torch
 from torch import nn
 
-from ._common import PriorLike, _weights_note, check_layout, guard_line_search, prior_energy, resolve_prior
+from ._common import PriorLike, _weights_note, check_layout, check_margin, guard_line_search, prior_energy, resolve_prior
 
 __all__ = ["PoseNDFPriorLoss", "register_in", "register_mmhuman3d", "register_mmengine", "REGISTERED_IN"]
 
@@ -66,6 +66,8 @@ class PoseNDFPriorLoss(nn.Module):
         prior_kwargs: passed to ``get_prior`` (e.g. ``dict(checkpoint='my_ndf.pt')``).
         expected_width: flat axis-angle width the body model uses (69 SMPL, 63 SMPL-X); the
             default ``None`` accepts 63/69/72 and the other layouts of ``to_body_quat``.
+        margin: per-sample energy ``max(E − margin, 0)`` (0 = off): poses the prior finds
+            plausible are left to the data term.
 
     Building it guards ``torch.optim.lbfgs``'s line search, which mmhuman3d's SMPLify uses
     (:func:`~._common.guard_line_search`: a trial step that overflows the loss no longer turns
@@ -79,9 +81,11 @@ class PoseNDFPriorLoss(nn.Module):
         loss_weight: float = 1.0,
         prior_kwargs: Optional[Mapping] = None,
         expected_width: Optional[int] = None,
+        margin: float = 0.0,
     ) -> None:
         super().__init__()
         _check_reduction(reduction, "reduction")
+        self.margin = check_margin(margin)
         self.prior = resolve_prior(prior, prior_kwargs)
         guard_line_search(importlib.import_module("torch.optim.lbfgs"))
         self.reduction = reduction
@@ -106,7 +110,7 @@ class PoseNDFPriorLoss(nn.Module):
         reduction = reduction_override if reduction_override else self.reduction
         weight = loss_weight_override if loss_weight_override is not None else self.loss_weight
         check_layout(body_pose, self.expected_width, "mmhuman3d")
-        loss = weight * prior_energy(self.prior, body_pose)
+        loss = weight * prior_energy(self.prior, body_pose, self.margin)
         if reduction == "mean":
             return loss.mean()
         if reduction == "sum":
@@ -114,7 +118,8 @@ class PoseNDFPriorLoss(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        return f"prior={self.prior.name}{_weights_note(self.prior)}, reduction={self.reduction}, loss_weight={self.loss_weight:g}"
+        margin = f", margin={self.margin:g}" if self.margin else ""
+        return f"prior={self.prior.name}{_weights_note(self.prior)}, reduction={self.reduction}, loss_weight={self.loss_weight:g}{margin}"
 
 
 def _check_reduction(value, name: str) -> None:

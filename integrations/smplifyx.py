@@ -37,9 +37,10 @@ from ._common import (
     HostPosePrior,
     PriorLike,
     SeparationStats,
+    check_margin,
+    guard_line_search,
     resolve_prior,
     separation_stats,
-    guard_line_search,
     unguard_line_search,
 )
 
@@ -108,6 +109,7 @@ def build_smplifyx_prior(
     dtype: torch.dtype = torch.float32,
     scale: float = 1.0,
     prior_kwargs: Optional[Mapping] = None,
+    margin: float = 0.0,
 ) -> HostPosePrior:
     """The module SMPLify-X gets from ``create_prior('posendf', ...)``.
 
@@ -118,13 +120,14 @@ def build_smplifyx_prior(
         dtype: SMPLify-X's float dtype. The prior keeps its own dtype (a shared prior is never
             cast in place); inputs are cast to it and energies back to the input dtype.
         scale: multiplies the energy (see :func:`calibrate_weights`).
+        margin: per-pose energy ``max(E − margin, 0)`` (:func:`._common.prior_energy`); 0 = off.
     """
     if model_type is not None and model_type not in _MODEL_WIDTHS:
         raise ValueError(f"model_type must be one of {sorted(_MODEL_WIDTHS)} or None, got {model_type!r}")
     width = _MODEL_WIDTHS.get(model_type) if model_type is not None else None
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    return HostPosePrior(resolve_prior(prior, prior_kwargs), expected_width=width, scale=scale, host="SMPLify-X")
+    return HostPosePrior(resolve_prior(prior, prior_kwargs), expected_width=width, scale=scale, host="SMPLify-X", margin=margin)
 
 
 @dataclass
@@ -133,6 +136,7 @@ class _Patch:
     priors: Dict[str, PriorLike]
     prior_kwargs: Dict[str, dict]
     scale: float
+    margin: float = 0.0
 
 
 def _looks_like_smplifyx_prior(mod: ModuleType) -> bool:
@@ -225,6 +229,7 @@ def _make_create_prior(patch: _Patch) -> Callable:
                 dtype=kwargs.get("dtype", torch.float32),
                 scale=patch.scale,
                 prior_kwargs=patch.prior_kwargs.get(prior_type) or None,
+                margin=patch.margin,
             )
         return patch.original(prior_type, **kwargs)
 
@@ -276,6 +281,7 @@ def register(
     priors: Optional[Mapping[str, PriorLike]] = None,
     scale: float = 1.0,
     prior_kwargs_by_type: Optional[Mapping[str, Mapping]] = None,
+    margin: float = 0.0,
     **prior_kwargs,
 ) -> List[str]:
     """Make ``body_prior_type: posendf`` (and ``posendf_density``, ``nrdf``) work in an
@@ -294,6 +300,7 @@ def register(
             (its parser rejects unknown keys), hence here.
         prior_kwargs_by_type: ``{body_prior_type: kwargs}`` for one entry only (e.g. a
             checkpoint for ``posendf`` but not for ``nrdf``); merged over ``prior_kwargs``.
+        margin: per-pose energy ``max(E − margin, 0)`` of every registered prior (0 = off).
     Returns:
         Names of the modules whose ``create_prior`` now points to the extended factory.
     Raises:
@@ -307,6 +314,7 @@ def register(
     Registering again replaces the settings of the earlier registration (the original
     ``create_prior`` is kept; it is never wrapped twice) and warns.
     """
+    margin = check_margin(margin)
     mapping = dict(DEFAULT_PRIORS if priors is None else priors)
     if not mapping:
         raise ValueError("priors is empty: give at least one {body_prior_type: prior} entry")
@@ -341,7 +349,7 @@ def register(
                 stacklevel=2,
             )
         original = previous.original if previous is not None else current
-        new = _make_create_prior(_Patch(original, mapping, per_prior_kwargs, float(scale)))
+        new = _make_create_prior(_Patch(original, mapping, per_prior_kwargs, float(scale), margin))
         patched += [n for n in _replace_everywhere(current, new) if n not in patched]
         if previous is not None:  # modules that still hold the unpatched original
             patched += [n for n in _replace_everywhere(original, new) if n not in patched]

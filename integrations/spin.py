@@ -34,6 +34,7 @@ class SPINPosePrior(HostPosePrior):
         scale: multiplies the energy so SPIN's GMM-tuned ``pose_prior_weight`` can stay.
         expected_width: 69 (SPIN's SMPL body pose); ``None`` accepts any layout.
         prior_kwargs: for ``get_prior`` when ``prior`` is a name.
+        margin: per-pose energy ``max(E − margin, 0)``; 0 = off.
     """
 
     def __init__(
@@ -42,8 +43,10 @@ class SPINPosePrior(HostPosePrior):
         scale: float = 1.0,
         expected_width: Optional[int] = SMPL_BODY_POSE_WIDTH,
         prior_kwargs: Optional[Mapping] = None,
+        margin: float = 0.0,
     ) -> None:
-        super().__init__(resolve_prior(prior, prior_kwargs), expected_width=expected_width, scale=scale, host="SPIN SMPLify")
+        super().__init__(resolve_prior(prior, prior_kwargs), expected_width=expected_width, scale=scale, host="SPIN SMPLify",
+                         margin=margin)
 
 
 def swap_pose_prior(
@@ -51,12 +54,14 @@ def swap_pose_prior(
     prior: PriorLike = "posendf",
     scale: float = 1.0,
     prior_kwargs: Optional[Mapping] = None,
+    margin: float = 0.0,
 ) -> nn.Module:
     """Replace ``smplify.pose_prior`` (SPIN's GMM) by a :class:`SPINPosePrior`.
 
     Args:
         smplify: a SPIN ``smplify.SMPLify`` instance (anything with a ``pose_prior``
             attribute and, optionally, ``device``).
+        prior, scale, prior_kwargs, margin: as :class:`SPINPosePrior`.
     Returns:
         The previous ``pose_prior`` (to swap back).
     Raises:
@@ -73,7 +78,7 @@ def swap_pose_prior(
             "this SMPLify already uses a posendf_plugin prior; swap back the returned original "
             "first or set smplify.pose_prior directly"
         )
-    new = SPINPosePrior(prior, scale=scale, prior_kwargs=prior_kwargs)
+    new = SPINPosePrior(prior, scale=scale, prior_kwargs=prior_kwargs, margin=margin)
     device = getattr(smplify, "device", None)
     if device is not None:
         new = new.to(torch.device(device))

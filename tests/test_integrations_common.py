@@ -201,3 +201,40 @@ def test_host_modules_name_the_weights_file():
     p.weights = "shipped 'posendf_density' (posendf_density.pt)"
     assert "(weights: shipped 'posendf_density' (posendf_density.pt))" in repr(HostPosePrior(p))
     assert "posendf_density.pt" in repr(PoseNDFPriorLoss(prior=p))
+
+
+def test_margin_leaves_plausible_poses_to_the_data_in_every_adapter():
+    """margin m: each pose's energy is max(E - m, 0) in every adapter (the setting chosen on
+    real unseen poses in EasyMocap's optimiser, integrations/README.md); 0 keeps the energy;
+    a bad margin is refused naming the option."""
+    import posendf_plugin.integrations.easymocap as em
+    import posendf_plugin.integrations.humor as hm
+    import posendf_plugin.integrations.mmhuman3d as mm
+    import posendf_plugin.integrations.smplifyx as sx
+    import posendf_plugin.integrations.spin as sp
+
+    x = torch.cat([random_poses(3, 69, scale=0.05), random_poses(3, 69, scale=0.6, seed=1)])
+    e = TinyPrior().energy(x)
+    m = float(e.min() + e.max()) / 2  # the small rotations fall below it, the large ones not
+    want = torch.relu(e - m)
+    assert (want == 0).any() and (want > 0).any()
+    assert torch.allclose(HostPosePrior(TinyPrior(), margin=m)(x), want)
+    assert torch.allclose(HostPosePrior(TinyPrior(), margin=0.0)(x), e)
+    assert torch.allclose(sx.build_smplifyx_prior(TinyPrior(), model_type="smpl", margin=m)(x), want)
+    assert torch.allclose(sp.SPINPosePrior(TinyPrior(), margin=m)(x, None), want)
+    assert torch.allclose(em.PoseNDFPrior(prior=TinyPrior(), margin=m)(poses=x), want.mean())
+    assert torch.allclose(mm.PoseNDFPriorLoss(prior=TinyPrior(), reduction="none", margin=m)(x), want)
+    latent = x[:, :63].reshape(2, 3, 63)
+    assert torch.allclose(hm.PoseNDFPosePriorLoss(TinyPrior(), margin=m)(latent), want.sum(), rtol=1e-3)  # via rotation matrices
+    # the gradient vanishes exactly on the poses below the margin
+    xg = x.clone().requires_grad_(True)
+    HostPosePrior(TinyPrior(), margin=m)(xg).sum().backward()
+    below = want == 0
+    assert not xg.grad[below].any() and xg.grad[~below].abs().sum() > 0
+    for bad in (-0.1, float("nan"), float("inf"), "0.05", True):
+        with pytest.raises(ValueError, match="margin"):
+            HostPosePrior(TinyPrior(), margin=bad)
+        with pytest.raises(ValueError, match="margin"):
+            em.PoseNDFPrior(prior=TinyPrior(), margin=bad)
+    with pytest.raises(ValueError, match="margin"):
+        sx.register(priors={"posendf": "tiny_test"}, margin=-1.0)
