@@ -21,18 +21,18 @@ by the YAML ``weight``; they differ in how they call it:
 YAML, ``easymocap.multistage`` (inside a stage's ``loss:`` block)::
 
     pose_ndf:
-      weight: 1000.
+      weight: 30.
       module: posendf_plugin.integrations.easymocap.PoseNDFPrior
-      args: {key: poses, prior: posendf}
+      args: {key: poses, prior: posendf, margin: 0.05}
 
 YAML, ``myeasymocap`` (inside an ``Optimizer``'s ``loss:`` block, in place of ``prior``)::
 
     prior:
-      weight: 1000.
+      weight: 30.
       module: posendf_plugin.integrations.easymocap.PoseNDFPrior
       key_from_output: [poses]
       key_from_infos: []
-      args: {start: 0, end: 69, prior: posendf}
+      args: {start: 0, end: 69, prior: posendf, margin: 0.05}
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class PoseNDFPrior(nn.Module):
         reduce: ``mean`` (default, like EasyMocap's GMM prior) or ``sum`` over frames.
         margin: each frame's energy is ``max(E − margin, 0)``, so frames the prior finds
             plausible are left to the keypoints (0 = off). With the distance field
-            (``prior: posendf``) ``margin: 0.05`` at ``weight: 100`` is the setting chosen on real
+            (``prior: posendf``) ``margin: 0.05`` at ``weight: 30`` is the setting chosen on real
             unseen poses in EasyMocap's own optimiser (``integrations/README.md``).
 
     Building it guards the line search of EasyMocap's own L-BFGS copy
