@@ -452,11 +452,11 @@ def calibrate_weights(
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """``python -m posendf_plugin.integrations.smplifyx /path/to/smplify-x/smplifyx/main.py
-    [--posendf-checkpoint PATH] [--posendf-scale S] <SMPLify-X arguments>``.
+    [--posendf-checkpoint PATH] [--posendf-scale S] [--posendf-margin M] <SMPLify-X arguments>``.
 
     Runs an unmodified SMPLify-X ``main.py`` as ``__main__`` after :func:`register` (its folder
     goes first on ``sys.path``, as when it is run directly); every argument after the script
-    path except the two ``--posendf-*`` options is passed to SMPLify-X.
+    path except the ``--posendf-*`` options is passed to SMPLify-X.
 
     Returns:
         The globals of the finished script (as ``runpy.run_path`` returns them).
@@ -475,13 +475,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         help="Pose-NDF checkpoint for body_prior_type posendf (default: the shipped distance field)",
     )
     parser.add_argument("--posendf-scale", type=float, default=1.0, help="multiplies the prior energy (default 1)")
+    parser.add_argument("--posendf-margin", type=float, default=0.0,
+                        help="per-pose energy max(E - margin, 0) (default 0 = off; see register)")
     args, rest = parser.parse_known_args(argv)
     script = Path(args.script).resolve()
     if not script.is_file():
         raise FileNotFoundError(f"{script}: no such file; pass the path of smplify-x/smplifyx/main.py")
     sys.path.insert(0, str(script.parent))
     by_type = {"posendf": {"checkpoint": args.posendf_checkpoint}} if args.posendf_checkpoint else None
-    register(scale=args.posendf_scale, prior_kwargs_by_type=by_type)
+    register(scale=args.posendf_scale, prior_kwargs_by_type=by_type, margin=args.posendf_margin)
     saved_argv = sys.argv
     sys.argv = [str(script), *rest]
     try:

@@ -288,6 +288,10 @@ def test_runner_runs_unmodified_main(checkout):
     assert getattr(g["create_prior"], "_posendf_patch", None) is not None
     with pytest.raises(FileNotFoundError, match="main.py"):
         sx.main([str(checkout / "nope.py")])
+    g = sx.main([str(checkout / "main.py"), "--posendf-margin", "0.05", "l2"])
+    assert g["create_prior"]._posendf_patch.margin == 0.05  # the runner's margin reaches the patch
+    with pytest.raises(ValueError, match="margin"):
+        sx.main([str(checkout / "main.py"), "--posendf-margin", "-1", "l2"])
 
 
 # Per-stage lists of SMPLify-X's shipped configs, as in the real files: the number of stages is
