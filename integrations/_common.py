@@ -7,6 +7,7 @@ Quaternions are ``(w, x, y, z)`` (see :mod:`posendf_plugin.rotations`).
 """
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 from types import ModuleType
@@ -183,14 +184,20 @@ def _guarded_cubic_interpolate(original: Callable) -> Callable:
     return _cubic_interpolate
 
 
-def guard_line_search(module: ModuleType) -> bool:
+def guard_line_search(module: Union[ModuleType, str]) -> bool:
     """Guard the strong-Wolfe line search of an L-BFGS module (``torch.optim.lbfgs``, or a
-    host's copy of it such as SMPLify-X's ``optimizers/lbfgs_ls.py``) against trial steps that
+    host's copy of it such as SMPLify-X's ``optimizers/lbfgs_ls.py``; a dotted name is imported,
+    and one that does not import is left alone: ``False``) against trial steps that
     overflow the loss. Its ``_cubic_interpolate`` turns such a step (measured in real SMPLify-X
     and mmhuman3d fits with the distance fields at their calibrated weights: loss 1.6e194 and
     3.5e24 at the trial point) into a NaN step, and the fit's parameters into NaN; guarded, the
     step becomes the middle of the bracket and the search shrinks it as usual. Idempotent;
     returns whether the module has such a function. :func:`unguard_line_search` undoes it."""
+    if isinstance(module, str):
+        try:
+            module = importlib.import_module(module)
+        except ImportError:
+            return False
     fn = getattr(module, "__dict__", {}).get("_cubic_interpolate")
     if not callable(fn):
         return False

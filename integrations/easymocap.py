@@ -36,7 +36,6 @@ YAML, ``myeasymocap`` (inside an ``Optimizer``'s ``loss:`` block, in place of ``
 """
 from __future__ import annotations
 
-import importlib
 from typing import Mapping, Optional
 
 import torch
@@ -196,11 +195,7 @@ def guard_easymocap_line_search() -> bool:
     """Guard ``easymocap.pyfitting.lbfgs``'s strong-Wolfe line search (a copy of torch's, so
     the same overflowing trial step turns into a NaN step there); returns whether EasyMocap's
     L-BFGS was found. Without EasyMocap installed nothing happens."""
-    try:
-        module = importlib.import_module("easymocap.pyfitting.lbfgs")
-    except ImportError:
-        return False
-    return guard_line_search(module)
+    return guard_line_search("easymocap.pyfitting.lbfgs")
 
 
 def _layout(width: int) -> str:

@@ -403,7 +403,7 @@ def register(
             return term(latent_pose_pred)
     pose_prior_loss.posendf_term = term
     setattr(holder, "pose_prior_loss", pose_prior_loss)
-    guard_line_search(importlib.import_module("torch.optim.lbfgs"))
+    guard_line_search("torch.optim.lbfgs")
     return term
 
 

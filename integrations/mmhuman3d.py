@@ -87,7 +87,7 @@ class PoseNDFPriorLoss(nn.Module):
         _check_reduction(reduction, "reduction")
         self.margin = check_margin(margin)
         self.prior = resolve_prior(prior, prior_kwargs)
-        guard_line_search(importlib.import_module("torch.optim.lbfgs"))
+        guard_line_search("torch.optim.lbfgs")
         self.reduction = reduction
         self.loss_weight = float(loss_weight)
         self.expected_width = expected_width
