@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
+import warnings
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -28,6 +30,9 @@ __all__ = [
     "check_layout",
     "check_margin",
     "prior_energy",
+    "shipped_model_name",
+    "calibrated_scale",
+    "warn_host_weight",
     "HostPosePrior",
     "add_quat_noise",
     "SeparationStats",
@@ -90,6 +95,46 @@ def resolve_prior(prior: PriorLike, prior_kwargs: Optional[Mapping] = None) -> P
     raise TypeError(
         f"prior must be a prior name (e.g. 'posendf') or a posendf_plugin PosePrior, got "
         f"{type(prior).__name__}"
+    )
+
+
+def shipped_model_name(prior: PosePrior) -> Optional[str]:
+    """``'posendf'``, ``'posendf_density'`` or ``'nrdf'`` when ``prior`` is that shipped model
+    (its ``weights`` reads ``shipped '<name>' (<file>)``), else ``None`` (a model loaded from
+    the user's own checkpoint, or a prior without a shipped network)."""
+    w = getattr(prior, "weights", None)
+    m = re.match(r"shipped '(\w+)'", w) if isinstance(w, str) else None
+    return m.group(1) if m else None
+
+
+def calibrated_scale(prior: PosePrior, table: Mapping[str, float], host: str, default_for: Sequence[str] = ()) -> float:
+    """The energy scale that lets ``host`` keep the weights tuned for its own prior: the
+    ``table`` entry of the shipped model ``prior`` is, else 1.0 — with a warning, unless the
+    prior's name is in ``default_for`` (a prior of the host's own kind, e.g. the GMM, whose
+    energy is on the host's scale already). Tables: each adapter's calibrated scales,
+    integrations/README.md "Calibrated weights"."""
+    name = shipped_model_name(prior)
+    if name in table:
+        return float(table[name])
+    if prior.name not in default_for:
+        warnings.warn(
+            f"{host}: no calibrated scale for this '{prior.name}' model ({getattr(prior, 'weights', None) or 'not a shipped file'}); "
+            "using scale=1.0, which leaves the host's weights tuned for its own prior — pass scale= "
+            "(integrations/README.md, 'Calibrated weights': python -m posendf_plugin.integrations.vposer "
+            "--poses POSES --priors ... measures it for your model)",
+            UserWarning, stacklevel=3,
+        )
+    return 1.0
+
+
+def warn_host_weight(host: str, setting: str, value, tuned_for: str, use: str) -> None:
+    """Warn that ``setting`` still holds the host's value for its own prior (``tuned_for``),
+    which leaves a Pose-NDF term far too weak or strong to matter as intended; ``use`` says
+    what to set instead. Python's warning filter shows it once per place."""
+    warnings.warn(
+        f"{host}: {setting} = {value} is the value tuned for {tuned_for}; with this prior use {use} "
+        "(integrations/README.md, 'Calibrated weights')",
+        UserWarning, stacklevel=3,
     )
 
 

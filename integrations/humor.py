@@ -29,11 +29,12 @@ the hard-coded ‖z‖² would only ever see the latent. So this adapter does bo
 from __future__ import annotations
 
 import importlib
+import math
 import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ from posendf_plugin.data.motion import NUM_BETAS, Motion
 from posendf_plugin.io import save_npz
 from posendf_plugin.skeleton import NUM_BODY_JOINTS, body_joint_positions, pose_to_quat
 
-from ._common import PriorLike, check_margin, guard_line_search, prior_energy, resolve_prior
+from ._common import PriorLike, check_margin, guard_line_search, prior_energy, resolve_prior, shipped_model_name, warn_host_weight
 
 __all__ = [
     "HUMOR_NUM_JOINTS",
@@ -60,6 +61,8 @@ __all__ = [
     "PoseNDFPosePriorLoss",
     "register",
     "unregister",
+    "HUMOR_VPOSER_POSE_PRIOR_WEIGHTS",
+    "HUMOR_CALIBRATED_POSE_PRIOR_WEIGHTS",
 ]
 
 #: HuMoR's SMPL_JOINTS: root + 21 body joints
@@ -322,6 +325,26 @@ class PoseNDFPosePriorLoss(nn.Module):
         self.prior = resolve_prior(prior, prior_kwargs)
         self.scale = float(scale)
         self.margin = check_margin(margin)
+        self._host_weights_checked = False
+
+    def check_host_weights(self, loss_weights: Optional[Mapping]) -> bool:
+        """Warn (once) when HuMoR's ``'pose_prior'`` weight is still VPoser's
+        (:data:`HUMOR_VPOSER_POSE_PRIOR_WEIGHTS`, its configs' ``--pose-prior-weight``) at
+        ``scale`` 1: ~350 × too weak for a Pose-NDF field. Returns whether it warned."""
+        if self._host_weights_checked or self.scale != 1.0 or not isinstance(loss_weights, Mapping):
+            return False
+        self._host_weights_checked = True
+        w = loss_weights.get("pose_prior")
+        if not isinstance(w, (int, float)) or not any(math.isclose(w, v, rel_tol=1e-6) for v in HUMOR_VPOSER_POSE_PRIOR_WEIGHTS.values()):
+            return False
+        kind = min(HUMOR_VPOSER_POSE_PRIOR_WEIGHTS, key=lambda k: abs(HUMOR_VPOSER_POSE_PRIOR_WEIGHTS[k] - w))
+        name = shipped_model_name(self.prior)
+        use = (
+            f"--pose-prior-weight {HUMOR_CALIBRATED_POSE_PRIOR_WEIGHTS[name][kind]:g} (same value in each stage that uses the prior) "
+            f"for the shipped '{name}'" if name in HUMOR_CALIBRATED_POSE_PRIOR_WEIGHTS else "a weight calibrated for your model"
+        )
+        warn_host_weight("HuMoR", "the 'pose_prior' loss weight", w, f"VPoser's latent ‖z‖² ({kind} configs)", use)
+        return True
 
     def forward(self, latent_pose_pred: torch.Tensor) -> torch.Tensor:
         if not isinstance(latent_pose_pred, torch.Tensor) or latent_pose_pred.shape[-1] != _BODY_WIDTH:
@@ -337,6 +360,17 @@ class PoseNDFPosePriorLoss(nn.Module):
         e = prior_energy(self.prior, latent_to_body_pose(latent_pose_pred.reshape(-1, _BODY_WIDTH)), self.margin)
         return e.sum() * self.scale
 
+
+#: HuMoR's ``--pose-prior-weight`` for VPoser's ‖z‖² in its configs (``fit_amass_joints.cfg``;
+#: the RGB / PROX ones): what a user who swaps only the prior still passes
+HUMOR_VPOSER_POSE_PRIOR_WEIGHTS: Dict[str, float] = {"3D joints": 2e-4, "RGB": 0.04}
+#: the calibrated weight of each shipped model for those configs (integrations/README.md,
+#: "Calibrated weights": the real-vs-noisy energy gap matched to ‖z‖²'s at σ = 0.1)
+HUMOR_CALIBRATED_POSE_PRIOR_WEIGHTS: Dict[str, Dict[str, float]] = {
+    "posendf": {"3D joints": 0.070, "RGB": 14.1},
+    "posendf_density": {"3D joints": 0.074, "RGB": 14.8},
+    "nrdf": {"3D joints": 0.014, "RGB": 2.8},
+}
 
 _HUMOR_LOSS_MODULES = ("fitting.fitting_loss", "humor.fitting.fitting_loss")
 _ORIG_ATTR = "_posendf_original_pose_prior_loss"
@@ -397,9 +431,11 @@ def register(
 
     if isinstance(target, type):
         def pose_prior_loss(self, latent_pose_pred):
+            term.check_host_weights(getattr(self, "loss_weights", None))
             return term(latent_pose_pred)
     else:
         def pose_prior_loss(latent_pose_pred):
+            term.check_host_weights(getattr(target, "loss_weights", None))
             return term(latent_pose_pred)
     pose_prior_loss.posendf_term = term
     setattr(holder, "pose_prior_loss", pose_prior_loss)

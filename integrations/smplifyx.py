@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from ._common import (
     resolve_prior,
     separation_stats,
     unguard_line_search,
+    warn_host_weight,
 )
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "build_smplifyx_prior",
     "Calibration",
     "calibrate_weights",
+    "check_host_weights",
     "main",
 ]
 
@@ -219,10 +222,37 @@ def check_stage_weights(prior_type: str, args: Mapping) -> None:
     )
 
 
+def check_host_weights(prior_type: str, args: Mapping) -> bool:
+    """Warn when ``body_pose_prior_weights`` is still the list SMPLify-X's shipped configs tune
+    for VPoser's ‖z‖² and the GMM (:data:`SMPLIFYX_CONFIG_BODY_POSE_PRIOR_WEIGHTS`): with a
+    Pose-NDF field that is ~19 × too weak per stage (its energy gap between real and noisy poses
+    is ~350 × smaller than ‖z‖²'s), i.e. nearly a fit without a prior. The warning gives the
+    calibrated list for a shipped model. Returns whether it warned."""
+    weights = args.get("body_pose_prior_weights")
+    if weights is None:
+        return False
+    stock = tuple(float(w) for w in weights)
+    if not any(len(stock) == len(ref) and all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(stock, ref))
+               for ref in SMPLIFYX_CONFIG_BODY_POSE_PRIOR_WEIGHTS.values()):
+        return False
+    cfg = "fit_smplx.yaml" if len(stock) == 5 else "fit_smpl.yaml"
+    use = (
+        f"[{', '.join(f'{w:g}' for w in calibrated_body_pose_prior_weights(prior_type, cfg))}]"
+        if prior_type in CALIBRATED_STAGE_WEIGHTS else "weights calibrated for your model (calibrate_weights())"
+    )
+    warn_host_weight(
+        "SMPLify-X", "body_pose_prior_weights", list(weights),
+        "VPoser / the GMM (SMPLify-X's cfg_files)", f"{use} for body_prior_type '{prior_type}', or register(scale=...)",
+    )
+    return True
+
+
 def _make_create_prior(patch: _Patch) -> Callable:
     def create_prior(prior_type, **kwargs):
         if prior_type in patch.priors:
             check_stage_weights(prior_type, kwargs)
+            if patch.scale == 1.0:
+                check_host_weights(prior_type, kwargs)
             return build_smplifyx_prior(
                 patch.priors[prior_type],
                 model_type=kwargs.get("model_type", "smplx"),
@@ -294,7 +324,9 @@ def register(
             ``create_prior``.
         scale: multiplies the energy; keep 1.0 and use the calibrated
             ``body_pose_prior_weights`` from the README, or set it to reuse weights tuned
-            for another prior.
+            for another prior. At 1.0 a config that still holds SMPLify-X's own list (tuned
+            for VPoser / the GMM) gets a warning with the calibrated one
+            (:func:`check_host_weights`).
         **prior_kwargs: passed to ``get_prior(name, **prior_kwargs)`` for every name-based
             entry (e.g. ``checkpoint='my_ndf.pt'``). SMPLify-X's YAML cannot carry them
             (its parser rejects unknown keys), hence here.

@@ -8,22 +8,28 @@ over the batch. :class:`SPINPosePrior` has that call signature and returns ``(B,
 :func:`swap_pose_prior` puts it into an existing SPIN ``SMPLify`` instance.
 
 ``SMPLify.__call__`` does not pass ``pose_prior_weight`` (the default 4.78 tuned for the GMM
-is used), so the NDF energy is rescaled inside the module with ``scale`` (see the README for
-the calibrated value).
+is used), so the NDF energy is rescaled inside the module with ``scale``: by default the
+calibrated value of the shipped model (:data:`SPIN_CALIBRATED_SCALES`; the README's
+"Calibrated weights"); for a model of your own pass it.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 from torch import nn
 
-from ._common import SMPL_BODY_POSE_WIDTH, HostPosePrior, PriorLike, resolve_prior
+from ._common import SMPL_BODY_POSE_WIDTH, HostPosePrior, PriorLike, calibrated_scale, resolve_prior
 
-__all__ = ["SPINPosePrior", "swap_pose_prior", "SPIN_POSE_PRIOR_WEIGHT"]
+__all__ = ["SPINPosePrior", "swap_pose_prior", "SPIN_POSE_PRIOR_WEIGHT", "SPIN_CALIBRATED_SCALES"]
 
 #: ``body_fitting_loss``'s default ``pose_prior_weight`` (tuned for SPIN's GMM)
 SPIN_POSE_PRIOR_WEIGHT = 4.78
+#: ``scale`` that keeps SPIN's 4.78 for the shipped models: (calibrated weight / 4.78)², the
+#: real-vs-noisy energy gap matched to the GMM's at σ = 0.1 (``python -m
+#: posendf_plugin.integrations.vposer --poses posendf_plugin/assets/cmu_val.npz --priors posendf
+#: posendf_density nrdf vposer gmm``; integrations/README.md, "Calibrated weights")
+SPIN_CALIBRATED_SCALES: Dict[str, float] = {"posendf": 1.00e4, "posendf_density": 1.05e4, "nrdf": 1.97e3}
 
 
 class SPINPosePrior(HostPosePrior):
@@ -31,7 +37,9 @@ class SPINPosePrior(HostPosePrior):
 
     Args:
         prior: prior name or built :class:`~posendf_plugin.priors.base.PosePrior`.
-        scale: multiplies the energy so SPIN's GMM-tuned ``pose_prior_weight`` can stay.
+        scale: multiplies the energy so SPIN's GMM-tuned ``pose_prior_weight`` can stay;
+            ``None``: :data:`SPIN_CALIBRATED_SCALES` for a shipped model, 1.0 for the package's
+            GMM (SPIN's kind of prior), else 1.0 with a warning to pass one.
         expected_width: 69 (SPIN's SMPL body pose); ``None`` accepts any layout.
         prior_kwargs: for ``get_prior`` when ``prior`` is a name.
         margin: per-pose energy ``max(E − margin, 0)``; 0 = off.
@@ -40,19 +48,21 @@ class SPINPosePrior(HostPosePrior):
     def __init__(
         self,
         prior: PriorLike = "posendf",
-        scale: float = 1.0,
+        scale: Optional[float] = None,
         expected_width: Optional[int] = SMPL_BODY_POSE_WIDTH,
         prior_kwargs: Optional[Mapping] = None,
         margin: float = 0.0,
     ) -> None:
-        super().__init__(resolve_prior(prior, prior_kwargs), expected_width=expected_width, scale=scale, host="SPIN SMPLify",
-                         margin=margin)
+        built = resolve_prior(prior, prior_kwargs)
+        if scale is None:
+            scale = calibrated_scale(built, SPIN_CALIBRATED_SCALES, "SPIN SMPLify", default_for=("gmm", "none"))
+        super().__init__(built, expected_width=expected_width, scale=scale, host="SPIN SMPLify", margin=margin)
 
 
 def swap_pose_prior(
     smplify,
     prior: PriorLike = "posendf",
-    scale: float = 1.0,
+    scale: Optional[float] = None,
     prior_kwargs: Optional[Mapping] = None,
     margin: float = 0.0,
 ) -> nn.Module:

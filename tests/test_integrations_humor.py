@@ -233,3 +233,30 @@ def test_bad_files(tmp_path):
              pose_body=np.zeros((3, 63)), joints=np.zeros((3, 24, 3)))
     with pytest.raises(ValueError, match="joints.*\\(N, 22, 3\\)"):
         hm.load_humor(tmp_path / "badlen.npz")
+
+
+def test_vposer_weight_left_in_the_config_is_a_warning():
+    """A HuMoR user who swaps the prior but keeps the config's ``--pose-prior-weight`` (VPoser's
+    2e-4 for 3D joints, 0.04 for RGB) gets a prior ~350 × too weak: one warning naming the
+    calibrated weight, then silence; a calibrated weight or an explicit scale does not warn."""
+    shipped = TinyPrior()
+    shipped.weights = "shipped 'posendf_density' (posendf_density.pt)"
+    hm.register(FittingLoss, prior=shipped)
+    try:
+        x = random_poses(2, 63).reshape(1, 2, 63)
+        fl = FittingLoss({"pose_prior": 2e-4})
+        with pytest.warns(UserWarning, match=r"HuMoR: the 'pose_prior' loss weight = 0.0002 is the value tuned for VPoser.*3D joints.*--pose-prior-weight 0.074 .*'posendf_density'"):
+            fl.smpl_fit({"latent_pose": x})
+        import warnings as _w
+        with _w.catch_warnings():
+            _w.simplefilter("error")
+            fl.smpl_fit({"latent_pose": x})  # once only
+    finally:
+        hm.unregister(FittingLoss)
+    rgb = FittingLoss({"pose_prior": 0.04})
+    term = hm.register(rgb, prior=TinyPrior())
+    with pytest.warns(UserWarning, match=r"0.04 is the value tuned for VPoser.*RGB.*a weight calibrated for your model"):
+        rgb.pose_prior_loss(x)
+    hm.unregister(rgb)
+    assert term.check_host_weights({"pose_prior": 0.074}) is False
+    assert hm.PoseNDFPosePriorLoss(TinyPrior(), scale=350.0).check_host_weights({"pose_prior": 2e-4}) is False

@@ -389,3 +389,26 @@ def test_wrong_stage_count_is_one_clear_error_before_the_fit(checkout):
         sx.calibrated_body_pose_prior_weights("vposer")
     with pytest.raises(ValueError, match="config must be one of"):
         sx.calibrated_body_pose_prior_weights("posendf_density", "fit_smplx_posendf.yaml")
+
+
+def test_vposer_weights_left_in_the_config_are_a_warning(checkout, recwarn):
+    """SMPLify-X's shipped ``body_pose_prior_weights`` are tuned for VPoser's ‖z‖² / the GMM; kept
+    with a Pose-NDF ``body_prior_type`` the prior is ~19 × too weak per stage: one warning with
+    the calibrated list. The calibrated list, or ``register(scale=...)``, does not warn."""
+    sys.path.insert(0, str(checkout))
+    import main as smplifyx_main
+
+    sx.register(priors={"posendf": "tiny_test", "posendf_density": "tiny_test"})
+    cfg = dict(SMPLIFYX_ARGS, **HOST_CONFIGS["fit_smplx.yaml"])
+    cfg["body_pose_prior_weights"] = [404.0, 404.0, 57.4, 4.78, 4.78]
+    with pytest.warns(UserWarning, match=r"SMPLify-X: body_pose_prior_weights = \[404.0, 404.0, 57.4, 4.78, 4.78\] is the value tuned for VPoser.*\[7775, 7775, 1105, 91.99, 91.99\] for body_prior_type 'posendf_density'"):
+        smplifyx_main.build_body_pose_prior(body_prior_type="posendf_density", **cfg)
+    recwarn.clear()
+    cfg["body_pose_prior_weights"] = list(sx.calibrated_body_pose_prior_weights("posendf", "fit_smplx.yaml"))
+    smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **cfg)
+    assert not [w for w in recwarn if "tuned for VPoser" in str(w.message)]
+    sx.unregister()
+    sx.register(priors={"posendf": "tiny_test"}, scale=350.0)
+    cfg["body_pose_prior_weights"] = [404.0, 404.0, 57.4, 4.78, 4.78]
+    smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **cfg)
+    assert not [w for w in recwarn if "tuned for VPoser" in str(w.message)]

@@ -12,7 +12,7 @@ import torch
 
 from test_integrations_common import TinyPrior, random_poses
 
-from posendf_plugin.integrations.spin import SPIN_POSE_PRIOR_WEIGHT, SPINPosePrior, swap_pose_prior
+from posendf_plugin.integrations.spin import SPIN_CALIBRATED_SCALES, SPIN_POSE_PRIOR_WEIGHT, SPINPosePrior, swap_pose_prior
 
 
 class GMMStandIn(torch.nn.Module):
@@ -55,7 +55,7 @@ def test_swap_and_call_like_spin():
 
 
 def test_wrong_layout_names_both():
-    prior = SPINPosePrior(TinyPrior())
+    prior = SPINPosePrior(TinyPrior(), scale=1.0)
     with pytest.raises(ValueError, match=r"\(3, 63\).*SMPL-X body_pose.*\(B, 69\).*SMPL body_pose"):
         prior(random_poses(3, 63), torch.zeros(3, 10))
 
@@ -63,3 +63,21 @@ def test_wrong_layout_names_both():
 def test_bad_host_object():
     with pytest.raises(TypeError, match="no 'pose_prior' attribute"):
         swap_pose_prior(object(), TinyPrior())
+
+
+def test_default_scale_is_the_calibrated_one_for_shipped_models(recwarn):
+    """``swap_pose_prior(smplify)`` with no scale keeps SPIN's GMM-tuned 4.78 *and* works: the
+    shipped fields get their calibrated scale (integrations/README.md, 'Calibrated weights'),
+    not 1.0 (which left the prior ~100 × too weak in SPIN's squared weight)."""
+    assert SPINPosePrior("posendf").scale == SPIN_CALIBRATED_SCALES["posendf"] == 1.00e4
+    assert SPINPosePrior("posendf_density").scale == SPIN_CALIBRATED_SCALES["posendf_density"] == 1.05e4
+    assert SPINPosePrior("nrdf").scale == SPIN_CALIBRATED_SCALES["nrdf"]
+    assert SPINPosePrior("gmm").scale == 1.0  # SPIN's own kind of prior: its weight already fits
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    smplify = HarnessSMPLify()
+    swap_pose_prior(smplify, "posendf_density")
+    assert smplify.pose_prior.scale == 1.05e4
+    # a model of the user's own: 1.0, and a warning that says to pass the scale
+    with pytest.warns(UserWarning, match=r"SPIN SMPLify: no calibrated scale for this 'tiny_test' model.*pass scale="):
+        assert SPINPosePrior(TinyPrior()).scale == 1.0
+    assert SPINPosePrior(TinyPrior(), scale=3.0).scale == 3.0
