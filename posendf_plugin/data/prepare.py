@@ -56,6 +56,7 @@ from tqdm import tqdm
 from .._checks import check_shape
 from ..io import load_npz, load_yaml, save_json, save_npz
 from ..skeleton import NUM_BODY_JOINTS, with_mirror_images
+from .augment import with_part_mixes
 from .labels import (METRICS, CandidateIndex, SearchConfig, check_label_device, faiss_threads, knn_labels,
                      measure_recall)
 from .noise import TAILS, draw_scales, gaussian_quat_noise, heavy_tailed_rotation_noise
@@ -132,6 +133,9 @@ class PrepareConfig:
         mirror: add the left/right mirror image of every pose to the pose set and to the
             reference set (:func:`~posendf_plugin.skeleton.mirror_body_quat`): twice the poses,
             no side bias.
+        part_mix: add ``part_mix × N`` poses made of the body parts (legs, arms, trunk) of two
+            data poses to the pose set and the reference set, before mirroring
+            (:func:`~posendf_plugin.data.augment.with_part_mixes`, seeded by ``seed``); 0 = off.
     """
 
     noise: str = "posendf"
@@ -151,8 +155,11 @@ class PrepareConfig:
     recall_queries: int = 1000
     search: SearchConfig = field(default_factory=SearchConfig)
     mirror: bool = False
+    part_mix: float = 0.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.part_mix, bool) or not isinstance(self.part_mix, (int, float)) or not 0 <= self.part_mix <= 10:
+            raise ValueError(f"part_mix must be a number in [0, 10], got {self.part_mix!r}")
         if self.noise not in NOISE_KINDS:
             raise ValueError(f"noise must be one of {list(NOISE_KINDS)}, got {self.noise!r}")
         if self.metric not in METRICS:
@@ -310,6 +317,8 @@ def _settings(config: PrepareConfig, seed: int, poses_info: dict, ref_info: dict
     cfg = config.to_dict()
     if cfg["clean_labels"] == "zero":  # the default is left out: data made before the option keeps its hash
         del cfg["clean_labels"]
+    if not cfg.get("part_mix"):  # likewise
+        cfg.pop("part_mix", None)
     return {"config": cfg, "seed": int(seed), "poses": poses_info, "reference": ref_info}
 
 
@@ -480,7 +489,7 @@ def prepare_training_data(
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     def load(path: PathLike, flag: str) -> torch.Tensor:
-        q = _load_set(path, flag)
+        q = with_part_mixes(_load_set(path, flag), config.part_mix, seed)
         return with_mirror_images(q) if config.mirror else q
 
     poses_q = load(poses, "--poses")
