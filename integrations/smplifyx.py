@@ -140,6 +140,7 @@ class _Patch:
     prior_kwargs: Dict[str, dict]
     scale: float
     margin: float = 0.0
+    announce: bool = False
 
 
 def _looks_like_smplifyx_prior(mod: ModuleType) -> bool:
@@ -162,7 +163,7 @@ def _find_prior_modules() -> List[ModuleType]:
     return found
 
 
-def calibrated_body_pose_prior_weights(prior: str = "posendf", config: str = "fit_smplx.yaml") -> Tuple[float, ...]:
+def calibrated_body_pose_prior_weights(prior: str = "posendf_density", config: str = "fit_smplx.yaml") -> Tuple[float, ...]:
     """``body_pose_prior_weights`` for ``prior`` (a key of :data:`CALIBRATED_STAGE_WEIGHTS`:
     'posendf', 'posendf_density' or 'nrdf', the shipped models) in a copy of SMPLify-X's
     ``cfg_files/<config>``: one entry per stage of that config (5 for fit_smplx.yaml /
@@ -253,7 +254,7 @@ def _make_create_prior(patch: _Patch) -> Callable:
             check_stage_weights(prior_type, kwargs)
             if patch.scale == 1.0:
                 check_host_weights(prior_type, kwargs)
-            return build_smplifyx_prior(
+            module = build_smplifyx_prior(
                 patch.priors[prior_type],
                 model_type=kwargs.get("model_type", "smplx"),
                 dtype=kwargs.get("dtype", torch.float32),
@@ -261,6 +262,9 @@ def _make_create_prior(patch: _Patch) -> Callable:
                 prior_kwargs=patch.prior_kwargs.get(prior_type) or None,
                 margin=patch.margin,
             )
+            if patch.announce:  # SMPLify-X logs its settings by print; say which model it got
+                print(f"posendf_plugin: body_prior_type '{prior_type}' -> {module.extra_repr()}", flush=True)
+            return module
         return patch.original(prior_type, **kwargs)
 
     setattr(create_prior, _PATCH_ATTR, patch)
@@ -312,6 +316,7 @@ def register(
     scale: float = 1.0,
     prior_kwargs_by_type: Optional[Mapping[str, Mapping]] = None,
     margin: float = 0.0,
+    announce: bool = False,
     **prior_kwargs,
 ) -> List[str]:
     """Make ``body_prior_type: posendf`` (and ``posendf_density``, ``nrdf``) work in an
@@ -333,6 +338,8 @@ def register(
         prior_kwargs_by_type: ``{body_prior_type: kwargs}`` for one entry only (e.g. a
             checkpoint for ``posendf`` but not for ``nrdf``); merged over ``prior_kwargs``.
         margin: per-pose energy ``max(E − margin, 0)`` of every registered prior (0 = off).
+        announce: print one line naming the model (and file) each time SMPLify-X builds one of
+            these priors, as SMPLify-X prints its own settings (the runner sets it).
     Returns:
         Names of the modules whose ``create_prior`` now points to the extended factory.
     Raises:
@@ -381,7 +388,7 @@ def register(
                 stacklevel=2,
             )
         original = previous.original if previous is not None else current
-        new = _make_create_prior(_Patch(original, mapping, per_prior_kwargs, float(scale), margin))
+        new = _make_create_prior(_Patch(original, mapping, per_prior_kwargs, float(scale), margin, bool(announce)))
         patched += [n for n in _replace_everywhere(current, new) if n not in patched]
         if previous is not None:  # modules that still hold the unpatched original
             patched += [n for n in _replace_everywhere(original, new) if n not in patched]
@@ -515,7 +522,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise FileNotFoundError(f"{script}: no such file; pass the path of smplify-x/smplifyx/main.py")
     sys.path.insert(0, str(script.parent))
     by_type = {"posendf": {"checkpoint": args.posendf_checkpoint}} if args.posendf_checkpoint else None
-    register(scale=args.posendf_scale, prior_kwargs_by_type=by_type, margin=args.posendf_margin)
+    register(scale=args.posendf_scale, prior_kwargs_by_type=by_type, margin=args.posendf_margin, announce=True)
     saved_argv = sys.argv
     sys.argv = [str(script), *rest]
     try:

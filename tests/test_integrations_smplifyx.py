@@ -412,3 +412,13 @@ def test_vposer_weights_left_in_the_config_are_a_warning(checkout, recwarn):
     cfg["body_pose_prior_weights"] = [404.0, 404.0, 57.4, 4.78, 4.78]
     smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **cfg)
     assert not [w for w in recwarn if "tuned for VPoser" in str(w.message)]
+
+
+def test_runner_says_which_model_smplifyx_got(checkout, capsys):
+    """SMPLify-X logs its settings by print, not the prior it built: the runner prints one line
+    naming the model and its file, so a log tells 'posendf' and 'posendf_density' apart."""
+    sx.main([str(checkout / "main.py"), "posendf_density"])
+    out = capsys.readouterr().out
+    assert "posendf_plugin: body_prior_type 'posendf_density' -> prior=posendf (weights: shipped 'posendf_density' (posendf_density.pt))" in out
+    sx.main([str(checkout / "main.py"), "l2"])
+    assert "posendf_plugin" not in capsys.readouterr().out  # SMPLify-X's own types: nothing added
