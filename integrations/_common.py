@@ -127,14 +127,16 @@ def calibrated_scale(prior: PosePrior, table: Mapping[str, float], host: str, de
     return 1.0
 
 
-def warn_host_weight(host: str, setting: str, value, tuned_for: str, use: str) -> None:
+def warn_host_weight(host: str, setting: str, value, tuned_for: str, use: str, stacklevel: int = 4) -> None:
     """Warn that ``setting`` still holds the host's value for its own prior (``tuned_for``),
     which leaves a Pose-NDF term far too weak or strong to matter as intended; ``use`` says
-    what to set instead. Python's warning filter shows it once per place."""
+    what to set instead. Python's warning filter shows it once per place. ``stacklevel`` 4
+    points at the host's line when the adapter's check is called from the patched host
+    function (host → patched function → check → here)."""
     warnings.warn(
         f"{host}: {setting} = {value} is the value tuned for {tuned_for}; with this prior use {use} "
         "(integrations/README.md, 'Calibrated weights')",
-        UserWarning, stacklevel=3,
+        UserWarning, stacklevel=stacklevel,
     )
 
 

@@ -245,8 +245,9 @@ def test_vposer_weight_left_in_the_config_is_a_warning():
     try:
         x = random_poses(2, 63).reshape(1, 2, 63)
         fl = FittingLoss({"pose_prior": 2e-4})
-        with pytest.warns(UserWarning, match=r"HuMoR: the 'pose_prior' loss weight = 0.0002 is the value tuned for VPoser.*3D joints.*--pose-prior-weight 0.074 .*'posendf_density'"):
+        with pytest.warns(UserWarning, match=r"HuMoR: the 'pose_prior' loss weight = 0.0002 is the value tuned for VPoser.*3D joints.*--pose-prior-weight 0.074 .*'posendf_density'") as rec:
             fl.smpl_fit({"latent_pose": x})
+        assert [w.filename for w in rec if "tuned for VPoser" in str(w.message)] == [__file__]  # HuMoR's line, not ours
         import warnings as _w
         with _w.catch_warnings():
             _w.simplefilter("error")

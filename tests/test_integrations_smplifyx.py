@@ -401,8 +401,9 @@ def test_vposer_weights_left_in_the_config_are_a_warning(checkout, recwarn):
     sx.register(priors={"posendf": "tiny_test", "posendf_density": "tiny_test"})
     cfg = dict(SMPLIFYX_ARGS, **HOST_CONFIGS["fit_smplx.yaml"])
     cfg["body_pose_prior_weights"] = [404.0, 404.0, 57.4, 4.78, 4.78]
-    with pytest.warns(UserWarning, match=r"SMPLify-X: body_pose_prior_weights = \[404.0, 404.0, 57.4, 4.78, 4.78\] is the value tuned for VPoser.*\[7775, 7775, 1105, 91.99, 91.99\] for body_prior_type 'posendf_density'"):
+    with pytest.warns(UserWarning, match=r"SMPLify-X: body_pose_prior_weights = \[404.0, 404.0, 57.4, 4.78, 4.78\] is the value tuned for VPoser.*\[7775, 7775, 1105, 91.99, 91.99\] for body_prior_type 'posendf_density'") as rec:
         smplifyx_main.build_body_pose_prior(body_prior_type="posendf_density", **cfg)
+    assert [w.filename for w in rec if "tuned for VPoser" in str(w.message)] == [str(checkout / "main.py")]  # SMPLify-X's line
     recwarn.clear()
     cfg["body_pose_prior_weights"] = list(sx.calibrated_body_pose_prior_weights("posendf", "fit_smplx.yaml"))
     smplifyx_main.build_body_pose_prior(body_prior_type="posendf", **cfg)
