@@ -300,3 +300,19 @@ def test_building_the_loss_guards_torchs_lbfgs_line_search(monkeypatch):
     assert lbfgs._cubic_interpolate(*ok) == original(*ok)
     mm.PoseNDFPriorLoss(prior=TinyPrior())  # a second loss does not wrap it twice
     assert lbfgs._cubic_interpolate._posendf_unguarded is original
+
+
+def test_a_folder_named_mmhuman3d_is_not_taken_for_the_package(tmp_path, monkeypatch):
+    """Running from the parent of a clone puts a folder ``mmhuman3d/`` (no ``__init__.py`` at
+    that level) on the path: the error says so, instead of blaming mmcv."""
+    import posendf_plugin.integrations.mmhuman3d as mm
+
+    (tmp_path / "mmhuman3d").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "mmhuman3d", raising=False)
+    import importlib as _il
+    _il.invalidate_caches()
+    if _il.util.find_spec("mmhuman3d").origin not in (None, "namespace"):
+        pytest.skip("a real mmhuman3d package is installed ahead of the folder")
+    with pytest.raises(ImportError, match=r"folder without __init__.py .*not the mmhuman3d package"):
+        mm.register_mmhuman3d()
