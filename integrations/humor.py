@@ -335,9 +335,10 @@ class PoseNDFPosePriorLoss(nn.Module):
             return False
         self._host_weights_checked = True
         w = loss_weights.get("pose_prior")
-        if not isinstance(w, (int, float)) or not any(math.isclose(w, v, rel_tol=1e-6) for v in HUMOR_VPOSER_POSE_PRIOR_WEIGHTS.values()):
+        kind = next((k for k, v in HUMOR_VPOSER_POSE_PRIOR_WEIGHTS.items()
+                     if isinstance(w, (int, float)) and math.isclose(w, v, rel_tol=1e-6)), None)
+        if kind is None:
             return False
-        kind = min(HUMOR_VPOSER_POSE_PRIOR_WEIGHTS, key=lambda k: abs(HUMOR_VPOSER_POSE_PRIOR_WEIGHTS[k] - w))
         name = shipped_model_name(self.prior)
         use = (
             f"--pose-prior-weight {HUMOR_CALIBRATED_POSE_PRIOR_WEIGHTS[name][kind]:g} (same value in each stage that uses the prior) "
