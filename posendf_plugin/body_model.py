@@ -300,6 +300,7 @@ def _candidates(folder: Path, model_type: str, gender: str) -> List[Path]:
         short = {"neutral": "neutral", "male": "m", "female": "f"}[gender]
         names += [f"basicModel_{short}_lbs_10_207_0_v1.0.0.pkl", f"basicmodel_{short}_lbs_10_207_0_v1.1.0.pkl",
                   f"basicModel_{gender}_lbs_10_207_0_v1.0.0.pkl", f"basicmodel_{gender}_lbs_10_207_0_v1.1.0.pkl"]
+    names = list(dict.fromkeys(names))  # neutral: the short and the long gender name are the same
     out = []
     for base in (folder / model_type, folder):
         out += [base / n for n in names]

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .io import atomic_path, check_output_dir, check_output_file, finite_or_none, load_npz, save_json
+from .io import atomic_path, check_output_dir, check_output_file, finite_or_none, load_npz, save_json, save_npz
 from .skeleton import SKELETON_SIDE_COLOURS
 from .skeleton import SMPL_JOINT_NAMES as _JOINT_NAMES
 
@@ -194,34 +194,34 @@ def _cmd_relabel(args) -> int:
 
 
 def _cmd_project(args) -> int:
-    from .data.motion import load_motion, save_motion
-    from .data.posesets import load_pose_set, save_pose_set
-    from .skeleton import quat_to_pose, to_body_quat
+    from .data.motion import load_motion
+    from .data.posesets import load_pose_set
+    from .skeleton import set_body_pose, to_body_quat
 
     check_output_file(args.out, inputs=[args.poses], what="--out file")
     raw = load_npz(args.poses)
-    is_set = "quat" in raw
-    if is_set:
-        ps = load_pose_set(args.poses)
-        q = ps.quat
-    else:
-        motion = load_motion(args.poses)
-        q = to_body_quat(motion.pose_body)
+    q = load_pose_set(args.poses).quat if "quat" in raw else to_body_quat(load_motion(args.poses).pose_body)
     prior = _load_prior(args)
     t0 = time.perf_counter()
     before = prior.distance(q)
     res = prior.project(q, **_project_kwargs(args))
     secs = time.perf_counter() - t0
     out = Path(args.out)
-    if is_set:
-        save_pose_set(out, res.poses.cpu(), ps.clip_id.numpy(), ps.clip_names, ps.source)
-    else:
-        motion.pose_body = quat_to_pose(res.poses.cpu(), 63).numpy().astype(np.float32)
-        save_motion(out, motion)
+    # the same file back: every key as it was, the body joints of each pose key replaced in its own layout
+    arrays = dict(raw)
+    keys = [k for k in _PROJECTED_KEYS if k in arrays]
+    for k in keys:
+        arrays[k] = set_body_pose(torch.from_numpy(np.asarray(arrays[k])), res.poses.cpu()).numpy()
+    save_npz(out, **arrays)
+    dropped = f"; left out {sorted(raw.objects)} (pickled objects are never read)" if raw.objects else ""
     print(f"projected {len(q)} poses in {secs:.2f} s: mean f {float(before.mean()):.4f} -> {float(res.distance.mean()):.4f}; "
           f"converged {float(res.converged.float().mean()) * 100:.1f}% (mean {float(res.iterations.float().mean()):.1f} steps); "
-          f"wrote {out}")
+          f"wrote {out} (body joints of {', '.join(keys)} replaced, every other key as in the input{dropped})")
     return 0
+
+
+#: the pose keys ``posendf project`` rewrites (each in its own layout); every other key is copied
+_PROJECTED_KEYS = ("quat", "pose_body", "poses", "body_pose")
 
 
 def _nearest_share(q: torch.Tensor, reference: torch.Tensor, near_deg: float) -> Tuple[float, float]:
@@ -255,6 +255,8 @@ def _cmd_sample(args) -> int:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.grid < 1:
         raise ValueError(f"--grid must be >= 1, got {args.grid}")
+    if not (math.isfinite(args.sigma) and args.sigma >= 0):
+        raise ValueError(f"--sigma must be a finite number >= 0 (radians of axis-angle noise), got {args.sigma}")
     out = check_output_dir(args.out, "--out folder")
     around = load_pose_set(args.around).quat if args.around else None
     ref, ref_name = _reference_poses(args)  # read before the work: a bad --reference fails fast
@@ -309,7 +311,8 @@ def _cmd_interpolate(args) -> int:
     summary = {"steps": args.steps, "mean_f_projected": float(f_path[inner].mean()), "mean_f_slerp": float(f_plain[inner].mean()),
                "f_projected": f_path.tolist(), "f_slerp": f_plain.tolist()}
     save_json(out / "summary.json", summary)
-    print(f"mean f along the path (intermediate poses): projected {summary['mean_f_projected']:.4f} vs plain slerp "
+    which = "intermediate poses" if args.steps > 2 else "the two end poses; no intermediate pose with --steps 2"
+    print(f"mean f along the path ({which}): projected {summary['mean_f_projected']:.4f} vs plain slerp "
           f"{summary['mean_f_slerp']:.4f}; wrote {out}/interpolation.npz, slerp.npz, interpolation.png")
     return 0
 
@@ -356,7 +359,9 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("project", help="project poses onto the pose manifold",
                               description="Project every pose of a motion (.npz: AMASS/HuMoR/original Pose-NDF) or a "
-                                          "pose set onto the manifold; writes the same layout to --out.")
+                                          "pose set onto the manifold; writes the same file to --out with the body joints replaced in "
+                                          "each pose key's own layout (root, hands, translation, shape and every "
+                                          "other key as in the input).")
     p.add_argument("--poses", required=True, help="motion or pose-set .npz")
     p.add_argument("--out", required=True, help="output .npz")
     _add_prior_args(p)

@@ -21,8 +21,9 @@ Quaternions are ``(w, x, y, z)`` (see :mod:`posendf_plugin.rotations`).
 """
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -44,6 +45,8 @@ __all__ = [
     "pose_to_quat",
     "quat_to_pose",
     "to_body_quat",
+    "pose_units_problem",
+    "set_body_pose",
     "forward_kinematics",
     "body_joint_positions",
     "BODY_MIRROR",
@@ -215,6 +218,65 @@ def to_body_quat(x, name: str = "poses") -> torch.Tensor:
         f"(..., 21, 4) quaternions (w, x, y, z); (..., 21, 3, 3) rotation matrices; (..., 21, 3) "
         f"axis-angle; or flat axis-angle with last dimension {_layouts_text()}"
     )
+
+
+def pose_units_problem(x) -> Optional[str]:
+    """Why a body-pose array read from a file looks like the wrong units or component order, or
+    ``None`` when it looks right. Files are checked with this; tensors inside a fit are not.
+
+    * Axis-angle (any layout of :func:`to_body_quat`) is read as radians: when more than 5 % of
+      the body joints turn by more than a full turn (2π), or any by more than 4π, the values are
+      degrees (a real motion turns many joints by more than 6.3°, and radians never need 2π).
+    * Quaternions ``(..., 21, 4)`` are read as ``(w, x, y, z)``: when the mean ``|w|`` is below
+      0.5 (the average body joint turned by more than 120°) and the last component's is larger
+      by 0.3, the order is ``(x, y, z, w)`` (uniformly random rotations have both near 0.42).
+    """
+    x = as_tensor(x, "pose").detach().double()
+    if x.numel() == 0:
+        return None
+    if x.ndim >= 2 and x.shape[-2:] == (NUM_BODY_JOINTS, 4):
+        a = x.abs().reshape(-1, 4).mean(0)
+        if float(a[0]) < 0.5 and float(a[3]) > float(a[0]) + 0.3:
+            return (f"the quaternions look like (x, y, z, w) order (mean |first| {float(a[0]):.2f}, mean |last| "
+                    f"{float(a[3]):.2f}); this package reads (w, x, y, z) — reorder with q[..., [3, 0, 1, 2]]")
+        return None
+    if not is_axis_angle(x):
+        return None
+    r = body_axis_angle(x).norm(dim=-1)
+    share = float((r > 2 * math.pi).double().mean())
+    top = float(r.max())
+    if share > 0.05 or top > 4 * math.pi:
+        return (f"the axis-angle values look like degrees ({share * 100:.0f} % of the body joints turn by more than "
+                f"2π, the largest by {top:.1f}); this package reads radians — convert with numpy.deg2rad")
+    return None
+
+
+def set_body_pose(pose, q: torch.Tensor) -> torch.Tensor:
+    """``pose`` in its own layout with its 21 body joints replaced by ``q`` — the inverse of
+    :func:`to_body_quat` that keeps every other joint (root, hands, jaw, fingers) as it was.
+
+    Args:
+        pose: any layout :func:`to_body_quat` accepts, ``(N, ...)``.
+        q: ``(N, 21, 4)`` body-joint quaternions ``(w, x, y, z)``.
+    Returns:
+        a new tensor of ``pose``'s shape and dtype.
+    """
+    pose = as_tensor(pose, "pose")
+    q = q.to(torch.float64)
+    if pose.ndim >= 3 and pose.shape[-3:] == (NUM_BODY_JOINTS, 3, 3):
+        new = R.quat_to_matrix(q)
+    elif pose.ndim >= 2 and pose.shape[-2:] == (NUM_BODY_JOINTS, 4):
+        new = q
+    elif pose.ndim >= 2 and pose.shape[-2:] == (NUM_BODY_JOINTS, 3):
+        new = R.quat_to_axis_angle(q)
+    elif pose.ndim >= 1 and pose.shape[-1] in POSE_LAYOUTS:
+        _, first, _ = POSE_LAYOUTS[pose.shape[-1]]
+        new = pose.to(torch.float64).clone()
+        new[..., 3 * first:3 * (first + NUM_BODY_JOINTS)] = R.quat_to_axis_angle(q).reshape(q.shape[:-2] + (3 * NUM_BODY_JOINTS,))
+    else:
+        to_body_quat(pose)  # raises the layout error
+        raise AssertionError("unreachable")
+    return new.reshape(pose.shape).to(pose.dtype)
 
 
 def forward_kinematics(

@@ -80,14 +80,22 @@ def test_denoise_motion_outputs_and_bad_input(tmp_path, bm):
     f = tmp_path / "walk.npz"
     save_motion(f, walking_motion(30))
     r = D.denoise_motion(f, tmp_path / "out", body_model=bm, config=FAST, seed=0, progress=False)
-    assert r.metrics["windows"] == 2 and r.metrics["frames"] == 24  # 30 frames -> 2 windows of 12
+    # 30 frames -> 2 windows of 12, then frames 24-29 from a third window over frames 18-29
+    assert r.metrics["windows"] == 3 and r.metrics["frames"] == 30
     for suffix in ("_denoised.npz", "_denoise.npz", "_metrics.json", "_trajectories.png"):
         assert (tmp_path / "out" / f"walk{suffix}").is_file(), suffix
     z = np.load(tmp_path / "out" / "walk_denoised.npz")
-    assert z["pose_body"].shape == (24, 63)
+    assert z["pose_body"].shape == (30, 63)
     met = json.loads((tmp_path / "out" / "walk_metrics.json").read_text())
-    assert len(met["windows"]) == 2 and met["metrics"]["mpjpe_mm"] == pytest.approx(r.metrics["mpjpe_mm"])
-    with pytest.raises(ValueError, match="fewer than one window"):
+    assert len(met["windows"]) == 3 and met["metrics"]["mpjpe_mm"] == pytest.approx(r.metrics["mpjpe_mm"])
+    assert met["windows"][2]["start_frame"] == 18 and met["windows"][2]["frames_kept"] == 6
+    assert met["metrics"]["mpjpe_mm"] == pytest.approx(np.average([w["mpjpe_mm"] for w in met["windows"]], weights=[12, 12, 6]))
+    # the kept tail frames are the clip's last frames: their ground truth equals the clip's
+    full = D.denoise_motion(f, None, body_model=bm, config=replace(FAST, window=30), seed=0, progress=False)
+    assert np.allclose(r.gt_joints, full.gt_joints, atol=1e-5)
+    capped = D.denoise_motion(f, None, body_model=bm, config=FAST, seed=0, max_windows=2, progress=False)
+    assert capped.metrics["windows"] == 2 and capped.metrics["frames"] == 24  # max_windows: full windows only
+    with pytest.raises(ValueError, match=r"fewer than one window.*--window 30"):
         D.denoise_motion(f, None, body_model=bm, config=replace(FAST, window=60), progress=False)
     bad = tmp_path / "bad.npz"
     np.savez(bad, foo=np.zeros(3))

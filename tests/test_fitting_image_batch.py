@@ -133,7 +133,7 @@ def test_per_image_camera_file_flag_and_bad_file_in_batch(tmp_path, bm, capsys):
     cams = {f["image"]: f["camera"] for f in s.fitted}
     assert cams["a.jpg"] == {"focal_length": [600.0, 620.0], "principal_point": [150.0, 110.0], "source": "a.camera.json"}
     assert cams["b.jpg"] == {"focal_length": [450.0, 450.0], "principal_point": [W / 2, H / 2], "source": "given"}
-    assert [n for n, _ in s.skipped] == ["c.jpg"] and "c.camera.json" in s.skipped[0][1]
+    assert [n for n, _ in s.failed] == ["c.jpg"] and "c.camera.json" in s.failed[0][1] and not s.skipped
     assert np.load(tmp_path / "o" / "a.npz")["focal_length"].tolist() == [600.0, 620.0]
     # CLI: --focal-length, --camera FILE, and their errors name the flag / the file
     for f in ("c.jpg", "c.json", "c.camera.json"):
@@ -153,6 +153,30 @@ def test_per_image_camera_file_flag_and_bad_file_in_batch(tmp_path, bm, capsys):
     assert cli_main(base + ["--out", str(tmp_path / "c3"), "--camera", str(cam)]) == 2
     err = capsys.readouterr().err.strip()
     assert str(cam) in err and "\n" not in err
+
+
+def test_openpose_keypoints_name_is_found_and_an_unreadable_image_fails_the_run(tmp_path, bm, capsys):
+    """OpenPose's --write_json name ``<stem>_keypoints.json`` (what SMPLify-X reads) is found next
+    to the image; an image that cannot be read is a failure (exit status 1), not a skip."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    kp = people_seen_by(bm, (500.0, 500.0), (W / 2, H / 2))
+    write_image(d / "a.jpg")
+    write_openpose(d / "a_keypoints.json", kp)
+    (d / "b.jpg").write_text("not an image")
+    write_openpose(d / "b.json", kp)
+    s = fit_image_dir(d, tmp_path / "o", prior="none", body_model=bm, config=TINY, progress=False, render=False)
+    assert [f["image"] for f in s.fitted] == ["a.jpg"] and not s.skipped
+    assert [n for n, _ in s.failed] == ["b.jpg"] and "cannot read the image" in s.failed[0][1]
+    capsys.readouterr()
+    assert cli_main(["fit-image", "--image-dir", str(d), "--out", str(tmp_path / "c"), "--prior", "none",
+                     "--no-render", "--quiet"]) == 1
+    assert "failed on 1 image(s)" in capsys.readouterr().out
+    (d / "b.jpg").unlink()
+    (d / "b.json").unlink()
+    write_image(d / "c.jpg")
+    s = fit_image_dir(d, tmp_path / "o", prior="none", body_model=bm, config=TINY, progress=False, render=False)
+    assert [n for n, _ in s.skipped] == ["c.jpg"] and "c_keypoints.json" in s.skipped[0][1]
 
 
 # --- reliability -----------------------------------------------------------------------------------
@@ -213,8 +237,8 @@ def test_a_failing_image_is_all_or_nothing_and_the_batch_goes_on(tmp_path, bm, m
     s = fit_image_dir(d, out, prior="none", body_model=bm, config=TINY, progress=False)
     summary = json.loads((out / "summary.json").read_text())
     assert [f["image"] for f in summary["fitted"]] == ["a.jpg"]
-    assert [f["image"] for f in summary["failed"]] == ["b.jpg"] and "simulated rendering error" in summary["failed"][0]["reason"]
-    assert [f["image"] for f in summary["skipped"]] == ["c.jpg"]
+    assert [f["image"] for f in summary["failed"]] == ["b.jpg", "c.jpg"] and "simulated rendering error" in summary["failed"][0]["reason"]
+    assert "not valid JSON" in summary["failed"][1]["reason"] and summary["skipped"] == []
     # nothing of b or c is left (not even the first run's files); no temporary files either
     assert sorted(p.name for p in out.iterdir()) == ["a.npz", "a.png", "summary.json"]
     assert (out / "a.png").read_bytes() != b"" and a_png  # a was rewritten, whole

@@ -115,6 +115,7 @@ def test_asf_amc_bad_input_names_the_file(tmp_path):
         "missing bone": (good.replace("upper 5\n", "", 1), r"frame 1 .* lacks bone\(s\) \['upper'\]"),
         "truncated": (good[: good.rindex("lower")], r"lacks bone\(s\) \['lower'\] \(truncated file\?\)"),
         "truncated line": (good[: good.rindex("2 3")], r"truncated file\?"),
+        "truncated name": (good[: good.rindex("lower") + 3], r"ends inside bone name 'low' \(truncated file\?\)"),
         "nan": (good.replace("upper 5", "upper nan", 1), r"NaN/Inf"),
         "empty": (":DEGREES\n", r"no motion frames"),
     }
@@ -288,6 +289,21 @@ def test_reference_frames_dropped_and_reported(tmp_path):
     assert rep["overall"]["reference_frames_dropped"] == 3
     kept = run_mocap([tmp_path / "tpose.bvh"], tmp_path / "out2", progress=False, keep_reference_frames=True)
     assert kept.converted[0]["frames"] == 41 and "reference_frame" not in kept.converted[0]
+
+
+def test_a_clip_read_at_the_wrong_frame_rate_is_questioned(tmp_path, caplog):
+    """A root faster than a sprint (here: a 30 fps walk read as 240 fps) gets a warning naming the
+    clip and --source-fps; the same clip at its own rate does not."""
+    from posendf_plugin.data.mocap_batch import IMPLAUSIBLE_ROOT_SPEED, root_speed
+    from posendf_plugin.data.motion import load_motion
+
+    clip = _smpl_clip(tmp_path / "walk.bvh", n=12)
+    ok = run_mocap([clip], tmp_path / "ok", progress=False)
+    assert "median_root_speed_m_s" not in ok.converted[0] and "faster than a sprint" not in caplog.text
+    assert root_speed(load_motion(ok.converted[0]["out"])) == pytest.approx(0.5 / 11 * 30, rel=0.05)
+    fast = run_mocap([clip], tmp_path / "fast", progress=False, source_fps=240)
+    assert fast.converted[0]["median_root_speed_m_s"] > IMPLAUSIBLE_ROOT_SPEED
+    assert "walk.bvh: the root moves at a median" in caplog.text and "--source-fps" in caplog.text
 
 
 # --- rig mapping from name conventions or the tree alone --------------------------------------

@@ -1,4 +1,5 @@
 """The public PoseNDF / NRDF prior: loading, layouts, bad input, sampling, interpolation."""
+import numpy as np
 import pytest
 import torch
 
@@ -290,6 +291,70 @@ def test_cli_sample_project_interpolate(tmp_path, capsys):
     assert main(["interpolate", "--start", f"{ref}:999", "--end", str(ref), "--out", str(tmp_path / "j"),
                  "--checkpoint", model]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["smplx", "smpl72", "amass", "posendf_quat"])
+def test_cli_project_writes_the_input_layout_back(tmp_path, capsys, layout):
+    """``posendf project`` gives the same file back: each pose key in its own layout with only the
+    21 body joints replaced; root, hands, translation, shape and other keys untouched."""
+    from posendf_plugin.cli import main
+    from posendf_plugin.skeleton import quat_to_pose, set_body_pose, to_body_quat
+
+    q = clean_poses()[:6]
+    n = len(q)
+    g = np.random.default_rng(0)
+    extra = {"global_orient": g.normal(size=(n, 3)).astype(np.float32), "transl": g.normal(size=(n, 3)).astype(np.float32),
+             "betas": g.normal(size=(n, 10)).astype(np.float32)}
+    if layout == "smplx":
+        arrays = dict(extra, body_pose=quat_to_pose(q, 63).numpy())
+    elif layout == "smpl72":
+        full = g.normal(size=(n, 72)).astype(np.float32) * 0.2
+        arrays = dict(extra, poses=set_body_pose(torch.from_numpy(full), q).numpy())
+    elif layout == "amass":
+        arrays = {"pose_body": quat_to_pose(q, 63).numpy(), "poses": quat_to_pose(q, 156).numpy() + 0.1,
+                  "root_orient": extra["global_orient"], "trans": extra["transl"], "mocap_framerate": np.array(60.0)}
+    else:
+        arrays = dict(extra, body_pose=q.numpy().astype(np.float64))
+    src = tmp_path / "in.npz"
+    np.savez(src, **arrays)
+    assert main(["project", "--poses", str(src), "--out", str(tmp_path / "out.npz"), "--checkpoint", str(trained_tiny())]) == 0
+    assert "every other key as in the input" in capsys.readouterr().out
+    out = np.load(tmp_path / "out.npz")
+    assert sorted(out.files) == sorted(arrays)
+    pose_keys = [k for k in arrays if k in ("pose_body", "poses", "body_pose")]
+    for k in arrays:
+        assert out[k].shape == arrays[k].shape and out[k].dtype == arrays[k].dtype, k
+        if k not in pose_keys:
+            np.testing.assert_array_equal(out[k], arrays[k])
+    projected = [to_body_quat(torch.from_numpy(out[k])) for k in pose_keys]
+    for p in projected[1:]:
+        assert torch.allclose(p, projected[0], atol=1e-5)
+    for k in pose_keys:
+        if arrays[k].ndim == 2 and arrays[k].shape[1] in (72, 156):  # root and hand columns kept
+            np.testing.assert_array_equal(out[k][:, :3], arrays[k][:, :3])
+            np.testing.assert_array_equal(out[k][:, 66:], arrays[k][:, 66:])
+
+
+def test_pose_files_in_degrees_or_xyzw_order_are_refused(tmp_path):
+    """A pose file in degrees, or with (x, y, z, w) quaternions, is refused with one line naming
+    the file, the key and the fix — not read as a wrong pose."""
+    from posendf_plugin.data.motion import load_motion
+    from posendf_plugin.data.posesets import load_pose_set
+    from posendf_plugin.skeleton import pose_units_problem, quat_to_pose
+
+    q = clean_poses()
+    aa = quat_to_pose(q, 63).numpy()
+    assert pose_units_problem(aa) is None and pose_units_problem(q) is None
+    uniform = torch.nn.functional.normalize(torch.randn(500, 21, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
+    assert pose_units_problem(uniform) is None  # random rotations are not mistaken for x,y,z,w
+    np.savez(tmp_path / "deg.npz", pose_body=np.rad2deg(aa), trans=np.zeros((len(aa), 3)))
+    for load in (load_motion, load_pose_set):
+        with pytest.raises(ValueError, match=r"deg.npz: 'pose_body': .*look like degrees.*numpy.deg2rad"):
+            load(tmp_path / "deg.npz")
+    np.savez(tmp_path / "xyzw.npz", body_pose=q.numpy()[..., [1, 2, 3, 0]])
+    for load in (load_motion, load_pose_set):
+        with pytest.raises(ValueError, match=r"xyzw.npz: 'body_pose': .*\(x, y, z, w\) order.*\[3, 0, 1, 2\]"):
+            load(tmp_path / "xyzw.npz")
 
 
 def test_shipped_density_field_ranks_data_poses_by_how_common_they_are():

@@ -439,6 +439,8 @@ def read_amc_text(text: str, skeleton: AsfSkeleton, src: str = "<amc>", fps: flo
         if name not in channels:
             if name in skeleton.bones:
                 raise ValueError(f"{src}: line {ln + 1}: bone {toks[0]!r} has values but no dof in {skel_src} (ASF and AMC disagree)")
+            if all(not l.strip() for l in lines[ln + 1:]) and any(b.startswith(name) for b in channels):
+                raise ValueError(f"{src}: line {ln + 1}: the file ends inside bone name {toks[0]!r} (truncated file?)")
             raise ValueError(
                 f"{src}: line {ln + 1}: bone {toks[0]!r} is not in the skeleton {skel_src} "
                 "(ASF and AMC disagree: wrong .asf for this motion? pass the right one with --asf FILE)"

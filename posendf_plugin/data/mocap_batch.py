@@ -31,7 +31,7 @@ from ..io import save_json
 from .asf import AsfSkeleton, amc_clip_name, find_asf_for, read_amc, read_asf
 from .bvh import BvhClip, bvh_clip_name, read_bvh
 from .convert import ConversionResult, convert_clip, plot_frames, quality_report
-from .motion import save_motion
+from .motion import Motion, save_motion
 from .refpose import ReferenceFrame, detect_reference_frame, drop_frames, shared_first_frames
 from .rigs import RigProfile, detect_rig, load_rig_yaml
 
@@ -234,6 +234,18 @@ def shared_reference_frames(files: Sequence[Path], asf: Optional[AsfSkeleton] = 
     return shared_first_frames(first)  # type: ignore[return-value]
 
 
+#: median root speed (m/s) above which a converted clip's frame rate is questioned (a sprint is ~10 m/s
+#: at its peak; a clip read at 4 × its true rate, e.g. a 30 fps AMC at CMU's 120, walks at ~6 m/s)
+IMPLAUSIBLE_ROOT_SPEED = 6.0
+
+
+def root_speed(motion: Motion) -> float:
+    """Median speed of the root over the clip, m/s (0 for a single frame)."""
+    if len(motion) < 2:
+        return 0.0
+    return float(np.median(np.linalg.norm(np.diff(motion.trans, axis=0), axis=1)) * motion.fps)
+
+
 def run_mocap(inputs: Sequence[Union[str, Path]], out: Union[str, Path], fps: Optional[float] = None,
               report: bool = False, rig: Optional[RigProfile] = None, plot_dir: Optional[Union[str, Path]] = None,
               progress: bool = True, source_fps: Optional[float] = None, asf: Optional[Union[str, Path]] = None,
@@ -262,6 +274,11 @@ def run_mocap(inputs: Sequence[Union[str, Path]], out: Union[str, Path], fps: Op
             save_motion(dest, res.motion)
             entry = {"file": str(f), "out": str(dest), "rig": res.mapping.profile.name,
                      "frames": len(res.motion), "fps": res.motion.fps}
+            speed = root_speed(res.motion)
+            if speed > IMPLAUSIBLE_ROOT_SPEED:
+                entry["median_root_speed_m_s"] = round(speed, 2)
+                log.warning("%s: the root moves at a median %.1f m/s at %g fps — faster than a sprint; is the "
+                            "frame rate right? pass the file's true rate with --source-fps", f, speed, res.motion.fps)
             if ref is not None:
                 entry["reference_frame"] = {"frame": ref.frame, "reason": ref.reason, "jump_deg": round(ref.jump_deg, 1),
                                             "median_step_deg": round(ref.median_step_deg, 2)}
@@ -337,7 +354,8 @@ def _print_table(summary: BatchSummary, report: bool) -> None:
         reasons: Dict[str, int] = {}
         for r in dropped:
             reasons[r["reference_frame"]["reason"]] = reasons.get(r["reference_frame"]["reason"], 0) + 1
-        print(f"dropped reference frame 0 of {len(dropped)} clip(s) ("
+        names = ", ".join(Path(r["file"]).name for r in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        print(f"dropped reference frame 0 of {len(dropped)} clip(s) ({names}: "
               + ", ".join(f"{n} {k}" for k, n in sorted(reasons.items()))
               + "; --keep-reference-frames keeps them)")
     print(f"converted {len(summary.converted)} clip(s), failed {len(summary.failed)}")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..io import load_npz, read_array, save_npz
-from ..skeleton import pose_to_quat, quat_to_pose
+from ..skeleton import pose_to_quat, pose_units_problem, quat_to_pose
 
 __all__ = ["Motion", "load_motion", "save_motion", "NUM_BETAS"]
 
@@ -113,6 +113,12 @@ def load_motion(path: Union[str, Path]) -> Motion:
             an unknown body-pose width.
     """
     data = load_npz(path)
+    for key in ("pose_body", "poses", "body_pose"):
+        if key in data:
+            why = pose_units_problem(read_array(data, key, path, ndim=(2, 3)))
+            if why:
+                raise ValueError(f"{path}: '{key}': {why}")
+            break
     if "pose_body" in data:
         body = read_array(data, "pose_body", path, ndim=(2, 3))
         body = body.reshape(len(body), -1)

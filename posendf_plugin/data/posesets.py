@@ -26,7 +26,7 @@ import torch
 
 from ..io import NpzData, load_npz, read_array, save_npz
 from ..rotations import quat_canonical
-from ..skeleton import NUM_BODY_JOINTS, to_body_quat
+from ..skeleton import NUM_BODY_JOINTS, pose_units_problem, to_body_quat
 
 __all__ = ["PoseSet", "load_pose_set", "save_pose_set"]
 
@@ -82,6 +82,9 @@ def _from_arrays(data: dict, path: Path) -> PoseSet:
         q = to_body_quat(arr, f"{path}[{key}]")
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: '{key}' has an unknown pose layout ({e})") from e
+    why = pose_units_problem(arr)
+    if why:
+        raise ValueError(f"{path}: '{key}': {why}")
     q = quat_canonical(q.reshape(-1, NUM_BODY_JOINTS, 4))
     n = q.shape[0]
     if "clip_id" in data:

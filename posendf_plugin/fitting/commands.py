@@ -136,11 +136,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "fit-image", help="fit SMPL bodies to 2D keypoints of images (SMPLify-style)",
         description=(
-            "Fit a body to every person of every image in --image-dir. Keypoints: <name>.json next to "
-            "<name>.jpg (OpenPose BODY_25 'people[i].pose_keypoints_2d', or COCO-17), or one COCO "
-            "annotation file (--coco-json). Writes <name>.npz (SMPL parameters, camera) and <name>.png "
-            "(overlay + side view) per image, and summary.json. Images without keypoints are skipped; an "
-            "image that fails is reported and the batch goes on (exit status 1). Camera: <name>.camera.json "
+            "Fit a body to every person of every image in --image-dir. Keypoints: <name>.json or OpenPose's "
+            "<name>_keypoints.json next to <name>.jpg (OpenPose BODY_25 'people[i].pose_keypoints_2d', or "
+            "COCO-17), or one COCO annotation file (--coco-json). Writes <name>.npz (SMPL parameters, camera) "
+            "and <name>.png (overlay + side view) per image, and summary.json. Images without keypoints or "
+            "with nobody detected are skipped; an image whose image, keypoint or camera file cannot be read, "
+            "or whose fit fails, is reported and the batch goes on (exit status 1). Camera: <name>.camera.json "
             "next to the image ({\"focal_length\": [fx, fy], \"principal_point\": [cx, cy]} or {\"K\": 3x3}, "
             "pixels), else --camera / --focal-length, else 5000 px at the image centre."
         ),

@@ -401,7 +401,10 @@ def denoise_motion(
     plot: bool = True,
     name: Optional[str] = None,
 ) -> DenoiseResult:
-    """Run the protocol of the module docstring on consecutive windows of a motion.
+    """Run the protocol of the module docstring on consecutive windows of a motion. Without
+    ``max_windows`` the whole motion comes back: the frames after the last full window are fitted
+    in one more window ending at the last frame, of which only they are kept (its metrics, over
+    the whole window, count in the means by the frames kept).
 
     Writes (when ``out_dir`` is given), atomically, after every window: ``<name>_denoised.npz``
     (AMASS layout, the frames done so far), ``<name>_denoise.npz`` (joints: ground truth, noisy,
@@ -421,9 +424,6 @@ def denoise_motion(
         motion = load_motion(path)
         where = str(path)
     name = name or "motion"
-    if abs(motion.fps - 30.0) > 0.5:
-        log.warning("the motion is at %g fps; HuMoR's protocol uses 30 fps windows of 60 frames "
-                    "(resample it, e.g. 'posendf data bvh --fps 30', to compare with published numbers)", motion.fps)
     n = len(motion)
     W = config.window
     if start < 0 or start >= n:
@@ -432,23 +432,32 @@ def denoise_motion(
     if nwin == 0:
         raise ValueError(
             f"{where}: {n - start} frames from frame {start}, fewer than one window of {W} frames; "
-            "use a longer clip or set window smaller in the config"
+            f"use a longer clip or a smaller window (--window {max(3, n - start)}; DenoiseConfig(window=...))"
         )
     if max_windows is not None:
         if max_windows < 1:
             raise ValueError(f"max_windows must be >= 1, got {max_windows}")
         nwin = min(nwin, max_windows)
+    # the frames after the last full window: one more window ending at the last frame, of which
+    # only those frames are kept (a whole motion comes back, each frame fitted once)
+    tail = (n - start) - nwin * W if max_windows is None else 0
     bm = body_model if isinstance(body_model, BodyModel) else get_body_model(body_model)
     prior_m = load_prior(prior, prior_checkpoint)
+    if abs(motion.fps - 30.0) > 0.5:
+        log.warning("the motion is at %g fps; HuMoR's protocol uses 30 fps windows of 60 frames "
+                    "(resample it, e.g. 'posendf data bvh --fps 30', to compare with published numbers)", motion.fps)
     gen = torch.Generator().manual_seed(int(seed))
     parts: List[Dict[str, torch.Tensor]] = []
     wm: List[Dict[str, float]] = []
     out_dir = Path(out_dir) if out_dir is not None else None
-    for w in tqdm(range(nwin), desc="windows", disable=not progress):
-        a = start + w * W
+    for w in tqdm(range(nwin + (tail > 0)), desc="windows", disable=not progress):
+        a = start + w * W if w < nwin else n - W
         t0 = time.time()
         arrays, metrics = denoise_window(_slice(motion, a, a + W), bm, prior_m, config, gen, progress=False)
         metrics.update(window=w, start_frame=a, seconds=round(time.time() - t0, 2))
+        if w == nwin:  # the tail window: keep its last frames only (its metrics are over the whole window)
+            arrays = {k: (v if k == "betas" else v[W - tail:]) for k, v in arrays.items()}
+            metrics.update(kept_from_frame=n - tail, frames_kept=tail)
         parts.append(arrays)
         wm.append(metrics)
         result = _assemble(motion, parts, wm, config, prior_m, start)
@@ -465,7 +474,8 @@ def _assemble(motion: Motion, parts, wm, config: DenoiseConfig, prior: PosePrior
     m = Motion(pose_body=cat["pose_body"], root_orient=cat["root_orient"], trans=cat["trans"], betas=betas,
                fps=motion.fps, gender=motion.gender)
     keys = ("mpjpe_mm", "v2v_mm", "accel_mm", "pa_mpjpe_mm", "noisy_mpjpe_mm", "noisy_accel_mm")
-    metrics = {k: float(np.mean([x[k] for x in wm])) for k in keys}
+    frames = [x.get("frames_kept", config.window) for x in wm]  # a tail window counts by the frames it gave
+    metrics = {k: float(np.average([x[k] for x in wm], weights=frames)) for k in keys}
     metrics.update(windows=len(wm), frames=len(cat["joints"]), noise_mm=config.noise_mm,
                    prior=getattr(prior, "name", type(prior).__name__), start_frame=start, fps=motion.fps)
     return DenoiseResult(m, cat["gt_joints"], cat["noisy_joints"], cat["joints"], metrics, wm)

@@ -28,7 +28,7 @@ from ..io import atomic_path, save_json, save_npz
 from ..priors.base import PosePrior
 from .camera import Camera, camera_file_for, read_camera_json
 from .image_fit import ImageFitConfig, fit_people
-from .keypoint_files import read_coco_annotations, read_keypoint_json
+from .keypoint_files import KEYPOINT_FILE_PATTERNS, NoPeopleError, keypoint_file_for, read_coco_annotations, read_keypoint_json
 from .params import load_prior
 from .render import render_fit
 
@@ -144,22 +144,37 @@ def _finite_or_none(x: float, digits: int = 2) -> Optional[float]:
     return round(float(x), digits) if math.isfinite(float(x)) else None
 
 
+class BadImageInput(ValueError):
+    """An input of one image that cannot be read (image, keypoint or camera file): the batch
+    lists the image as failed — the user has a file to fix — and goes on."""
+
+
 def _image_inputs(img_path: Path, coco: dict, coco_json, camera: Optional[Camera]):
-    """Keypoints, camera (+ where it came from) and pixels of one image; ValueError on bad input."""
-    js = img_path.with_suffix(".json")
-    if js.is_file():
-        people = read_keypoint_json(js, img_path.name)
-    elif img_path.name in coco:
-        people = coco[img_path.name]
-    else:
-        hint = "" if coco_json is not None else " (pass --coco-json FILE for a COCO annotation file)"
-        raise ValueError(f"no keypoint file {js.name} next to the image{hint}")
-    cam_file = camera_file_for(img_path)
-    if cam_file.is_file():
-        camera, source = read_camera_json(cam_file), cam_file.name
-    else:
-        source = "given" if camera is not None else "default"
-    return people, camera, source, _read_image(img_path)
+    """Keypoints, camera (+ where it came from) and pixels of one image. Raises ValueError when
+    there is nothing to fit (no keypoint file, nobody detected: the image is skipped) and
+    :class:`BadImageInput` when a file is unreadable (the image failed)."""
+    js = keypoint_file_for(img_path)
+    try:
+        if js.is_file():
+            people = read_keypoint_json(js, img_path.name)
+        elif img_path.name in coco:
+            people = coco[img_path.name]
+        else:
+            hint = "" if coco_json is not None else " (pass --coco-json FILE for a COCO annotation file)"
+            others = ", ".join(pat.format(stem=img_path.stem) for pat in KEYPOINT_FILE_PATTERNS[1:])
+            raise ValueError(f"no keypoint file {js.name} (or {others}) next to the image{hint}")
+        cam_file = camera_file_for(img_path)
+        if cam_file.is_file():
+            camera, source = read_camera_json(cam_file), cam_file.name
+        else:
+            source = "given" if camera is not None else "default"
+        return people, camera, source, _read_image(img_path)
+    except (NoPeopleError, FileNotFoundError):
+        raise
+    except ValueError as e:
+        if str(e).startswith("no keypoint file"):
+            raise
+        raise BadImageInput(str(e)) from e
 
 
 def fit_image_dir(
@@ -176,9 +191,10 @@ def fit_image_dir(
 ) -> ImageDirSummary:
     """Fit every image of ``image_dir`` that has keypoints; write ``<name>.npz`` / ``.png``.
 
-    Images without a keypoint file (and not in ``coco_json``), with unreadable keypoints or with
-    nobody to fit are skipped with a logged message and listed in ``summary.json``; an image whose
-    fit or rendering fails is listed as failed and the batch goes on. Each image's outputs are
+    Images without a keypoint file (``<stem>.json`` or OpenPose's ``<stem>_keypoints.json``; and
+    not in ``coco_json``) or with nobody to fit are skipped with a logged message and listed in
+    ``summary.json``; an image whose image, keypoint or camera file cannot be read, or whose fit
+    or rendering fails, is listed as failed and the batch goes on. Each image's outputs are
     written together (all-or-nothing) as soon as it is done; ``<name>`` is the image's stem, or
     its file name when images share a stem (:func:`output_stems`).
 
@@ -201,7 +217,8 @@ def fit_image_dir(
         raise ValueError(f"{image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     stems = output_stems(images)
     outputs = {p: (out_dir / f"{stems[p]}.npz", out_dir / f"{stems[p]}.png") for p in images}
-    inputs = [q for p in images for q in (p, p.with_suffix(".json"), camera_file_for(p))]
+    inputs = [q for p in images for q in (p, camera_file_for(p))]
+    inputs += [p.parent / pat.format(stem=p.stem) for p in images for pat in KEYPOINT_FILE_PATTERNS]
     inputs += [Path(coco_json)] if coco_json is not None else []
     _check_outputs(image_dir, out_dir, inputs, [o for pair in outputs.values() for o in pair] + [out_dir / SUMMARY_NAME])
     coco = read_coco_annotations(coco_json) if coco_json is not None else {}
@@ -231,6 +248,9 @@ def fit_image_dir(
                 people, cam, cam_source, image = _image_inputs(img_path, coco, coco_json, camera)
                 t0 = time.time()
                 res = fit_people(people, (image.shape[1], image.shape[0]), bm, prior_m, config, camera=cam)
+            except BadImageInput as e:
+                give_up(img_path, str(e), failed=True)
+                continue
             except ValueError as e:
                 give_up(img_path, str(e), failed=False)
                 continue

@@ -15,7 +15,23 @@ import numpy as np
 
 from ..io import load_json
 
-__all__ = ["PersonKeypoints", "read_keypoint_json", "read_coco_annotations"]
+__all__ = ["PersonKeypoints", "NoPeopleError", "read_keypoint_json", "read_coco_annotations", "keypoint_file_for"]
+
+#: the keypoint file names looked for next to an image ``<stem>.<ext>``: ``<stem>.json``, then
+#: OpenPose's ``--write_json`` name ``<stem>_keypoints.json`` (what SMPLify-X reads)
+KEYPOINT_FILE_PATTERNS = ("{stem}.json", "{stem}_keypoints.json")
+
+
+class NoPeopleError(ValueError):
+    """A readable keypoint file in which nobody was detected (a batch skips such an image)."""
+
+
+def keypoint_file_for(image: Union[str, Path]) -> Path:
+    """The keypoint file of ``image``: the first of :data:`KEYPOINT_FILE_PATTERNS` that exists
+    next to it, else the first pattern's path (which does not exist)."""
+    image = Path(image)
+    names = [image.parent / pat.format(stem=image.stem) for pat in KEYPOINT_FILE_PATTERNS]
+    return next((p for p in names if p.is_file()), names[0])
 
 
 @dataclass
@@ -77,7 +93,7 @@ def read_keypoint_json(path: Union[str, Path], image_name: Optional[str] = None)
         per_image = read_coco_annotations(path)
         name = image_name or path.with_suffix(".jpg").name
         if name not in per_image:
-            raise ValueError(f"{path}: no annotated people for image {name!r} in this COCO file")
+            raise NoPeopleError(f"{path}: no annotated people for image {name!r} in this COCO file")
         return per_image[name]
     if isinstance(data, dict) and "people" in data:
         people = data["people"]
@@ -103,7 +119,7 @@ def read_keypoint_json(path: Union[str, Path], image_name: Optional[str] = None)
             "[...]}}]}}), a COCO keypoint list or a COCO annotation file"
         )
     if not rows:
-        raise ValueError(f"{path}: no people detected (empty list)")
+        raise NoPeopleError(f"{path}: no people detected (empty list)")
     arr, fmt = _people_array(rows, str(path))
     return PersonKeypoints(arr, fmt, ids)
 
