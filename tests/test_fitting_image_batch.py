@@ -179,6 +179,30 @@ def test_openpose_keypoints_name_is_found_and_an_unreadable_image_fails_the_run(
     assert [n for n, _ in s.skipped] == ["c.jpg"] and "c_keypoints.json" in s.skipped[0][1]
 
 
+def test_smplifyx_data_layout_and_keypoint_dir(tmp_path, bm, capsys):
+    """SMPLify-X's layout (DATA/images, DATA/keypoints/<stem>_keypoints.json) works as it is, and
+    --keypoint-dir names any other folder."""
+    data = tmp_path / "DATA"
+    (data / "images").mkdir(parents=True)
+    (data / "keypoints").mkdir()
+    write_image(data / "images" / "a.jpg")
+    write_openpose(data / "keypoints" / "a_keypoints.json", people_seen_by(bm, (500.0, 500.0), (W / 2, H / 2)))
+    s = fit_image_dir(data / "images", tmp_path / "o1", prior="none", body_model=bm, config=TINY, progress=False, render=False)
+    assert [f["image"] for f in s.fitted] == ["a.jpg"]
+    other = tmp_path / "kp"
+    (data / "keypoints").rename(other)
+    s = fit_image_dir(data / "images", tmp_path / "o2", prior="none", body_model=bm, config=TINY, progress=False, render=False)
+    assert not s.fitted and "a_keypoints.json" in s.skipped[0][1]
+    s = fit_image_dir(data / "images", tmp_path / "o3", prior="none", body_model=bm, config=TINY, progress=False,
+                      render=False, keypoint_dir=other)
+    assert [f["image"] for f in s.fitted] == ["a.jpg"]
+    capsys.readouterr()
+    assert cli_main(["fit-image", "--image-dir", str(data / "images"), "--out", str(tmp_path / "o4"), "--prior", "none",
+                     "--keypoint-dir", str(tmp_path / "nope"), "--no-render", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nope" in err and "keypoint folder not found" in err and "\n" not in err
+
+
 # --- reliability -----------------------------------------------------------------------------------
 
 

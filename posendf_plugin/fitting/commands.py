@@ -48,7 +48,7 @@ def _fit_image(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise ValueError(f"--focal-length: {e}") from e
     s = fit_image_dir(args.image_dir, args.out, prior=args.prior, prior_checkpoint=args.prior_checkpoint,
-                      body_model=args.body_model, coco_json=args.coco_json, config=cfg,
+                      body_model=args.body_model, coco_json=args.coco_json, config=cfg, keypoint_dir=args.keypoint_dir,
                       progress=not args.quiet, render=not args.no_render, camera=camera)
     # each skipped or failed image was already reported (logged) as it happened: not printed again
     people = sum(f["people"] for f in s.fitted)
@@ -137,8 +137,9 @@ def register(subparsers) -> None:
         "fit-image", help="fit SMPL bodies to 2D keypoints of images (SMPLify-style)",
         description=(
             "Fit a body to every person of every image in --image-dir. Keypoints: <name>.json or OpenPose's "
-            "<name>_keypoints.json next to <name>.jpg (OpenPose BODY_25 'people[i].pose_keypoints_2d', or "
-            "COCO-17), or one COCO annotation file (--coco-json). Writes <name>.npz (SMPL parameters, camera) "
+            "<name>_keypoints.json (OpenPose BODY_25 'people[i].pose_keypoints_2d', or COCO-17) in --keypoint-dir, "
+            "by default next to <name>.jpg or in a 'keypoints' folder beside --image-dir (SMPLify-X's "
+            "DATA/images + DATA/keypoints), or one COCO annotation file (--coco-json). Writes <name>.npz (SMPL parameters, camera) "
             "and <name>.png (overlay + side view) per image, and summary.json. Images without keypoints or "
             "with nobody detected are skipped; an image whose image, keypoint or camera file cannot be read, "
             "or whose fit fails, is reported and the batch goes on (exit status 1). Camera: <name>.camera.json "
@@ -148,6 +149,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--image-dir", type=Path, required=True, metavar="DIR")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--keypoint-dir", type=Path, default=None, metavar="DIR",
+                   help="folder of the keypoint files (default: next to the images, then DIR/../keypoints)")
     p.add_argument("--coco-json", type=Path, default=None, metavar="FILE",
                    help="COCO keypoint annotation file (images + annotations) for the images")
     p.add_argument("--config", type=Path, default=None, metavar="YAML",

@@ -28,7 +28,8 @@ from ..io import atomic_path, save_json, save_npz
 from ..priors.base import PosePrior
 from .camera import Camera, camera_file_for, read_camera_json
 from .image_fit import ImageFitConfig, fit_people
-from .keypoint_files import KEYPOINT_FILE_PATTERNS, NoPeopleError, keypoint_file_for, read_coco_annotations, read_keypoint_json
+from .keypoint_files import (NoPeopleError, keypoint_candidates, keypoint_file_for, keypoint_folders, read_coco_annotations,
+                             read_keypoint_json)
 from .params import load_prior
 from .render import render_fit
 
@@ -149,11 +150,11 @@ class BadImageInput(ValueError):
     lists the image as failed — the user has a file to fix — and goes on."""
 
 
-def _image_inputs(img_path: Path, coco: dict, coco_json, camera: Optional[Camera]):
+def _image_inputs(img_path: Path, coco: dict, coco_json, camera: Optional[Camera], folders: Sequence[Path]):
     """Keypoints, camera (+ where it came from) and pixels of one image. Raises ValueError when
     there is nothing to fit (no keypoint file, nobody detected: the image is skipped) and
     :class:`BadImageInput` when a file is unreadable (the image failed)."""
-    js = keypoint_file_for(img_path)
+    js = keypoint_file_for(img_path, folders)
     try:
         if js.is_file():
             people = read_keypoint_json(js, img_path.name)
@@ -161,8 +162,8 @@ def _image_inputs(img_path: Path, coco: dict, coco_json, camera: Optional[Camera
             people = coco[img_path.name]
         else:
             hint = "" if coco_json is not None else " (pass --coco-json FILE for a COCO annotation file)"
-            others = ", ".join(pat.format(stem=img_path.stem) for pat in KEYPOINT_FILE_PATTERNS[1:])
-            raise ValueError(f"no keypoint file {js.name} (or {others}) next to the image{hint}")
+            tried = ", ".join(str(p) for p in keypoint_candidates(img_path, folders))
+            raise ValueError(f"no keypoint file (tried {tried}){hint}")
         cam_file = camera_file_for(img_path)
         if cam_file.is_file():
             camera, source = read_camera_json(cam_file), cam_file.name
@@ -188,11 +189,14 @@ def fit_image_dir(
     progress: bool = True,
     render: bool = True,
     camera: Optional[Camera] = None,
+    keypoint_dir: Optional[Union[str, Path]] = None,
 ) -> ImageDirSummary:
     """Fit every image of ``image_dir`` that has keypoints; write ``<name>.npz`` / ``.png``.
 
-    Images without a keypoint file (``<stem>.json`` or OpenPose's ``<stem>_keypoints.json``; and
-    not in ``coco_json``) or with nobody to fit are skipped with a logged message and listed in
+    Keypoints: ``<stem>.json`` or OpenPose's ``<stem>_keypoints.json`` in ``keypoint_dir``, by
+    default next to the image or in a ``keypoints`` folder beside ``image_dir`` (SMPLify-X's
+    ``DATA/images`` + ``DATA/keypoints``; :func:`~.keypoint_files.keypoint_folders`), or the
+    image's entry in ``coco_json``. Images without keypoints or with nobody to fit are skipped with a logged message and listed in
     ``summary.json``; an image whose image, keypoint or camera file cannot be read, or whose fit
     or rendering fails, is listed as failed and the batch goes on. Each image's outputs are
     written together (all-or-nothing) as soon as it is done; ``<name>`` is the image's stem, or
@@ -218,7 +222,10 @@ def fit_image_dir(
     stems = output_stems(images)
     outputs = {p: (out_dir / f"{stems[p]}.npz", out_dir / f"{stems[p]}.png") for p in images}
     inputs = [q for p in images for q in (p, camera_file_for(p))]
-    inputs += [p.parent / pat.format(stem=p.stem) for p in images for pat in KEYPOINT_FILE_PATTERNS]
+    if keypoint_dir is not None and not Path(keypoint_dir).is_dir():
+        raise FileNotFoundError(f"{keypoint_dir}: keypoint folder not found")
+    folders = keypoint_folders(image_dir, keypoint_dir)
+    inputs += [q for p in images for q in keypoint_candidates(p, folders)]
     inputs += [Path(coco_json)] if coco_json is not None else []
     _check_outputs(image_dir, out_dir, inputs, [o for pair in outputs.values() for o in pair] + [out_dir / SUMMARY_NAME])
     coco = read_coco_annotations(coco_json) if coco_json is not None else {}
@@ -245,7 +252,7 @@ def fit_image_dir(
         for img_path in tqdm(images, desc="images", disable=not progress):
             npz_path, png_path = outputs[img_path]
             try:
-                people, cam, cam_source, image = _image_inputs(img_path, coco, coco_json, camera)
+                people, cam, cam_source, image = _image_inputs(img_path, coco, coco_json, camera, folders)
                 t0 = time.time()
                 res = fit_people(people, (image.shape[1], image.shape[0]), bm, prior_m, config, camera=cam)
             except BadImageInput as e:

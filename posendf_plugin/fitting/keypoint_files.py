@@ -15,9 +15,10 @@ import numpy as np
 
 from ..io import load_json
 
-__all__ = ["PersonKeypoints", "NoPeopleError", "read_keypoint_json", "read_coco_annotations", "keypoint_file_for"]
+__all__ = ["PersonKeypoints", "NoPeopleError", "read_keypoint_json", "read_coco_annotations", "keypoint_file_for",
+           "keypoint_folders", "keypoint_candidates", "KEYPOINT_FILE_PATTERNS"]
 
-#: the keypoint file names looked for next to an image ``<stem>.<ext>``: ``<stem>.json``, then
+#: the keypoint file names looked for for an image ``<stem>.<ext>``: ``<stem>.json``, then
 #: OpenPose's ``--write_json`` name ``<stem>_keypoints.json`` (what SMPLify-X reads)
 KEYPOINT_FILE_PATTERNS = ("{stem}.json", "{stem}_keypoints.json")
 
@@ -26,11 +27,29 @@ class NoPeopleError(ValueError):
     """A readable keypoint file in which nobody was detected (a batch skips such an image)."""
 
 
-def keypoint_file_for(image: Union[str, Path]) -> Path:
-    """The keypoint file of ``image``: the first of :data:`KEYPOINT_FILE_PATTERNS` that exists
-    next to it, else the first pattern's path (which does not exist)."""
+def keypoint_folders(image_dir: Union[str, Path], keypoint_dir: Optional[Union[str, Path]] = None) -> List[Path]:
+    """Where the keypoint files of the images in ``image_dir`` are looked for: ``keypoint_dir``
+    when given; else the image folder itself, then — SMPLify-X's data layout, ``DATA/images`` with
+    ``DATA/keypoints`` — a ``keypoints`` folder beside it."""
+    if keypoint_dir is not None:
+        return [Path(keypoint_dir)]
+    image_dir = Path(image_dir)
+    beside = image_dir.parent / "keypoints"
+    return [image_dir] + ([beside] if beside.is_dir() and beside.resolve() != image_dir.resolve() else [])
+
+
+def keypoint_candidates(image: Union[str, Path], folders: Sequence[Path]) -> List[Path]:
+    """Every path :func:`keypoint_file_for` tries for ``image``, in order."""
+    stem = Path(image).stem
+    return [Path(d) / pat.format(stem=stem) for d in folders for pat in KEYPOINT_FILE_PATTERNS]
+
+
+def keypoint_file_for(image: Union[str, Path], folders: Optional[Sequence[Path]] = None) -> Path:
+    """The keypoint file of ``image``: the first of :func:`keypoint_candidates` that exists (in
+    ``folders``, default :func:`keypoint_folders` of the image's folder), else the first one
+    (which does not exist)."""
     image = Path(image)
-    names = [image.parent / pat.format(stem=image.stem) for pat in KEYPOINT_FILE_PATTERNS]
+    names = keypoint_candidates(image, folders if folders is not None else keypoint_folders(image.parent))
     return next((p for p in names if p.is_file()), names[0])
 
 
