@@ -180,9 +180,10 @@ class DataSource(Source):
 
     def _load_motions(self) -> List[Tuple[str, Any]]:
         from posendf_plugin.data.motion import load_motion
+        from posendf_plugin.data.posesets import is_shape_file
 
         out = []
-        files = sorted(self.path.rglob("*.npz")) if self.path.is_dir() else [self.path]
+        files = sorted(f for f in self.path.rglob("*.npz") if not is_shape_file(f)) if self.path.is_dir() else [self.path]
         for f in files:
             try:
                 out.append((f.stem, load_motion(f)))

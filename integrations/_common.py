@@ -300,7 +300,8 @@ class HostPosePrior(nn.Module):
 
     def forward(self, body_pose: torch.Tensor, betas: Optional[torch.Tensor] = None) -> torch.Tensor:
         check_layout(body_pose, self.expected_width, self.host)
-        bad = ~torch.isfinite(body_pose.detach()).reshape(len(body_pose), -1).all(-1)
+        rows = body_pose.detach()
+        bad = ~torch.isfinite(rows.flatten(1) if rows.ndim > 1 else rows[None]).all(-1)
         if bad.any():
             raise ValueError(
                 f"{self.host} passed a body_pose with NaN/Inf values in row(s) "

@@ -177,6 +177,8 @@ class PoseNDFPrior(nn.Module):
                 hint = ""
             raise KeyError(f"PoseNDFPrior needs '{self.key}' but EasyMocap passed {sorted(params)} as {source}{hint}")
         energy = prior_energy(self.prior, self._body_pose(params[self.key]), self.margin)
+        if self.reduce == "mean" and energy.numel() == 0:
+            return energy.sum()  # no frames: 0, not the NaN of an empty mean
         return energy.mean() if self.reduce == "mean" else energy.sum()
 
     def check_at_start(self, **kwargs) -> None:

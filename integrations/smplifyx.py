@@ -511,7 +511,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("script", help="path to smplify-x/smplifyx/main.py")
     parser.add_argument(
         "--posendf-checkpoint", default=None,
-        help="Pose-NDF checkpoint for body_prior_type posendf (default: the shipped distance field)",
+        help="a Pose-NDF checkpoint of your own for body_prior_type posendf and posendf_density (default: the "
+             "shipped distance field and density-aware field)",
     )
     parser.add_argument("--posendf-scale", type=float, default=1.0, help="multiplies the prior energy (default 1)")
     parser.add_argument("--posendf-margin", type=float, default=0.0,
@@ -521,7 +522,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if not script.is_file():
         raise FileNotFoundError(f"{script}: no such file; pass the path of smplify-x/smplifyx/main.py")
     sys.path.insert(0, str(script.parent))
-    by_type = {"posendf": {"checkpoint": args.posendf_checkpoint}} if args.posendf_checkpoint else None
+    by_type = None
+    if args.posendf_checkpoint:
+        if not Path(args.posendf_checkpoint).is_file():
+            raise FileNotFoundError(f"--posendf-checkpoint {args.posendf_checkpoint}: no such file")
+        by_type = {k: {"checkpoint": args.posendf_checkpoint} for k in ("posendf", "posendf_density")}
     register(scale=args.posendf_scale, prior_kwargs_by_type=by_type, margin=args.posendf_margin, announce=True)
     saved_argv = sys.argv
     sys.argv = [str(script), *rest]
@@ -535,4 +540,6 @@ if __name__ == "__main__":  # pragma: no cover - exercised through main() in the
     try:
         main()
     except (ValueError, FileNotFoundError, ImportError, KeyError) as e:
-        sys.exit(f"error: {e}")
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"python -m posendf_plugin.integrations.smplifyx: error: {msg}", file=sys.stderr)
+        sys.exit(2)  # bad input, as the posendf CLI

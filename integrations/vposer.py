@@ -442,4 +442,6 @@ if __name__ == "__main__":  # pragma: no cover
     try:
         main()
     except (ValueError, FileNotFoundError, KeyError, ImportError) as e:
-        sys.exit(f"error: {e}")
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"python -m posendf_plugin.integrations.vposer: error: {msg}", file=sys.stderr)
+        sys.exit(2)  # bad input, as the posendf CLI

@@ -11,7 +11,7 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-__all__ = ["check_shape", "check_finite", "as_tensor"]
+__all__ = ["check_shape", "check_finite", "as_tensor", "check_device"]
 
 Dim = Union[int, str, None]
 
@@ -76,3 +76,22 @@ def as_tensor(x, name: str = "input", dtype: torch.dtype | None = None) -> torch
     elif t.dtype == torch.float16:
         t = t.float()
     return t
+
+
+def check_device(device: Union[str, torch.device, None], name: str = "--device") -> torch.device:
+    """``device`` as a ``torch.device`` that can be used on this machine (``None`` = cpu).
+
+    Raises:
+        ValueError: not a device name (``gpu``), or ``cuda`` without CUDA — one line naming
+            ``name`` and what to pass instead.
+    """
+    try:
+        dev = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} {device!r} is not a device; use cpu or cuda (cuda:N for one GPU of several)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name} {device}: CUDA is not available on this machine (torch.cuda.is_available() is False); "
+                         "use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{name} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev

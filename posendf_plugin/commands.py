@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ._checks import check_device
 from .io import atomic_path, check_output_dir, check_output_file, finite_or_none, load_npz, save_json, save_npz
 from .skeleton import SKELETON_SIDE_COLOURS
 from .skeleton import SMPL_JOINT_NAMES as _JOINT_NAMES
@@ -33,9 +34,10 @@ def _load_prior(args):
     from .prior import NRDF, PoseNDF
 
     cls = NRDF if getattr(args, "prior", "posendf") == "nrdf" else PoseNDF
+    device = check_device(args.device)
     if args.checkpoint:
-        return cls.from_checkpoint(args.checkpoint, device=args.device)
-    return cls.from_pretrained(device=args.device)
+        return cls.from_checkpoint(args.checkpoint, device=device)
+    return cls.from_pretrained(device=device)
 
 
 def _project_kwargs(args) -> dict:

@@ -195,7 +195,7 @@ class PoseNDFNet(nn.Module):
         act, beta = self.config.enc_activation, self.config.beta
         wq, b1, levels, w0 = self._encoder_weights()
         B, H = q.shape[0], self.config.enc_hidden
-        hq = torch.addmm(b1, q.reshape(B, -1), wq)  # (B, 21·H), level order
+        hq = torch.addmm(b1, q.reshape(B, NUM_BODY_JOINTS * QUAT_DIM), wq)  # (B, 21·H), level order
         feats: List[torch.Tensor] = []
         prev = None
         start = 0
@@ -216,7 +216,7 @@ class PoseNDFNet(nn.Module):
         level by level down the tree, one matrix product per level and layer."""
         B, Fe = q.shape[0], self.config.enc_feature
         x, _ = self._encode_levels(q)
-        return x.reshape(B, NUM_BODY_JOINTS, Fe)[:, self._to_joint_order].reshape(B, -1)
+        return x.reshape(B, NUM_BODY_JOINTS, Fe)[:, self._to_joint_order].reshape(B, NUM_BODY_JOINTS * Fe)
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """Distances ``(...)`` of poses ``q (..., 21, 4)`` (``(w, x, y, z)``), all ``>= 0``."""

@@ -22,6 +22,7 @@ Checkpoints: :meth:`PoseNDF.from_checkpoint` reads this package's files (config 
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
@@ -301,8 +302,9 @@ class PoseNDF(PosePrior):
 
     def sample_with_result(self, n: int, seed: Optional[int] = None, around=None, sigma: float = 0.5, **project_kwargs):
         """Like :meth:`sample`, returning ``(initial poses (n, 21, 4), ProjectionResult)``."""
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        n = int(n)
         g = torch.Generator()
         if seed is None:
             g.seed()
@@ -322,8 +324,9 @@ class PoseNDF(PosePrior):
         """Per-joint slerp from pose ``a`` to pose ``b`` (any layout, one pose each) in ``steps``
         poses ``(steps, 21, 4)``; with ``project`` every intermediate pose is projected onto the
         manifold (the end points are kept as given)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
             raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+        steps = int(steps)
         qa = self._quat(a, "a").reshape(-1, NUM_BODY_JOINTS, 4)
         qb = self._quat(b, "b").reshape(-1, NUM_BODY_JOINTS, 4)
         if len(qa) != 1 or len(qb) != 1:

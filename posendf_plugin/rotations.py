@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_shape
+from ._checks import as_tensor, check_shape
 
 __all__ = [
     "quat_normalize",
@@ -186,13 +186,16 @@ def quat_mean(q: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 
 def quat_xyzw_to_wxyz(q: torch.Tensor) -> torch.Tensor:
-    """Reorder scalar-last ``(x, y, z, w)`` (scipy, roma) to our ``(w, x, y, z)``."""
+    """Reorder scalar-last ``(x, y, z, w)`` (scipy, roma) to our ``(w, x, y, z)``; a numpy array
+    (``Rotation.as_quat()``) becomes a tensor."""
+    q = as_tensor(q, "q")
     check_shape(q, ("*", 4), "q")
     return torch.cat((q[..., 3:], q[..., :3]), dim=-1)
 
 
 def quat_wxyz_to_xyzw(q: torch.Tensor) -> torch.Tensor:
     """Reorder our ``(w, x, y, z)`` to scalar-last ``(x, y, z, w)`` (scipy, roma)."""
+    q = as_tensor(q, "q")
     check_shape(q, ("*", 4), "q")
     return torch.cat((q[..., 1:], q[..., :1]), dim=-1)
 

@@ -62,6 +62,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ._checks import check_device
 from .config import Config, save_config
 from .io import atomic_path, describe_load_error, save_json, save_torch
 from .model import PoseNDFNet, load_field
@@ -508,9 +509,7 @@ def train(
     data_path = data_dir if data_dir is not None else config.data.train_dir
     if not data_path:
         raise ValueError("no training data: set data.train_dir in the config or pass --data DIR")
-    dev = torch.device(device or exp.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but CUDA is not available; use --device cpu")
+    dev = check_device(device or exp.device, "--device" if device else "experiment.device")
     if config.training.num_threads:
         torch.set_num_threads(config.training.num_threads)
     ctx, dev = _dist_start(dev)

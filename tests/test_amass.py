@@ -138,6 +138,24 @@ def test_empty_split_not_written(tmp_path):
     s = sample_amass(tmp_path / "a", tmp_path / "o", progress=False)
     assert (tmp_path / "o" / "train.npz").is_file()
     assert not (tmp_path / "o" / "vald.npz").exists() and s.splits["vald"]["path"] is None
+    # an earlier run's split is not left behind as this run's
+    _smplh(tmp_path / "b" / "HumanEva" / "S1" / "y_poses.npz", 10, 30.0, rng)
+    sample_amass(tmp_path / "b", tmp_path / "o", progress=False)
+    assert (tmp_path / "o" / "vald.npz").is_file()
+    s = sample_amass(tmp_path / "a", tmp_path / "o", progress=False)
+    assert not (tmp_path / "o" / "vald.npz").exists() and s.splits["vald"]["path"] is None
+
+
+def test_a_file_in_degrees_is_skipped_with_the_reason(tmp_path):
+    rng = np.random.default_rng(3)
+    _smplh(tmp_path / "a" / "CMU" / "01" / "ok_poses.npz", 10, 30.0, rng)
+    p = tmp_path / "a" / "CMU" / "01" / "deg_poses.npz"
+    _smplh(p, 10, 30.0, rng)
+    z = dict(np.load(p))
+    np.savez(p, **dict(z, poses=np.rad2deg(z["poses"])))
+    s = sample_amass(tmp_path / "a", tmp_path / "o", progress=False)
+    assert [x["file"] for x in s.skipped] == ["CMU/01/deg_poses.npz"] and "look like degrees" in s.skipped[0]["reason"]
+    assert s.splits["train"]["kept"] > 0
 
 
 def test_fps_none_keeps_all_frames_and_step():
@@ -189,3 +207,14 @@ def test_cli(amass_tree, tmp_path, capsys):
     assert "train" in out and "skipped 3 bad file(s)" in out
     js = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert js["counts"]["CMU"]["kept"] == 180  # fps 0 = keep every frame (random poses: no duplicates)
+
+
+def test_an_amass_folder_is_a_pose_source_as_it_is(amass_tree):
+    """Commands that take a folder of motions (data prepare --poses, baseline train, benchmarks'
+    --data) read an AMASS subject folder as shipped: its body-shape files are skipped."""
+    root, clips = amass_tree
+    np.savez(root / "HumanEva" / "S1" / "shape.npz", gender=np.array("male"), betas=np.zeros(16))
+    ps = load_pose_set(root / "HumanEva")
+    assert len(ps) == len(clips["humaneva"]) and ps.clip_names == ["S1/walk_poses.npz"]
+    ps = load_pose_set(root / "SSM")
+    assert len(ps) == len(clips["ssm"])

@@ -287,6 +287,9 @@ CASES += [
     # 10^12 samples need 336 TB: more than any 64-bit address space, so the allocation fails
     # at once everywhere (a smaller "huge" could succeed lazily under memory overcommit)
     _c("sample-n-huge", lambda c, r: ["sample", "--n", str(10**12), "--out", str(r / "outdir")], "not enough memory"),
+    _c("project-device-cuda-without-cuda", lambda c, r: ["project", "--poses", str(c / "poses.npz"), "--device", "cuda" if not torch.cuda.is_available() else "cuda:99", "--out", str(r / "out.npz")], "--device"),
+    _c("sample-device-gpu", lambda c, r: ["sample", "--n", "2", "--device", "gpu", "--out", str(r / "outdir")], "--device"),
+    _c("interpolate-device-gpu", lambda c, r: ["interpolate", "--start", str(c / "poses.npz"), "--end", str(c / "poses.npz"), "--device", "gpu", "--out", str(r / "outdir")], "--device"),
     _c("project-step-size-nan", lambda c, r: ["project", "--poses", str(c / "poses.npz"), "--step-size", "nan", "--out", str(r / "out.npz")], "--step-size"),
     _c("complete-lr-inf", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--lr", "inf", "--out", str(r / "out.npz"), *_QUIET], "--lr"),
     _c("complete-max-poses-negative", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--max-poses", "-3", "--out", str(r / "out.npz"), *_QUIET], "--max-poses"),

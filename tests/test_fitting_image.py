@@ -271,6 +271,9 @@ def test_start_pose_mean_zero_and_given(bm):
     torch.testing.assert_close(mean.body_pose, quat_to_pose(default_mean_pose()[None], 63).expand(2, 63), atol=1e-5, rtol=0)
     zero = I.fit_people(people, (W, H), bm, load_prior("none"), replace(still, init_pose="zero"))
     assert zero.body_pose.abs().max() == 0
+    # a prior given by name is loaded as fit-image loads it ("posendf": the density-aware field)
+    named = I.fit_people(people, (W, H), bm, "posendf", still)
+    assert named.prior == "posendf" and torch.equal(named.body_pose, mean.body_pose)
     given = torch.randn(2, 63) * 0.2
     res = I.fit_people(people, (W, H), bm, load_prior("none"), still, init_body_pose=given)
     torch.testing.assert_close(res.body_pose, given, atol=1e-5, rtol=0)

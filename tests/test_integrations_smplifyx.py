@@ -423,3 +423,18 @@ def test_runner_says_which_model_smplifyx_got(checkout, capsys):
     assert "posendf_plugin: body_prior_type 'posendf_density' -> prior=posendf (weights: shipped 'posendf_density' (posendf_density.pt))" in out
     sx.main([str(checkout / "main.py"), "l2"])
     assert "posendf_plugin" not in capsys.readouterr().out  # SMPLify-X's own types: nothing added
+
+
+def test_runner_checkpoint_applies_to_both_posendf_types(checkout, capsys):
+    """--posendf-checkpoint replaces the Pose-NDF field the YAML selects, 'posendf' or
+    'posendf_density' (it used to reach 'posendf' only: the density type silently kept the
+    shipped field); a missing file is refused before SMPLify-X starts."""
+    from _ndf_fixtures import trained_tiny
+
+    ck = str(trained_tiny())
+    for kind in ("posendf", "posendf_density"):
+        sx.main([str(checkout / "main.py"), "--posendf-checkpoint", ck, kind])
+        out = capsys.readouterr().out
+        assert f"body_prior_type '{kind}' -> prior=posendf (weights: {ck}" in out, out
+    with pytest.raises(FileNotFoundError, match="--posendf-checkpoint .*nope.pt: no such file"):
+        sx.main([str(checkout / "main.py"), "--posendf-checkpoint", str(checkout / "nope.pt"), "posendf_density"])

@@ -47,6 +47,11 @@ def test_nearest_geodesic_known_angles_sign_and_brute_force():
     want = nrdf_pose_distance(qs[:, None].double(), ref[None].double()).min(1).values.float()
     torch.testing.assert_close(M.nearest_geodesic(qs, ref, chunk=3), want, atol=1e-4, rtol=0)
     assert M.nearest_geodesic(qs[:0], ref).shape == (0,)
+    # scaled or float16-rounded quaternions are the same rotations: normalised, not misread
+    torch.testing.assert_close(M.nearest_geodesic(2 * qs, 0.5 * ref), want, atol=1e-4, rtol=0)
+    torch.testing.assert_close(M.nearest_geodesic(ref.half().float(), ref), torch.zeros(7), atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="zero-length"):
+        M.nearest_geodesic(torch.zeros(1, 21, 4), ref)
     with pytest.raises(ValueError, match="reference"):
         M.nearest_geodesic(qs, ref[:0])
     with pytest.raises(ValueError, match="chunk"):

@@ -379,3 +379,34 @@ def test_shipped_density_field_ranks_data_poses_by_how_common_they_are():
     assert float(corr) > 0.9, float(corr)  # measured 0.947 on these 300 poses (the seed-0 field before: 0.950)
     assert float((f_dens - label).abs().mean()) < 0.35 * float(label.mean())  # measured 0.240 x (before: 0.236 x)
     assert float(f_default.mean()) < 0.7 * float(label.mean())  # measured 0.32 x (the k = 50 field before: 0.52 x)
+
+
+def test_an_empty_batch_gives_empty_results_everywhere():
+    """A batch of 0 poses (e.g. a frame range with nobody in it) gives empty energies, an empty
+    completion and a zero loss in the adapters — not a reshape error."""
+    from posendf_plugin.fitting.completion import complete_poses
+    from posendf_plugin.integrations.easymocap import PoseNDFPrior
+    from posendf_plugin.integrations.smplifyx import build_smplifyx_prior
+
+    for name in ("posendf", "nrdf", "vposer", "gmm", "none"):
+        p = get_prior(name)
+        x = torch.zeros(0, 63, requires_grad=True)
+        e = p.energy(x)
+        e.sum().backward()
+        assert e.shape == (0,) and x.grad.shape == (0, 63), name
+        assert p.energy(torch.zeros(0, 21, 4)).shape == (0,), name
+        r = complete_poses(torch.zeros(0, 21, 4), "arms", name)
+        assert r.quat.shape == (0, 21, 4) and r.energy.shape == (0,), name
+    assert float(PoseNDFPrior(prior="posendf")(poses=torch.zeros(0, 69))) == 0.0
+    assert build_smplifyx_prior("posendf", model_type="smplx")(torch.zeros(0, 63), torch.zeros(0, 10)).numel() == 0
+
+
+def test_get_prior_moves_every_prior_to_the_device_and_refuses_a_missing_one():
+    for name in ("posendf", "nrdf", "vposer", "gmm", "none"):
+        p = get_prior(name, device="cpu")
+        assert all(t.device.type == "cpu" for t in p.parameters()), name
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device cuda: CUDA is not available"):
+            get_prior("gmm", device="cuda")
+    with pytest.raises(ValueError, match="device 'gpu' is not a device"):
+        get_prior("vposer", device="gpu")

@@ -121,6 +121,8 @@ def test_two_process_resume_is_bit_identical(runs):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
 def test_cuda_without_cuda_is_refused(data, tmp_path):
     cfg = tiny_config(training={"epochs": 1, "num_threads": 1})
-    with pytest.raises(ValueError, match="CUDA is not available; use --device cpu"):
+    with pytest.raises(ValueError, match="--device cuda: CUDA is not available .*; use cpu"):
         train(cfg, out_dir=tmp_path / "c", data_dir=data, device="cuda", progress=False, tensorboard=False)
+    with pytest.raises(ValueError, match="--device 'gpu' is not a device; use cpu or cuda"):
+        train(cfg, out_dir=tmp_path / "c", data_dir=data, device="gpu", progress=False, tensorboard=False)
     assert not (tmp_path / "c").exists()

@@ -35,8 +35,8 @@ import torch
 from tqdm import tqdm
 
 from ..io import save_json
-from ..skeleton import POSE_LAYOUTS, pose_to_quat
-from .posesets import save_pose_set
+from ..skeleton import POSE_LAYOUTS, pose_to_quat, pose_units_problem
+from .posesets import is_shape_file, save_pose_set
 
 __all__ = [
     "VPOSER_SPLITS",
@@ -67,8 +67,6 @@ VPOSER_SPLITS: Dict[str, Tuple[str, ...]] = {
 }
 
 #: Files that AMASS ships next to motions but that hold only body shape.
-_SHAPE_FILE_NAMES = ("shape.npz",)
-_SHAPE_FILE_SUFFIXES = ("_stagei.npz",)
 _FPS_KEYS = ("mocap_framerate", "mocap_frame_rate")
 #: The body-pose keys we read, in order of preference.
 _POSE_KEYS = ("pose_body", "poses")
@@ -145,10 +143,6 @@ def split_of(dataset: str) -> str:
     return "train"
 
 
-def _is_shape_file(path: Path) -> bool:
-    return path.name in _SHAPE_FILE_NAMES or path.name.endswith(_SHAPE_FILE_SUFFIXES)
-
-
 def read_amass_clip(path: PathLike) -> AmassClip:
     """Read the body poses and frame rate of one AMASS motion file (SMPL+H or SMPL-X).
 
@@ -210,6 +204,9 @@ def read_amass_clip(path: PathLike) -> AmassClip:
         raise ValueError(
             f"{path}: '{pose_key}' has NaN/Inf in {len(rows)} frame(s), first {rows[:5].tolist()}"
         )
+    why = pose_units_problem(torch.from_numpy(np.ascontiguousarray(poses, dtype=np.float32)))
+    if why:
+        raise ValueError(f"{path}: '{pose_key}': {why}")
     quat = pose_to_quat(torch.from_numpy(np.ascontiguousarray(poses, dtype=np.float32)))
     return AmassClip(quat=quat, fps=fps, layout=f"{pose_key} ({width})")
 
@@ -285,7 +282,7 @@ def sample_amass(
     frames: Dict[str, int] = {s: 0 for s in SPLITS}
     files_per_split: Dict[str, int] = {s: 0 for s in SPLITS}
     for f in tqdm(files, desc="amass", unit="file", disable=not progress):
-        if _is_shape_file(f):
+        if is_shape_file(f):
             summary.shape_files += 1
             continue
         dataset = _dataset_of(f, root)
@@ -336,6 +333,9 @@ def sample_amass(
             )
             entry.update(kept=int(quat.shape[0]), path=path.name)
         else:
+            stale = out / f"{split}.npz"
+            if stale.exists():  # an earlier run's split would read as this run's
+                stale.unlink()
             logger.warning("split %s is empty (no files from %s); not writing %s.npz", split,
                            "/".join(VPOSER_SPLITS.get(split, ("any non-held-out dataset",))), split)
         summary.splits[split] = entry
@@ -351,7 +351,9 @@ def sample_amass(
 def _run_cli(args: argparse.Namespace) -> int:
     from ..io import check_output_dir
 
-    cfg = AmassConfig(fps=None if args.fps <= 0 else args.fps, dedup_deg=args.dedup_deg, trim=args.trim,
+    if not (math.isfinite(args.fps) and args.fps >= 0):
+        raise ValueError(f"--fps must be a frame rate > 0, or 0 to keep every frame; got {args.fps}")
+    cfg = AmassConfig(fps=None if args.fps == 0 else args.fps, dedup_deg=args.dedup_deg, trim=args.trim,
                       float16=args.float16)
     check_output_dir(args.out, "--out folder")
     summary = sample_amass(args.amass_dir, args.out, cfg, progress=not args.quiet)

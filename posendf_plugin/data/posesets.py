@@ -28,9 +28,19 @@ from ..io import NpzData, load_npz, read_array, save_npz
 from ..rotations import quat_canonical
 from ..skeleton import NUM_BODY_JOINTS, pose_units_problem, to_body_quat
 
-__all__ = ["PoseSet", "load_pose_set", "save_pose_set"]
+__all__ = ["PoseSet", "load_pose_set", "save_pose_set", "is_shape_file"]
 
 _POSE_KEYS = ("quat", "pose_body", "poses", "body_pose")
+#: AMASS's per-subject body-shape files, which hold no poses (SMPL+H ``shape.npz``, SMPL-X
+#: ``*_stagei.npz``); a folder of motions skips them
+_SHAPE_FILE_NAMES = ("shape.npz",)
+_SHAPE_FILE_SUFFIXES = ("_stagei.npz",)
+
+
+def is_shape_file(path: Union[str, Path]) -> bool:
+    """Whether ``path`` is one of AMASS's per-subject body-shape files (no poses)."""
+    name = Path(path).name
+    return name in _SHAPE_FILE_NAMES or name.endswith(_SHAPE_FILE_SUFFIXES)
 
 
 @dataclass
@@ -99,7 +109,8 @@ def _from_arrays(data: dict, path: Path) -> PoseSet:
 
 
 def load_pose_set(path: Union[str, Path]) -> PoseSet:
-    """Load a pose set file, any supported motion/pose file, or a folder of them.
+    """Load a pose set file, any supported motion/pose file, or a folder of them (AMASS's
+    body-shape files in it, :func:`is_shape_file`, are skipped).
 
     Raises:
         FileNotFoundError: the path does not exist, or a folder holds no ``.npz`` files.
@@ -107,9 +118,9 @@ def load_pose_set(path: Union[str, Path]) -> PoseSet:
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.rglob("*.npz"))
+        files = sorted(f for f in path.rglob("*.npz") if not is_shape_file(f))
         if not files:
-            raise FileNotFoundError(f"{path}: folder contains no .npz files")
+            raise FileNotFoundError(f"{path}: folder contains no .npz motion or pose files")
         parts = [_from_arrays(load_npz(f), f) for f in files]
         quat = torch.cat([p.quat for p in parts])
         names, ids = [], []

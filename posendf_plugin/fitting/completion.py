@@ -264,6 +264,8 @@ def complete_poses(
             out_q.append(res)
             e0s.append(e0)
             e1s.append(prior.energy(res).reshape(-1))
+    if not out_q:  # no poses: an empty result
+        return CompletionResult(q.clone(), m.clone(), q.new_zeros(0), q.new_zeros(0))
     return CompletionResult(torch.cat(out_q), m.clone(), torch.cat(e0s), torch.cat(e1s))
 
 

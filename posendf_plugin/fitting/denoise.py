@@ -47,7 +47,7 @@ import torch
 from .. import rotations as R
 from ..body_model import BodyModel, get_body_model
 from ..data.motion import Motion, load_motion, save_motion
-from ..io import atomic_path, json_text, save_json, save_npz
+from ..io import atomic_path, check_output_dir, json_text, save_json, save_npz
 from ..priors.base import PosePrior
 from ..skeleton import SMPL_PARENTS, forward_kinematics
 from . import losses as L
@@ -424,6 +424,8 @@ def denoise_motion(
         motion = load_motion(path)
         where = str(path)
     name = name or "motion"
+    if out_dir is not None:
+        check_output_dir(out_dir, "out_dir")  # before any work: not after the first window
     n = len(motion)
     W = config.window
     if start < 0 or start >= n:

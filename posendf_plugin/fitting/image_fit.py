@@ -19,7 +19,7 @@ from ..skeleton import quat_to_pose, to_body_quat
 from . import losses as L
 from .camera import Camera
 from .keypoint_files import PersonKeypoints
-from .params import BodyPoseVariable, StagedFitConfig, check_stage
+from .params import BodyPoseVariable, StagedFitConfig, check_stage, load_prior
 
 __all__ = ["ImageStage", "ImageFitConfig", "ImageFitResult", "INIT_POSES", "load_image_fit_config", "fit_people"]
 
@@ -290,7 +290,7 @@ def fit_people(
     people: PersonKeypoints,
     image_size: Tuple[int, int],
     body_model: BodyModel,
-    prior: PosePrior,
+    prior: Union[str, PosePrior],
     config: ImageFitConfig = ImageFitConfig(),
     progress: bool = False,
     init_body_pose=None,
@@ -302,7 +302,9 @@ def fit_people(
         people: keypoints (:func:`read_keypoint_json`).
         image_size: ``(width, height)`` in pixels.
         body_model: e.g. :func:`posendf_plugin.body_model.get_body_model`.
-        prior: a built prior (:func:`posendf_plugin.fitting.params.load_prior`).
+        prior: a built prior, or its name (loaded as ``posendf fit-image`` loads it:
+            :func:`posendf_plugin.fitting.params.load_prior` with ``config.shipped_weights``,
+            so ``"posendf"`` is the density-aware field).
         init_body_pose: optional start pose per input person, any supported layout with a
             leading dimension of the number of people (e.g. a regressor's output, as SPIN
             starts SMPLify); default: ``config.init_pose``.
@@ -312,6 +314,8 @@ def fit_people(
         ValueError: no person has at least ``config.min_keypoints`` keypoints, or
             ``init_body_pose`` does not have one pose per person.
     """
+    if isinstance(prior, str):
+        prior = load_prior(prior, shipped=config.shipped_weights.get(prior))
     fmt = people.fmt
     W, H = int(image_size[0]), int(image_size[1])
     kp_all = torch.as_tensor(people.keypoints, dtype=torch.float32)

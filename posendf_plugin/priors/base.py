@@ -24,6 +24,7 @@ from typing import Callable, Dict, Optional
 import torch
 from torch import nn
 
+from .._checks import check_device
 from ..skeleton import to_body_quat
 
 __all__ = ["PosePrior", "ProjectionResult", "register_prior", "get_prior", "available_priors"]
@@ -111,13 +112,17 @@ def available_priors() -> list:
 
 def get_prior(name: str, **kwargs) -> PosePrior:
     """Build a prior by name, e.g. ``get_prior("posendf")`` or
-    ``get_prior("vposer", checkpoint="path.pt")``.
+    ``get_prior("vposer", checkpoint="path.pt")``; ``device=`` (every prior) moves it there.
 
     Raises:
-        ValueError: unknown name (the message lists the available ones).
+        ValueError: unknown name (the message lists the available ones), or a device this
+            machine does not have.
     """
     if name not in _FACTORIES and name in _BUILTIN_MODULES:
         importlib.import_module(_BUILTIN_MODULES[name])
     if name not in _FACTORIES:
         raise ValueError(f"unknown pose prior '{name}'; available: {', '.join(available_priors())}")
-    return _FACTORIES[name](**kwargs)
+    device = kwargs.pop("device", None)
+    dev = check_device(device, "device") if device is not None else None
+    prior = _FACTORIES[name](**kwargs)
+    return prior.to(dev) if dev is not None else prior

@@ -376,8 +376,10 @@ def fit_gmm(poses, config: GMMFitConfig = GMMFitConfig(), source: str = "") -> G
     aa = body_axis_angle(q).double().cpu().numpy()
     n = len(aa)
     if n < 2 * config.num_components:
+        given = f"{n // 2} poses ({n} with their mirror images)" if config.mirror else f"{n} poses"
         raise ValueError(
-            f"need at least {2 * config.num_components} poses to fit {config.num_components} components, got {n}"
+            f"need at least {2 * config.num_components} poses to fit {config.num_components} components "
+            f"(mirror images count), got {given}; give more poses or fewer num_components"
         )
     rng = np.random.default_rng(config.seed)
     if config.max_poses is not None and n > config.max_poses:

@@ -524,7 +524,12 @@ def _cmd_train(args) -> int:
             GaussianMixturePrior.from_checkpoint(out)  # validates it
             print(f"{out} exists; a GMM fit has nothing to resume, keeping it")
             return 0
-        prior = train_gmm(poses, cfg, out=out, source=source)
+        try:
+            prior = train_gmm(poses, cfg, out=out, source=source)
+        except ValueError as e:
+            if "need at least" not in str(e):
+                raise
+            raise ValueError(f"--poses {args.poses}: {e}") from None
         print(f"wrote {out} ({prior.num_components} components over {prior.dim}-D poses, {len(poses)} poses)")
     return 0
 

@@ -161,7 +161,7 @@ class _BatchFlatten(nn.Module):
     """``(B, ...) -> (B, prod(...))``; no parameters (index 0 of ``encoder_net``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[0], -1)
+        return x.flatten(1)  # also for an empty batch, where reshape(0, -1) is ambiguous
 
 
 class _NormalHead(nn.Module):
