@@ -285,8 +285,13 @@ class PoseNDF(PosePrior):
             tol=self.tol if tol is None else tol,
             monotone=monotone,
         )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if free is not None:
             free = torch.as_tensor(free, dtype=torch.bool, device=q.device)
+            if tuple(free.shape) not in ((NUM_BODY_JOINTS,), (len(q), NUM_BODY_JOINTS)):
+                raise ValueError(f"free must have shape ({NUM_BODY_JOINTS},) or ({len(q)}, {NUM_BODY_JOINTS}) "
+                                 f"(True = the joint may move), got {tuple(free.shape)}")
             free = free.expand(len(q), NUM_BODY_JOINTS) if free.ndim == 1 else free
         parts = [_project(self.net, q[i:i + batch_size], **kw, free=None if free is None else free[i:i + batch_size])
                  for i in range(0, max(len(q), 1), batch_size)]

@@ -410,3 +410,13 @@ def test_get_prior_moves_every_prior_to_the_device_and_refuses_a_missing_one():
             get_prior("gmm", device="cuda")
     with pytest.raises(ValueError, match="device 'gpu' is not a device"):
         get_prior("vposer", device="gpu")
+
+
+def test_project_argument_errors_are_one_clear_line():
+    p = P.PoseNDF.from_pretrained()
+    q = clean_poses()[:5]
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        p.project(q, batch_size=0)
+    with pytest.raises(ValueError, match=r"free must have shape \(21,\) or \(5, 21\)"):
+        p.project(q, free=torch.ones(5, dtype=torch.bool))
+    assert p.project(q, free=torch.ones(21, dtype=torch.bool), max_iter=1).poses.shape == (5, 21, 4)
