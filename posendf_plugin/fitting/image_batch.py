@@ -155,15 +155,12 @@ def _image_inputs(img_path: Path, coco: dict, coco_json, camera: Optional[Camera
     there is nothing to fit (no keypoint file, nobody detected: the image is skipped) and
     :class:`BadImageInput` when a file is unreadable (the image failed)."""
     js = keypoint_file_for(img_path, folders)
+    if not js.is_file() and img_path.name not in coco:
+        hint = "" if coco_json is not None else " (pass --coco-json FILE for a COCO annotation file)"
+        tried = ", ".join(str(p) for p in keypoint_candidates(img_path, folders))
+        raise ValueError(f"no keypoint file (tried {tried}){hint}")
     try:
-        if js.is_file():
-            people = read_keypoint_json(js, img_path.name)
-        elif img_path.name in coco:
-            people = coco[img_path.name]
-        else:
-            hint = "" if coco_json is not None else " (pass --coco-json FILE for a COCO annotation file)"
-            tried = ", ".join(str(p) for p in keypoint_candidates(img_path, folders))
-            raise ValueError(f"no keypoint file (tried {tried}){hint}")
+        people = read_keypoint_json(js, img_path.name) if js.is_file() else coco[img_path.name]
         cam_file = camera_file_for(img_path)
         if cam_file.is_file():
             camera, source = read_camera_json(cam_file), cam_file.name
@@ -173,8 +170,6 @@ def _image_inputs(img_path: Path, coco: dict, coco_json, camera: Optional[Camera
     except (NoPeopleError, FileNotFoundError):
         raise
     except ValueError as e:
-        if str(e).startswith("no keypoint file"):
-            raise
         raise BadImageInput(str(e)) from e
 
 
@@ -196,9 +191,10 @@ def fit_image_dir(
     Keypoints: ``<stem>.json`` or OpenPose's ``<stem>_keypoints.json`` in ``keypoint_dir``, by
     default next to the image or in a ``keypoints`` folder beside ``image_dir`` (SMPLify-X's
     ``DATA/images`` + ``DATA/keypoints``; :func:`~.keypoint_files.keypoint_folders`), or the
-    image's entry in ``coco_json``. Images without keypoints or with nobody to fit are skipped with a logged message and listed in
-    ``summary.json``; an image whose image, keypoint or camera file cannot be read, or whose fit
-    or rendering fails, is listed as failed and the batch goes on. Each image's outputs are
+    image's entry in ``coco_json``. Images without keypoints or with nobody to fit are skipped
+    with a logged message and listed in ``summary.json``; an image whose image, keypoint or
+    camera file cannot be read, or whose fit or rendering fails, is listed as failed and the
+    batch goes on. Each image's outputs are
     written together (all-or-nothing) as soon as it is done; ``<name>`` is the image's stem, or
     its file name when images share a stem (:func:`output_stems`).
 
