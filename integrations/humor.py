@@ -44,7 +44,7 @@ from posendf_plugin import rotations as R
 from posendf_plugin._checks import check_shape
 from posendf_plugin.data.motion import NUM_BETAS, Motion
 from posendf_plugin.io import save_npz
-from posendf_plugin.skeleton import NUM_BODY_JOINTS, body_joint_positions, pose_to_quat
+from posendf_plugin.skeleton import NUM_BODY_JOINTS, body_joint_positions, pose_to_quat, pose_units_problem
 
 from ._common import PriorLike, check_margin, guard_line_search, prior_energy, resolve_prior, shipped_model_name, warn_host_weight
 
@@ -143,6 +143,9 @@ def load_humor(path: Union[str, Path]) -> HumorMotion:
     body = np.asarray(data["pose_body"], np.float32).reshape(n, -1)
     if body.shape[1] != _BODY_WIDTH:
         raise ValueError(f"{path}: pose_body must be (N, 63), got {data['pose_body'].shape}")
+    why = pose_units_problem(body) if np.isfinite(body).all() else None  # NaN: Motion names the frames
+    if why:
+        raise ValueError(f"{path}: 'pose_body': {why}")
     betas = np.asarray(data.get("betas", np.zeros(NUM_BETAS)), np.float32)
     if betas.ndim == 2:
         betas = betas[0]

@@ -233,6 +233,10 @@ def test_bad_files(tmp_path):
              pose_body=np.zeros((3, 63)), joints=np.zeros((3, 24, 3)))
     with pytest.raises(ValueError, match="joints.*\\(N, 22, 3\\)"):
         hm.load_humor(tmp_path / "badlen.npz")
+    np.savez(tmp_path / "degrees.npz", trans=np.zeros((3, 3)), root_orient=np.zeros((3, 3)),
+             pose_body=np.full((3, 63), 30.0))
+    with pytest.raises(ValueError, match="degrees.npz: 'pose_body': .*look like degrees"):
+        hm.load_humor(tmp_path / "degrees.npz")
 
 
 def test_vposer_weight_left_in_the_config_is_a_warning():
