@@ -44,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import BenchContext, write_json  # noqa: E402
+from benchmarks.common import PRIOR_NAMES, BenchContext, PriorUnavailable, write_json  # noqa: E402
 from benchmarks.tasks import denoise as D  # noqa: E402
 from benchmarks.tasks import image_fit as T  # noqa: E402
 
@@ -71,31 +71,34 @@ DEFAULT_SCALES = {
 def _floats(text: str, n: int, what: str) -> List[float]:
     vals = [float(v) for v in text.split(",")]
     if len(vals) != n:
-        raise SystemExit(f"--{what} needs {n} comma-separated values (one per stage), got {text!r}")
+        raise ValueError(f"--{what} needs {n} comma-separated values (one per stage), got {text!r}")
     return vals
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", choices=["image_fit", "denoise", "completion"], default="image_fit")
-    ap.add_argument("--priors", default="none,gmm,vposer,posendf,nrdf")
+    ap.add_argument("--task", choices=["image_fit", "denoise", "completion"], default="image_fit",
+                    help="what to calibrate (default image_fit)")
+    ap.add_argument("--priors", default="none,gmm,vposer,posendf,nrdf", help="comma-separated (default: all five)")
     ap.add_argument("--windows", type=int, default=30, help="denoise: windows of 60 frames (6 were too few to choose by)")
     ap.add_argument("--noise-mm", type=float, default=40.0, help="denoise: joint noise")
     ap.add_argument("--poses", type=int, default=200, help="completion: held-out poses")
     ap.add_argument("--scales", action="append", default=[], metavar="PRIOR=V1,V2,...",
                     help="prior_scale values to try for PRIOR (default: DEFAULT_SCALES)")
     ap.add_argument("--checkpoint", action="append", default=[], metavar="PRIOR=PATH", help="weights replacing the shipped ones")
-    ap.add_argument("--split", default="val", choices=["val", "test", "train"], help="shipped CMU pose split the images are made from")
+    ap.add_argument("--split", default="val", choices=["val", "train"],
+                    help="shipped CMU pose split the problems are made from (default val; train for diagnosis; the test "
+                         "split is never used to choose weights)")
     ap.add_argument("--data", default=None, metavar="PATH",
                     help="validation pose set (.npz) or folder of AMASS-layout motions instead of the shipped split "
                          "(test sets and the Bandai-Namco clips are refused)")
-    ap.add_argument("--images", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--images", type=int, default=16, help="image_fit: synthetic images (default 16)")
+    ap.add_argument("--seed", type=int, default=0, help="default 0")
     ap.add_argument("--init", choices=["mean", "zero", "truth"], default=None,
                     help="override init_pose; truth = start from the true pose (an oracle bound, image_fit only)")
     ap.add_argument("--bend", default=None, help="override the stages' bend_weight, e.g. 20,5,2")
     ap.add_argument("--pose-l2", default=None, help="override the stages' pose_l2_weight")
-    ap.add_argument("--latent-lr-scale", type=float, default=None)
+    ap.add_argument("--latent-lr-scale", type=float, default=None, help="override VPoser's latent learning-rate factor")
     ap.add_argument("--prior-anneal", action="append", default=[], metavar="PRIOR=true|false",
                     help="image fit: whether PRIOR's weight follows the stages' annealing (ImageFitConfig.prior_anneal)")
     ap.add_argument("--squared-priors", default=None, metavar="A,B",
@@ -111,6 +114,17 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, KeyError, FileNotFoundError, PriorUnavailable) as e:  # bad input: one line, exit 2
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"calibrate.py: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
 
     scales: Dict[str, List[float]] = dict(
@@ -124,8 +138,13 @@ def main(argv=None) -> int:
         data = Path(args.data)
         why = _not_for_calibration(data)
         if why:
-            print(f"error: --data {data}: {why}", file=sys.stderr)
-            return 2
+            raise ValueError(f"--data {data}: {why}")
+    for name in args.priors.split(","):
+        if name not in PRIOR_NAMES:
+            raise ValueError(f"--priors: unknown prior {name!r}; choose from {', '.join(PRIOR_NAMES)}")
+    for name, path in ckpts.items():
+        if not path.is_file():
+            raise FileNotFoundError(f"--checkpoint {name}={path}: no such file")
     ctx = BenchContext(seed=args.seed, progress=False, checkpoints=ckpts, split=args.split, data=data)
     if args.task == "denoise":
         return _denoise(args, ctx, scales)
@@ -220,7 +239,7 @@ def _prior_values(items: List[str], option: str, form: str, convert: Callable[[s
                 raise ValueError(item)
             out[name.strip()] = convert(value)
         except ValueError:
-            raise SystemExit(f"{option} expects {form}, got {item!r}") from None
+            raise ValueError(f"{option} expects {form}, got {item!r}") from None
     return out
 
 
@@ -233,10 +252,10 @@ def _denoise(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     try:
         base = D.with_data_term(dataclasses.replace(base, prior_margin=margins), args)
     except ValueError as e:
-        raise SystemExit(f"calibrate.py --task denoise: {e}")
+        raise ValueError(f"--task denoise: {e}") from None
     wins = D._windows(ctx, base.window, args.windows)
     if not wins:
-        raise SystemExit(f"no motion of at least {base.window} frames in {ctx.data_name}")
+        raise ValueError(f"no motion of at least {base.window} frames in {ctx.data_name}")
     bm = ctx.body_model()
     print(f"{ctx.data_name}: {len(wins)} windows of {base.window} frames from {len({w[0] for w in wins})} clips, "
           f"{args.noise_mm:g} mm noise, seed {args.seed}; prior margins {margins or 'none'}, data term {base.data_term}"
@@ -267,7 +286,7 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
     n = len(poses)
     init = {"zero": "identity", None: "mean"}.get(args.init, args.init)  # the benchmark starts from the mean pose
     if init == "truth":
-        raise SystemExit("--init truth is for --task image_fit only")
+        raise ValueError("--init truth is for --task image_fit only")
     print(f"split {args.split}, {n} poses, 200 iterations, start {init}, seed {args.seed}\n")
     columns = [(f"{k}_{int(f * 100)}", f"{int(f * 100)} % {label}", ".2f" if k == "angle" else ".1f")
                for f in FRACTIONS for k, label in (("angle", "angle °"), ("position", "position mm"))]

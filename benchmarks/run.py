@@ -39,6 +39,8 @@ from benchmarks.common import (  # noqa: E402
 )
 from benchmarks.sources import SOURCE_NAMES, Source, parse_sources, resolve_sources  # noqa: E402
 from benchmarks.tasks import TASK_NAMES, load_task  # noqa: E402
+from posendf_plugin.io import check_output_dir  # noqa: E402
+from posendf_plugin.priors import get_prior  # noqa: E402
 
 __all__ = ["main", "build_parser", "compute_targets", "run_benchmarks"]
 
@@ -300,8 +302,15 @@ def _parse_checkpoints(items: Sequence[str], priors: Sequence[str]) -> Dict[str,
         if name not in PRIOR_NAMES or name == "none":
             raise ValueError(f"--checkpoint {it!r}: unknown prior {name!r}; use one of {', '.join(p for p in PRIOR_NAMES if p != 'none')}")
         p = Path(path)
+        if p.is_dir():
+            raise ValueError(f"--checkpoint {it!r}: {p} is a folder; pass the checkpoint file in it (e.g. model.pt)")
         if not p.is_file():
             raise FileNotFoundError(f"--checkpoint {it!r}: {p} does not exist")
+        try:  # read it now: a file the user named that cannot be read is bad input, not a skipped row
+            get_prior(name, checkpoint=str(p))
+        except (ValueError, KeyError, RuntimeError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            raise ValueError(f"--checkpoint {it!r}: {msg}") from None
         out[name] = p
     return out
 
@@ -402,6 +411,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         size = "tiny" if args.tiny else "quick" if args.quick else "full"
         sources, skipped_sources = resolve_sources(parse_sources(args.sources), data, args.split, size, shared,
                                                    Path(args.cache), progress=not args.no_progress)
+        check_output_dir(args.out, "--out")
         bm = Path(args.body_model) if args.body_model else None
         if bm is not None and not bm.exists():
             raise FileNotFoundError(f"--body-model {bm}: no such file or folder")

@@ -111,6 +111,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"posendf {args.command}: error: not enough memory ({_one_line(e)[:200]}); use smaller "
               "inputs or sizes (e.g. --n, --steps, --max-poses)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # every long command writes atomically and resumably: say how to go on, not a traceback
+        resumable = hasattr(args, "resume")  # the commands that take --resume
+        hint = "; run the same command with --resume to continue from the last checkpoint" if resumable else ""
+        print(f"posendf {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
     return int(rc or 0)
 
 

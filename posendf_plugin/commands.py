@@ -174,7 +174,7 @@ def _cmd_train(args) -> int:
 def _cmd_ensemble(args) -> int:
     from .prior import save_ensemble
 
-    check_output_file(args.out, inputs=args.models, what="--out file")
+    check_output_file(args.out, inputs=args.models, what="--out file", suffix=".pt")
     out = save_ensemble(args.models, args.out, args.reduce)
     print(f"wrote {out}: the {args.reduce} of {len(args.models)} fields; use it with --checkpoint {out}")
     return 0

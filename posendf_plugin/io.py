@@ -289,16 +289,18 @@ def check_output_dir(path: PathLike, what: str = "output folder") -> Path:
     return path
 
 
-def check_output_file(path: PathLike, inputs: Sequence[PathLike] = (), what: str = "output file") -> Path:
+def check_output_file(path: PathLike, inputs: Sequence[PathLike] = (), what: str = "output file",
+                      suffix: str = ".npz") -> Path:
     """Check, before any work, that ``path`` can be written: not a folder, not one of
-    ``inputs``, its folder creatable and writable.
+    ``inputs``, its folder creatable and writable. ``suffix``: the kind of file written (for the
+    example name in the message).
 
     Raises:
         ValueError: ``path`` is a folder or an input. OSError: its folder cannot be written.
     """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{what} {path} is a folder; give a file name, e.g. {path / 'out.npz'}")
+        raise ValueError(f"{what} {path} is a folder; give a file name, e.g. {path / ('out' + suffix)}")
     for i in inputs:
         if Path(i).exists() and path.exists() and os.path.samefile(i, path):
             raise ValueError(f"{what} {path} is the input {i}; write to another file so the input is kept")

@@ -420,3 +420,28 @@ def test_project_argument_errors_are_one_clear_line():
     with pytest.raises(ValueError, match=r"free must have shape \(21,\) or \(5, 21\)"):
         p.project(q, free=torch.ones(5, dtype=torch.bool))
     assert p.project(q, free=torch.ones(21, dtype=torch.bool), max_iter=1).poses.shape == (5, 21, 4)
+
+
+def test_ctrl_c_is_one_line_with_the_way_to_go_on(monkeypatch, capsys):
+    """An interrupted command prints one line (no traceback), exit status 130; commands that can
+    resume say how."""
+    from posendf_plugin import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    real = cli.build_parser
+
+    def parser():
+        p = real()
+        for act in p._subparsers._group_actions:  # noqa: SLF001 - test hook: every command interrupted
+            for sub in act.choices.values():
+                sub.set_defaults(func=interrupted)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    assert cli.main(["train", "--config", "configs/tiny.yaml"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "posendf train: interrupted; run the same command with --resume to continue from the last checkpoint"
+    assert cli.main(["sample", "--n", "2", "--out", "x"]) == 130
+    assert capsys.readouterr().err.strip() == "posendf sample: interrupted"

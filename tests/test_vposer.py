@@ -289,6 +289,8 @@ def test_training_is_deterministic_and_resume_matches(tmp_path):
     out = tmp_path / "r.pt"
     first = train_vposer(q, cfg, out=out, stop_after=1, progress=False)
     assert not first.finished and partial_path(out).is_file() and not out.exists()
+    with pytest.raises(ValueError, match="interrupted VPoser training run; pass --resume"):
+        train_vposer(q, cfg, out=out, progress=False)  # never silently thrown away
     torch.randn(10)  # the caller's RNG use must not matter
     second = train_vposer(q, cfg, out=out, resume=True, progress=False)
     assert second.finished and out.is_file() and not partial_path(out).exists()

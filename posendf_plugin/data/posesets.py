@@ -120,7 +120,10 @@ def load_pose_set(path: Union[str, Path]) -> PoseSet:
     if path.is_dir():
         files = sorted(f for f in path.rglob("*.npz") if not is_shape_file(f))
         if not files:
-            raise FileNotFoundError(f"{path}: folder contains no .npz motion or pose files")
+            mocap = [f for f in path.rglob("*") if f.name.lower().endswith((".bvh", ".bvh.gz", ".amc", ".amc.gz"))]
+            hint = (f" (it holds {len(mocap)} mocap file(s): convert them first with 'posendf data mocap {path} --out DIR')"
+                    if mocap else "")
+            raise FileNotFoundError(f"{path}: folder contains no .npz motion or pose files{hint}")
         parts = [_from_arrays(load_npz(f), f) for f in files]
         quat = torch.cat([p.quat for p in parts])
         names, ids = [], []

@@ -282,7 +282,12 @@ class GaussianMixturePrior(PosePrior):
         else:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such GMM file")
-            d = load_npz(path, required=("means", "covars", "weights"))
+            d = load_npz(path)
+            if not all(k in d for k in ("means", "covars", "weights")):
+                what = ("a PyTorch checkpoint (a network's weights), not a GMM" if any(k.endswith("data.pkl") for k in d)
+                        else f"not a GMM (found keys {sorted(d)[:8]})")
+                raise ValueError(f"{path}: {what}; a GMM is an .npz with 'means', 'covars' and 'weights' "
+                                 f"('{FIT_COMMAND}' writes one) or SMPLify's gmm_08.pkl")
             _check_layout(d["means"], d["covars"], d["weights"], str(path))
             if "dim" in d and int(d["dim"]) != d["means"].shape[1]:
                 raise ValueError(f"{path}: stored dim {int(d['dim'])} does not match means {d['means'].shape}")

@@ -353,6 +353,10 @@ def train_vposer(
             )
         else:
             logger.info("no %s to resume from; training from scratch", part)
+    elif part is not None and part.is_file():
+        # as 'posendf train': an interrupted run is never thrown away without being asked
+        raise ValueError(f"{part} holds an interrupted VPoser training run; pass --resume (resume=True) to continue "
+                         "it, or delete the file to start again")
 
     n_train = q_train.shape[0]
     steps = math.ceil(n_train / cfg.batch_size)
@@ -499,7 +503,7 @@ def _cmd_train(args) -> int:
     from ..io import check_output_file
 
     poses_path = Path(args.poses)
-    out = check_output_file(args.out, inputs=[poses_path], what="--out file")
+    out = check_output_file(args.out, inputs=[poses_path], what="--out file", suffix=".pt" if args.prior == "vposer" else ".npz")
     poses = load_pose_set(poses_path)
     source = f"{poses_path.name}: {poses.source}" if poses.source else poses_path.name
     if args.prior == "vposer":
