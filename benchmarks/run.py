@@ -39,6 +39,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from benchmarks.sources import SOURCE_NAMES, Source, parse_sources, resolve_sources  # noqa: E402
 from benchmarks.tasks import TASK_NAMES, load_task  # noqa: E402
+from posendf_plugin._checks import check_device  # noqa: E402
 from posendf_plugin.io import check_output_dir  # noqa: E402
 from posendf_plugin.priors import get_prior  # noqa: E402
 
@@ -316,9 +317,7 @@ def _parse_checkpoints(items: Sequence[str], priors: Sequence[str]) -> Dict[str,
 
 
 def _device(name: str, flag: str) -> torch.device:
-    d = torch.device(name)
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{flag} {name}: CUDA is not available on this machine (torch {torch.__version__}); use {flag} cpu")
+    d = check_device(name, flag)
     if d.type not in ("cpu", "cuda"):
         raise ValueError(f"{flag} {name}: use cpu or cuda")
     return d

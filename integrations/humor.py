@@ -143,7 +143,7 @@ def load_humor(path: Union[str, Path]) -> HumorMotion:
     body = np.asarray(data["pose_body"], np.float32).reshape(n, -1)
     if body.shape[1] != _BODY_WIDTH:
         raise ValueError(f"{path}: pose_body must be (N, 63), got {data['pose_body'].shape}")
-    why = pose_units_problem(body) if np.isfinite(body).all() else None  # NaN: Motion names the frames
+    why = pose_units_problem(body)
     if why:
         raise ValueError(f"{path}: 'pose_body': {why}")
     betas = np.asarray(data.get("betas", np.zeros(NUM_BETAS)), np.float32)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ._checks import check_shape
-from .skeleton import NUM_BODY_JOINTS, body_joint_positions
+from .skeleton import NUM_BODY_JOINTS, body_joint_positions, to_body_quat
 
 __all__ = ["joint_positions", "nearest_geodesic", "rms_deg", "apd_cm", "fid", "auroc"]
 
@@ -48,8 +48,9 @@ def nearest_geodesic(q: torch.Tensor, reference: torch.Tensor, chunk: int = 64) 
     Brute force on ``q``'s device in float64, chunks of ``chunk`` query poses; per joint
     ``θ = 2 acos|⟨q, p⟩|`` (the same value as :func:`posendf_plugin.rotations.nrdf_pose_distance`,
     computed from dot products so that all pairs are one matmul per joint). Both sets are
-    normalised to unit length first (a float16 pose set is off by up to ~5e-4, which the
-    ``acos`` would turn into 0.1 rad); ``q`` and ``-q`` are the same rotation (distance 0).
+    normalised to unit length first (:func:`~posendf_plugin.skeleton.to_body_quat`; a float16
+    pose set is off by up to ~5e-4, which the ``acos`` would turn into 0.1 rad); ``q`` and
+    ``-q`` are the same rotation (distance 0).
 
     Raises:
         ValueError: wrong shapes, an empty reference, or zero-length quaternions.
@@ -60,21 +61,14 @@ def nearest_geodesic(q: torch.Tensor, reference: torch.Tensor, chunk: int = 64) 
         raise ValueError("reference must hold at least one pose")
     if not (isinstance(chunk, int) and chunk > 0):
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-    ref = _unit(reference.to(q.device, torch.float64), "reference")
-    q = _unit(q.double(), "q")
+    ref = to_body_quat(reference.to(q.device, torch.float64), "reference")
+    q = to_body_quat(q.double(), "q")
     out = []
     for a in range(0, len(q), chunk):
         dots = torch.einsum("njk,mjk->nmj", q[a:a + chunk], ref).abs().clamp(max=1.0)  # (c, M, 21)
         theta = 2.0 * torch.acos(dots)
         out.append((theta ** 2).sum(-1).min(dim=1).values.sqrt().float())
     return torch.cat(out) if out else q.new_zeros(0)
-
-
-def _unit(q: torch.Tensor, name: str) -> torch.Tensor:
-    n = q.norm(dim=-1, keepdim=True)
-    if bool((n < 1e-6).any()):
-        raise ValueError(f"{name} holds zero-length quaternions; a rotation is (w, x, y, z) with non-zero norm")
-    return q / n
 
 
 def rms_deg(d: torch.Tensor) -> torch.Tensor:

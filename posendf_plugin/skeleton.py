@@ -222,7 +222,8 @@ def to_body_quat(x, name: str = "poses") -> torch.Tensor:
 
 def pose_units_problem(x) -> Optional[str]:
     """Why a body-pose array read from a file looks like the wrong units or component order, or
-    ``None`` when it looks right. Files are checked with this; tensors inside a fit are not.
+    ``None`` when it looks right (or holds NaN / Inf, which the readers report themselves). Files
+    are checked with this; tensors inside a fit are not.
 
     * Axis-angle (any layout of :func:`to_body_quat`) is read as radians: when more than 5 % of
       the body joints turn by more than a full turn (2π), or any by more than 4π, the values are
@@ -232,8 +233,8 @@ def pose_units_problem(x) -> Optional[str]:
       by 0.3, the order is ``(x, y, z, w)`` (uniformly random rotations have both near 0.42).
     """
     x = as_tensor(x, "pose").detach().double()
-    if x.numel() == 0:
-        return None
+    if x.numel() == 0 or not bool(torch.isfinite(x).all()):
+        return None  # NaN / Inf: the readers' own finiteness check names the frames
     if x.ndim >= 2 and x.shape[-2:] == (NUM_BODY_JOINTS, 4):
         a = x.abs().reshape(-1, 4).mean(0)
         if float(a[0]) < 0.5 and float(a[3]) > float(a[0]) + 0.3:

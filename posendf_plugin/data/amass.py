@@ -204,10 +204,11 @@ def read_amass_clip(path: PathLike) -> AmassClip:
         raise ValueError(
             f"{path}: '{pose_key}' has NaN/Inf in {len(rows)} frame(s), first {rows[:5].tolist()}"
         )
-    why = pose_units_problem(torch.from_numpy(np.ascontiguousarray(poses, dtype=np.float32)))
+    pose_t = torch.from_numpy(np.ascontiguousarray(poses, dtype=np.float32))
+    why = pose_units_problem(pose_t)
     if why:
         raise ValueError(f"{path}: '{pose_key}': {why}")
-    quat = pose_to_quat(torch.from_numpy(np.ascontiguousarray(poses, dtype=np.float32)))
+    quat = pose_to_quat(pose_t)
     return AmassClip(quat=quat, fps=fps, layout=f"{pose_key} ({width})")
 
 

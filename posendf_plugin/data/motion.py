@@ -113,24 +113,18 @@ def load_motion(path: Union[str, Path]) -> Motion:
             an unknown body-pose width.
     """
     data = load_npz(path)
-    for key in ("pose_body", "poses", "body_pose"):
-        if key in data:
-            why = pose_units_problem(read_array(data, key, path, ndim=(2, 3)))
-            if why:
-                raise ValueError(f"{path}: '{key}': {why}")
-            break
     if "pose_body" in data:
-        body = read_array(data, "pose_body", path, ndim=(2, 3))
+        body = _checked_units(read_array(data, "pose_body", path, ndim=(2, 3)), path, "pose_body")
         body = body.reshape(len(body), -1)
         root = read_array(data, "root_orient", path, ndim=(2,), width=3) if "root_orient" in data else None
         if root is None and "poses" in data:
             root = read_array(data, "poses", path, ndim=(2,))[:, :3]
     elif "poses" in data:
-        poses = read_array(data, "poses", path, ndim=(2,))
+        poses = _checked_units(read_array(data, "poses", path, ndim=(2,)), path, "poses")
         body = _body63(poses, path, "poses")
         root = poses[:, :3] if poses.shape[1] in (72, 156, 165) else None
     elif "body_pose" in data:
-        bp = read_array(data, "body_pose", path, ndim=(2, 3))
+        bp = _checked_units(read_array(data, "body_pose", path, ndim=(2, 3)), path, "body_pose")
         if bp.ndim == 3 and bp.shape[1:] == (21, 4):
             body = quat_to_pose(torch.from_numpy(bp), 63).numpy()
         else:
@@ -172,6 +166,15 @@ def load_motion(path: Union[str, Path]) -> Motion:
         pose_body=body, root_orient=root, trans=trans, betas=betas, fps=fps, gender=gender,
         pose_hand=None if hand is None else np.asarray(hand, np.float32),
     )
+
+
+def _checked_units(pose: np.ndarray, path, key: str) -> np.ndarray:
+    """``pose`` unchanged, or ValueError when it looks like degrees / (x, y, z, w) quaternions
+    (:func:`posendf_plugin.skeleton.pose_units_problem`)."""
+    why = pose_units_problem(pose)
+    if why:
+        raise ValueError(f"{path}: '{key}': {why}")
+    return pose
 
 
 def _body63(pose: np.ndarray, path=None, key: str = "poses") -> np.ndarray:

@@ -120,7 +120,9 @@ def load_pose_set(path: Union[str, Path]) -> PoseSet:
     if path.is_dir():
         files = sorted(f for f in path.rglob("*.npz") if not is_shape_file(f))
         if not files:
-            mocap = [f for f in path.rglob("*") if f.name.lower().endswith((".bvh", ".bvh.gz", ".amc", ".amc.gz"))]
+            from .mocap_batch import MOCAP_SUFFIXES  # only for the hint: the reader stays light
+
+            mocap = [f for f in path.rglob("*") if f.name.lower().endswith(MOCAP_SUFFIXES)]
             hint = (f" (it holds {len(mocap)} mocap file(s): convert them first with 'posendf data mocap {path} --out DIR')"
                     if mocap else "")
             raise FileNotFoundError(f"{path}: folder contains no .npz motion or pose files{hint}")

@@ -530,9 +530,7 @@ def _cmd_train(args) -> int:
             return 0
         try:
             prior = train_gmm(poses, cfg, out=out, source=source)
-        except ValueError as e:
-            if "need at least" not in str(e):
-                raise
+        except ValueError as e:  # fit_gmm's errors are about the poses (too few for the components)
             raise ValueError(f"--poses {args.poses}: {e}") from None
         print(f"wrote {out} ({prior.num_components} components over {prior.dim}-D poses, {len(poses)} poses)")
     return 0
