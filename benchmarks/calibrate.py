@@ -12,8 +12,10 @@ e.g. one holding a rig and subjects not in training (``data/default/val.npz`` wr
 * ``--task completion``: the ``completion`` protocol (:mod:`benchmarks.tasks.completion`) on
   ``--poses`` val poses, 25 % and 50 % of the joints hidden; the grid value is VPoser's
   ``latent_weight``, for the distance fields the masked projection's ``--projection-steps`` ×
-  ``--projection-step-size`` (``--completion-mode axis_angle``: Adam on the energy instead). A
-  ``mean pose`` row fills the hidden joints with the training mean pose, the trivial baseline.
+  ``--projection-step-size`` (``--completion-mode axis_angle``: Adam on the energy instead). Every
+  prior starts from ``--init`` (default ``knn``: the mean of the hidden joints over the 50 poses of
+  ``--reference``, default the shipped training split, nearest in the visible joints; ``mean``: the
+  training mean pose). ``mean pose`` and ``knn start`` rows give those starts' own errors.
 
 For each prior and each value of its ``prior_scale`` the mean errors are printed as a Markdown
 table (one row per setting); ``--out FILE`` also writes them as JSON.
@@ -23,6 +25,7 @@ Examples::
     python benchmarks/calibrate.py                                   # the shipped image-fit grid
     python benchmarks/calibrate.py --task denoise                    # the shipped denoise grid
     python benchmarks/calibrate.py --task completion --priors none,vposer
+    python benchmarks/calibrate.py --task completion --data DANCE_MOTIONS --reference TRAIN_WITHOUT_DANCE.npz
     python benchmarks/calibrate.py --task completion --priors posendf --projection-steps 1,3,10,30 --projection-step-size 0.5,1
     python benchmarks/calibrate.py --scales posendf=1000,3000,10000 --images 32
     python benchmarks/calibrate.py --priors none --init zero --bend 20,5,2
@@ -94,8 +97,12 @@ def main(argv=None) -> int:
                          "(test sets and the Bandai-Namco clips are refused)")
     ap.add_argument("--images", type=int, default=16, help="image_fit: synthetic images (default 16)")
     ap.add_argument("--seed", type=int, default=0, help="default 0")
-    ap.add_argument("--init", choices=["mean", "zero", "truth"], default=None,
-                    help="override init_pose; truth = start from the true pose (an oracle bound, image_fit only)")
+    ap.add_argument("--init", choices=["mean", "zero", "truth", "knn"], default=None,
+                    help="override init_pose; truth = start from the true pose (an oracle bound, image_fit only); "
+                         "completion: its start (default knn; knn is for completion only)")
+    ap.add_argument("--reference", default=None, metavar="POSES",
+                    help="completion with --init knn: the pose set the neighbours come from (default: the shipped "
+                         "training split); for --data holding a subject of that split, the training poses without it")
     ap.add_argument("--bend", default=None, help="override the stages' bend_weight, e.g. 20,5,2")
     ap.add_argument("--pose-l2", default=None, help="override the stages' pose_l2_weight")
     ap.add_argument("--latent-lr-scale", type=float, default=None, help="override VPoser's latent learning-rate factor")
@@ -152,6 +159,8 @@ def _run(args: argparse.Namespace) -> int:
         return _completion(args, ctx, scales)
     images = T.synthetic_images(ctx, args.images)
 
+    if args.init == "knn":
+        raise ValueError("--init knn is for --task completion only")
     base = T.fit_config(ctx)
     stages = list(base.stages)
     if args.bend is not None:
@@ -284,10 +293,15 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
 
     poses, masks = completion_problem(ctx, args.poses)
     n = len(poses)
-    init = {"zero": "identity", None: "mean"}.get(args.init, args.init)  # the benchmark starts from the mean pose
+    init = {"zero": "identity", None: "knn"}.get(args.init, args.init)  # the benchmark starts from the kNN fill
     if init == "truth":
         raise ValueError("--init truth is for --task image_fit only")
-    print(f"split {args.split}, {n} poses, 200 iterations, start {init}, seed {args.seed}\n")
+    reference = None
+    if args.reference is not None:
+        from posendf_plugin.data.posesets import load_pose_set
+
+        reference = load_pose_set(args.reference).quat.float()
+    print(f"{ctx.data_name}: {n} poses, 200 iterations, start {init}, seed {args.seed}\n")
     columns = [(f"{k}_{int(f * 100)}", f"{int(f * 100)} % {label}", ".2f" if k == "angle" else ".1f")
                for f in FRACTIONS for k, label in (("angle", "angle °"), ("position", "position mm"))]
     print("| prior | setting | " + " | ".join(label for _, label, _ in columns) + " |")
@@ -303,6 +317,12 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
 
     mean = default_mean_pose().expand_as(poses)
     emit("mean pose", None, [_errors(torch.where(m[..., None], mean, poses), poses, m) for m in masks])
+    if init == "knn":
+        from posendf_plugin.fitting.completion import _reference
+        from posendf_plugin.fitting.knn import knn_fill
+
+        ref = _reference(reference)
+        emit("knn start", None, [_errors(knn_fill(poses, m, ref), poses, m) for m in masks])
     from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, _can_project
 
     steps = [None] if args.projection_steps is None else [int(v) for v in args.projection_steps.split(",")]
@@ -322,7 +342,7 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
             per = []
             for m in masks:
                 ev = evaluate_completion(prior, poses=poses, masks=[m], n_poses=n, seed=ctx.seed, iterations=200, init=init,
-                                         parameterisation=mode, **kw)
+                                         parameterisation=mode, reference=reference, **kw)
                 r = next(iter(ev.per_mask.values()))
                 per.append((r["angle_deg"], r["position_mm"]))
             emit(name, label, per)

@@ -32,21 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import BenchContext  # noqa: E402
 from benchmarks.tasks.completion import FRACTIONS, completion_problem  # noqa: E402
-from posendf_plugin import rotations as R  # noqa: E402
 from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, _errors  # noqa: E402
+from posendf_plugin.fitting.knn import knn_fill  # noqa: E402
 
 
 def knn_complete(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
     """Hidden joints of ``poses (N, 21, 4)`` (``mask (N, 21)``, True = hidden) set to the chordal
     mean of those joints over the ``k`` poses of ``reference (M, 21, 4)`` nearest in the visible
-    joints (sum of per-joint geodesic angles). Returns ``(N, 21, 4)``."""
-    out = poses.clone()
-    for i in range(len(poses)):
-        vis = ~mask[i]
-        d = R.quat_geodesic_angle(reference[:, vis], poses[i, vis].expand_as(reference[:, vis])).sum(-1)
-        idx = d.topk(min(k, len(reference)), largest=False).indices
-        out[i, mask[i]] = R.quat_mean(reference[idx][:, mask[i]], dim=0).to(out)
-    return out
+    joints: :func:`posendf_plugin.fitting.knn.knn_fill`, the start ``posendf complete`` uses."""
+    return knn_fill(poses, mask, reference, k)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -223,6 +223,7 @@ for f in _BAD_POSE_FILES:
 for f in _BAD_SET_FILES:
     CASES.append(_c(f"data-prepare-poses-{f}", lambda c, r, f=f: ["data", "prepare", "--poses", str(c / f"{f}.npz"), "--out", str(r / "outdir"), "--quiet"], f"{f}.npz"))
     CASES.append(_c(f"complete-poses-{f}", lambda c, r, f=f: ["complete", "--poses", str(c / f"{f}.npz"), "--mask", "arms", "--out", str(r / "out.npz"), *_QUIET], f"{f}.npz"))
+    CASES.append(_c(f"complete-reference-{f}", lambda c, r, f=f: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--reference", str(c / f"{f}.npz"), "--out", str(r / "out.npz"), *_QUIET], f"{f}.npz"))
     CASES.append(_c(f"sample-around-{f}", lambda c, r, f=f: ["sample", "--n", "2", "--around", str(c / f"{f}.npz"), "--out", str(r / "outdir")], f"{f}.npz"))
     CASES.append(_c(f"sample-reference-{f}", lambda c, r, f=f: ["sample", "--n", "2", "--reference", str(c / f"{f}.npz"), "--out", str(r / "outdir")], f"{f}.npz"))
     CASES.append(_c(f"interpolate-start-{f}", lambda c, r, f=f: ["interpolate", "--start", str(c / f"{f}.npz"), "--end", str(c / "poses.npz"), "--out", str(r / "outdir")], f"{f}.npz"))
@@ -292,6 +293,8 @@ CASES += [
     _c("interpolate-device-gpu", lambda c, r: ["interpolate", "--start", str(c / "poses.npz"), "--end", str(c / "poses.npz"), "--device", "gpu", "--out", str(r / "outdir")], "--device"),
     _c("project-step-size-nan", lambda c, r: ["project", "--poses", str(c / "poses.npz"), "--step-size", "nan", "--out", str(r / "out.npz")], "--step-size"),
     _c("complete-lr-inf", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--lr", "inf", "--out", str(r / "out.npz"), *_QUIET], "--lr"),
+    _c("complete-knn-zero", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--knn", "0", "--out", str(r / "out.npz"), *_QUIET], "--knn"),
+    _c("complete-reference-without-knn", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--init", "mean", "--reference", str(c / "poses.npz"), "--out", str(r / "out.npz"), *_QUIET], "--reference"),
     _c("complete-max-poses-negative", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--max-poses", "-3", "--out", str(r / "out.npz"), *_QUIET], "--max-poses"),
     _c("denoise-noise-nan", lambda c, r: ["denoise", "--motion", str(c / "motion.npz"), "--noise-mm", "nan", "--out", str(r / "outdir"), *_QUIET], "--noise-mm"),
 ]

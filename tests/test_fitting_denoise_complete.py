@@ -278,7 +278,7 @@ def test_moved_joints_are_descendants():
 
 def test_evaluate_completion_on_the_shipped_test_split():
     target = R.quat_canonical(R.axis_angle_to_quat(torch.zeros(21, 3)))
-    ev = C.evaluate_completion(QuadPrior(target), masks=("left_arm", "spine"), n_poses=40, iterations=20)
+    ev = C.evaluate_completion(QuadPrior(target), masks=("left_arm", "spine"), n_poses=40, iterations=20, init="identity")
     assert ev.n_poses == 40 and set(ev.per_mask) == {"left_arm", "spine"}
     for v in ev.per_mask.values():
         assert v["angle_deg"] > 0 and v["position_mm"] > 0 and v["energy"] <= v["init_energy"] + 1e-2
@@ -303,6 +303,84 @@ def test_complete_cli(tmp_path, capsys):
     assert "projection_steps must be an integer >= 0" in capsys.readouterr().err
 
 
+def _knn_by_loop(poses, mask, reference, k):
+    """The kNN fill written plainly, one pose at a time (the reference for knn_fill's batched version)."""
+    out = poses.clone()
+    for i in range(len(poses)):
+        vis = ~mask[i]
+        d = R.quat_geodesic_angle(reference[:, vis], poses[i, vis].expand_as(reference[:, vis])).sum(-1)
+        idx = d.topk(min(k, len(reference)), largest=False).indices
+        out[i, mask[i]] = R.quat_mean(reference[idx][:, mask[i]], dim=0)
+    return out
+
+
+def test_knn_fill_takes_the_hidden_joints_from_the_nearest_poses():
+    from posendf_plugin.fitting.knn import knn_fill
+
+    g = torch.Generator().manual_seed(5)
+    ref = R.quat_canonical(R.axis_angle_to_quat(torch.randn(300, 21, 3, generator=g) * 0.5))
+    truth = ref[[3, 77, 150]]
+    poses = R.quat_canonical(R.axis_angle_to_quat(torch.randn(3, 21, 3, generator=g)))
+    poses[:, :12] = truth[:, :12]  # the known joints are the truth's; the unknown ones are noise
+    mask = torch.zeros(3, 21, dtype=torch.bool)
+    mask[:, 12:] = True
+    mask[1, 5] = True  # masks differ per pose
+    filled = knn_fill(poses, mask, ref, k=1)
+    torch.testing.assert_close(filled[:, ~mask[0]], poses[:, ~mask[0]])  # known joints as given
+    ang = R.quat_geodesic_angle(filled, truth)  # the nearest reference pose is the truth itself
+    assert float(ang[mask].max()) < 1e-3
+    # k > 1: the chordal mean over the k nearest, as the plain loop computes it; chunking does not matter
+    mask2 = torch.rand(40, 21, generator=g) < 0.4
+    q2 = R.quat_canonical(R.axis_angle_to_quat(torch.randn(40, 21, 3, generator=g) * 0.5))
+    torch.testing.assert_close(knn_fill(q2, mask2, ref, k=7, chunk=3), _knn_by_loop(q2, mask2, ref, 7), atol=1e-5, rtol=0)
+    # no known joint: the mean of the whole reference; k beyond the reference: all of it
+    blind = knn_fill(poses[:1], torch.ones(1, 21, dtype=torch.bool), ref)
+    torch.testing.assert_close(blind[0], R.quat_mean(ref, dim=0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(knn_fill(poses, mask, ref[:4], k=50), knn_fill(poses, mask, ref[:4], k=4))
+    with pytest.raises(ValueError, match="empty"):
+        knn_fill(poses, mask, ref[:0])
+    with pytest.raises(ValueError, match="k must be"):
+        knn_fill(poses, mask, ref, k=0)
+    with pytest.raises(ValueError, match="mask"):
+        knn_fill(poses, mask[:2], ref)
+
+
+def test_completion_starts_from_the_knn_fill_by_default(tmp_path, capsys):
+    """complete_poses / evaluate_completion / ``posendf complete`` start from the kNN fill; the distance
+    fields take no projection step from it; a reference holding the truth gives it back with k = 1."""
+    from posendf_plugin.data.default import default_pose_set
+    from posendf_plugin.fitting.knn import knn_fill
+    from posendf_plugin.prior import PoseNDF
+
+    from _ndf_fixtures import trained_tiny
+
+    q = default_pose_set("val").quat[:6]
+    mask = C.parse_mask("right_arm,head")
+    train = default_pose_set("train").quat
+    want = knn_fill(q, mask.expand(6, -1), train)
+    torch.testing.assert_close(C.complete_poses(q, mask, "none").quat, want, atol=2e-4, rtol=0)  # (axis-angle round trip)
+    field = PoseNDF.from_checkpoint(trained_tiny())
+    res = C.complete_poses(q, mask, field)  # KNN_PROJECTION_STEPS = 0: the fill, scored by the field
+    torch.testing.assert_close(res.quat, want)
+    torch.testing.assert_close(res.energy, res.energy_init)
+    moved = C.complete_poses(q, mask, field, projection_steps=3)
+    assert not torch.allclose(moved.quat, want)
+    ev = C.evaluate_completion("none", poses=q, masks=["right_arm,head"], n_poses=6)
+    m = ev.per_mask["right_arm,head"]
+    assert m["angle_deg"] == pytest.approx(m["init_angle_deg"]) and m["init_angle_deg"] < m["mean_angle_deg"]
+    # the CLI with the truth in --reference and --knn 1 gives the hidden joints back
+    f, ref, out = tmp_path / "p.npz", tmp_path / "ref.npz", tmp_path / "c.npz"
+    noisy = q.clone()
+    noisy[:, mask] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    save_pose_set(f, noisy)
+    save_pose_set(ref, torch.cat([q, train[:500]]))
+    assert cli_main(["complete", "--poses", str(f), "--mask", "right_arm,head", "--reference", str(ref), "--knn", "1",
+                     "--prior", "none", "--out", str(out), "--quiet"]) == 0
+    got = torch.as_tensor(np.load(out)["quat"])
+    assert float(torch.rad2deg(R.quat_geodesic_angle(got, q)).max()) < 0.5  # (files hold float16)
+    capsys.readouterr()
+
+
 def test_vposer_completion_fits_the_latent_code_to_the_known_joints():
     from posendf_plugin.priors.vposer import VPoser, VPoserConfig
 
@@ -319,7 +397,7 @@ def test_vposer_completion_fits_the_latent_code_to_the_known_joints():
     err_energy = torch.rad2deg(R.quat_geodesic_angle(energy_mode.quat[:, mask], truth[:, mask]))
     assert err.median() < 1.0 and err.mean() < err_energy.mean()  # (a local minimum may catch a pose)
     # a huge weight on ‖z‖² keeps z at 0: the unknown joints are the decoded z = 0
-    stiff = C.complete_poses(truth, mask, vp, iterations=20, latent_weight=1e6)
+    stiff = C.complete_poses(truth, mask, vp, iterations=20, latent_weight=1e6, init="identity")  # z from 0
     mean_pose = vp.decode_to_quat(torch.zeros(1, 4)).detach().expand(5, -1, -1)
     assert torch.rad2deg(R.quat_geodesic_angle(stiff.quat[:, mask], mean_pose[:, mask])).max() < 2.0
     with pytest.raises(ValueError, match="VPoser"):

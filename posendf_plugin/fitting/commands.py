@@ -109,9 +109,19 @@ def _complete(args: argparse.Namespace) -> int:
         q = q[: args.max_poses]
     if len(q) == 0:
         raise ValueError(f"{args.poses}: no poses")
+    from .knn import DEFAULT_KNN_K
+
+    knn = DEFAULT_KNN_K if args.knn is None else args.knn
+    if knn < 1:
+        raise ValueError(f"--knn must be >= 1, got {knn}")
+    if args.reference is not None and args.init != "knn":
+        raise ValueError("--reference is the pose set of --init knn; drop it or use --init knn")
+    reference = None if args.reference is None else load_pose_set(args.reference).quat
+    if reference is not None and len(reference) == 0:
+        raise ValueError(f"{args.reference}: no poses to take neighbours from")
     res = complete_poses(q, mask, _prior(args, SHIPPED_WEIGHTS), iterations=args.iterations, lr=args.lr, init=args.init,
-                         progress=not args.quiet,
-                         projection_steps=args.projection_steps)
+                         progress=not args.quiet, projection_steps=args.projection_steps, reference=reference,
+                         knn_k=knn)
     ang, pos = _errors(res.quat, q, res.mask)
     per_pose = torch.rad2deg(R.quat_geodesic_angle(res.quat, q))
     save_npz(args.out, quat=res.quat.numpy(), pose_body=quat_to_pose(res.quat, 63).numpy(),
@@ -196,11 +206,13 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "complete", help="complete poses with unknown joints using the prior",
         description=(
-            "Fill in the joints in --mask of every pose in --poses (a pose set or motion .npz) with the prior; "
-            "known joints stay fixed. Distance fields (posendf, nrdf) project the unknown joints onto their "
-            "manifold (--projection-steps), VPoser fits its latent code to the known joints, the GMM minimises "
-            "its energy (--iterations, --lr). Writes quat (N, 21, 4), pose_body, energy and the angle error "
-            "against the input's values of the masked joints."
+            "Fill in the joints in --mask of every pose in --poses (a pose set or motion .npz); known joints stay "
+            "fixed. The unknown joints start at the mean of those joints over the --knn poses of --reference (default: "
+            "the embedded training poses) nearest in the known joints (--init knn, the most accurate completion "
+            "measured; benchmarks/RESULTS.md). From there the distance fields (posendf, nrdf) take no projection step "
+            "unless --projection-steps N asks for them, VPoser fits its latent code to the known joints, the GMM "
+            "minimises its energy (--iterations, --lr). Writes quat (N, 21, 4), pose_body, energy and the angle "
+            "error against the input's values of the masked joints."
         ),
     )
     p.add_argument("--poses", type=Path, required=True, metavar="FILE")
@@ -211,10 +223,15 @@ def register(subparsers) -> None:
     p.add_argument("--iterations", type=int, default=200, help="Adam steps (energy / VPoser latent completion)")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--projection-steps", type=int, default=None,
-                   help="projection steps of a distance-field prior (default: "
-                        "posendf_plugin.fitting.completion.DEFAULT_PROJECTION_STEPS: posendf 10, nrdf 1)")
-    p.add_argument("--init", choices=("mean", "identity", "input"), default="mean",
-                   help="start the unknown joints at the mean training pose (default), unrotated, or at the input's values")
+                   help="projection steps of a distance-field prior (default: none from --init knn; from the other "
+                        "starts posendf_plugin.fitting.completion.DEFAULT_PROJECTION_STEPS: posendf 10, nrdf 1)")
+    p.add_argument("--init", choices=("knn", "mean", "identity", "input"), default="knn",
+                   help="start the unknown joints at their mean over the nearest --reference poses (default), at the "
+                        "mean training pose, unrotated, or at the input's values")
+    p.add_argument("--reference", type=Path, default=None, metavar="FILE",
+                   help="--init knn: pose set or motion .npz to take neighbours from (default: the embedded training poses)")
+    p.add_argument("--knn", type=int, default=None, metavar="K",
+                   help="--init knn: neighbours averaged (default: posendf_plugin.fitting.knn.DEFAULT_KNN_K, 50)")
     p.add_argument("--max-poses", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_prior_args(p, default="posendf")
