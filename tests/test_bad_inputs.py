@@ -294,6 +294,8 @@ CASES += [
     _c("project-step-size-nan", lambda c, r: ["project", "--poses", str(c / "poses.npz"), "--step-size", "nan", "--out", str(r / "out.npz")], "--step-size"),
     _c("complete-lr-inf", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--lr", "inf", "--out", str(r / "out.npz"), *_QUIET], "--lr"),
     _c("complete-knn-zero", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--knn", "0", "--out", str(r / "out.npz"), *_QUIET], "--knn"),
+    _c("complete-out-is-reference", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--reference", str(r / "out.npz"), "--out", str(r / "out.npz"), *_QUIET], "out.npz"),
+    _c("complete-knn-without-knn-init", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--init", "mean", "--knn", "5", "--out", str(r / "out.npz"), *_QUIET], "--knn"),
     _c("complete-reference-without-knn", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--init", "mean", "--reference", str(c / "poses.npz"), "--out", str(r / "out.npz"), *_QUIET], "--reference"),
     _c("complete-max-poses-negative", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "arms", "--max-poses", "-3", "--out", str(r / "out.npz"), *_QUIET], "--max-poses"),
     _c("denoise-noise-nan", lambda c, r: ["denoise", "--motion", str(c / "motion.npz"), "--noise-mm", "nan", "--out", str(r / "outdir"), *_QUIET], "--noise-mm"),

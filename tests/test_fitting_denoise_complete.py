@@ -271,6 +271,49 @@ def test_completion_keeps_known_joints_and_reaches_the_prior_minimum():
     assert torch.allclose(none.quat[:, mask], torch.tensor([1.0, 0, 0, 0]).expand(6, 3, 4), atol=1e-3)
 
 
+def test_parse_mask_takes_boolean_lists_as_masks_and_refuses_ambiguous_ones():
+    """A Python list of 21 True/False is a mask (not the indices 0 and 1); a 21-long 0/1 array is
+    refused as ambiguous; integer index tensors work like numpy index arrays."""
+    left_arm = [BODY_JOINT_NAMES[i] in C.JOINT_GROUPS["left_arm"] for i in range(21)]
+    want = C.parse_mask("left_arm")
+    assert torch.equal(C.parse_mask(left_arm), want)
+    assert torch.equal(C.parse_mask(tuple(left_arm)), want)
+    assert torch.equal(C.parse_mask(torch.tensor(left_arm)), want)
+    idx = [BODY_JOINT_NAMES.index(n) for n in C.JOINT_GROUPS["left_arm"]]
+    assert torch.equal(C.parse_mask(torch.tensor(idx)), want) and torch.equal(C.parse_mask(np.array(idx)), want)
+    with pytest.raises(ValueError, match="ambiguous"):
+        C.parse_mask(np.array(left_arm, dtype=np.uint8))
+    with pytest.raises(ValueError, match="mixes"):
+        C.parse_mask([True, 3])
+    q = default_pose_set_val()[:3]
+    assert torch.equal(C.complete_poses(q, left_arm, "none", iterations=0).mask[0], want)
+
+
+def default_pose_set_val():
+    from posendf_plugin.data.default import default_pose_set
+
+    return default_pose_set("val").quat
+
+
+def test_completion_arguments_are_checked():
+    q = default_pose_set_val()[:4]
+    with pytest.raises(ValueError, match="reference is the pose set"):
+        C.complete_poses(q, "arms", "none", init="mean", reference=q)
+    with pytest.raises(ValueError, match="lr"):
+        C.complete_poses(q, "arms", "none", lr=-1.0)
+    # numpy integers count as integers
+    a = C.complete_poses(q, "arms", "none", iterations=np.int64(0), knn_k=np.int64(5)).quat
+    torch.testing.assert_close(a, C.complete_poses(q, "arms", "none", iterations=0, knn_k=5).quat)
+    # one mask given as a string is one mask, not a sequence of one-letter masks
+    ev = C.evaluate_completion("none", poses=q, masks="left_arm", n_poses=4)
+    assert list(ev.per_mask) == ["left_arm"]
+    for bad in (0, -5):
+        with pytest.raises(ValueError, match="n_poses"):
+            C.evaluate_completion("none", poses=q, masks="left_arm", n_poses=bad)
+    with pytest.raises(ValueError, match="at least one pose"):
+        C.evaluate_completion("none", poses=q[:0], masks="left_arm")
+
+
 def test_moved_joints_are_descendants():
     mv = C.moved_joints(C.parse_mask("left_elbow"))
     assert {SMPL_JOINT_NAMES[i] for i in torch.nonzero(mv).flatten().tolist()} == {"left_wrist", "left_hand"}
@@ -337,6 +380,11 @@ def test_knn_fill_takes_the_hidden_joints_from_the_nearest_poses():
     blind = knn_fill(poses[:1], torch.ones(1, 21, dtype=torch.bool), ref)
     torch.testing.assert_close(blind[0], R.quat_mean(ref, dim=0), atol=1e-5, rtol=0)
     torch.testing.assert_close(knn_fill(poses, mask, ref[:4], k=50), knn_fill(poses, mask, ref[:4], k=4))
+    # the values of unknown joints take no part, even NaN
+    nan = torch.where(mask2[..., None], torch.full_like(q2, float("nan")), q2)
+    torch.testing.assert_close(knn_fill(nan, mask2, ref, k=7), knn_fill(q2, mask2, ref, k=7))
+    with pytest.raises(ValueError, match="bool"):
+        knn_fill(poses, mask.int(), ref)
     with pytest.raises(ValueError, match="empty"):
         knn_fill(poses, mask, ref[:0])
     with pytest.raises(ValueError, match="k must be"):

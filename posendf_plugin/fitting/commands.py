@@ -99,7 +99,8 @@ def _complete(args: argparse.Namespace) -> int:
 
     from ..io import check_output_file
 
-    check_output_file(args.out, inputs=[args.poses], what="--out file")
+    check_output_file(args.out, inputs=[args.poses] + ([args.reference] if args.reference is not None else []),
+                      what="--out file")
     mask = parse_mask(args.mask)
     ps = load_pose_set(args.poses)
     q = ps.quat
@@ -114,11 +115,14 @@ def _complete(args: argparse.Namespace) -> int:
     knn = DEFAULT_KNN_K if args.knn is None else args.knn
     if knn < 1:
         raise ValueError(f"--knn must be >= 1, got {knn}")
-    if args.reference is not None and args.init != "knn":
-        raise ValueError("--reference is the pose set of --init knn; drop it or use --init knn")
+    if args.init != "knn" and (args.reference is not None or args.knn is not None):
+        raise ValueError(f"--{'reference' if args.reference is not None else 'knn'} belongs to --init knn; drop it "
+                         "or use --init knn")
     reference = None if args.reference is None else load_pose_set(args.reference).quat
     if reference is not None and len(reference) == 0:
         raise ValueError(f"{args.reference}: no poses to take neighbours from")
+    if not args.lr > 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
     res = complete_poses(q, mask, _prior(args, SHIPPED_WEIGHTS), iterations=args.iterations, lr=args.lr, init=args.init,
                          progress=not args.quiet, projection_steps=args.projection_steps, reference=reference,
                          knn_k=knn)
@@ -210,9 +214,11 @@ def register(subparsers) -> None:
             "fixed. The unknown joints start at the mean of those joints over the --knn poses of --reference (default: "
             "the embedded training poses) nearest in the known joints (--init knn, the most accurate completion "
             "measured; benchmarks/RESULTS.md). From there the distance fields (posendf, nrdf) take no projection step "
-            "unless --projection-steps N asks for them, VPoser fits its latent code to the known joints, the GMM "
-            "minimises its energy (--iterations, --lr). Writes quat (N, 21, 4), pose_body, energy and the angle "
-            "error against the input's values of the masked joints."
+            "unless --projection-steps N asks for them (so posendf, nrdf and none return the fill), VPoser fits its "
+            "latent code to the known joints and the GMM minimises its energy (--iterations, --lr); those two may move "
+            "away from the fill. Writes quat (N, 21, 4), pose_body (N, 63), mask (21,), energy_init / energy (N,), "
+            "angle_error_deg (N, 21: against the input's values, 0 on known joints), prior and init; root "
+            "orientation, translation and shape of a motion input are not copied."
         ),
     )
     p.add_argument("--poses", type=Path, required=True, metavar="FILE")
@@ -231,7 +237,8 @@ def register(subparsers) -> None:
     p.add_argument("--reference", type=Path, default=None, metavar="FILE",
                    help="--init knn: pose set or motion .npz to take neighbours from (default: the embedded training poses)")
     p.add_argument("--knn", type=int, default=None, metavar="K",
-                   help="--init knn: neighbours averaged (default: posendf_plugin.fitting.knn.DEFAULT_KNN_K, 50)")
+                   help="--init knn: neighbours averaged (default: posendf_plugin.fitting.knn.DEFAULT_KNN_K, 50; "
+                        "more than the reference holds averages all of it)")
     p.add_argument("--max-poses", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_prior_args(p, default="posendf")

@@ -42,6 +42,7 @@ With the ``none`` prior the completion is the initial guess.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -126,11 +127,26 @@ def parse_mask(spec: Union[str, Sequence[Union[str, int]], torch.Tensor, np.ndar
         ValueError: an unknown name / index out of range (the message lists the valid names),
             or an empty mask.
     """
-    if isinstance(spec, (torch.Tensor, np.ndarray)) and np.asarray(spec).dtype == bool:
-        m = torch.as_tensor(np.asarray(spec))
+    if isinstance(spec, torch.Tensor):
+        spec = spec.detach().cpu().numpy()
+    if isinstance(spec, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in spec):
+        spec = np.asarray(spec)  # a list of True / False is a mask, not the indices 0 / 1
+        if spec.dtype != bool:
+            raise ValueError("a mask list mixes True/False with other values; give 21 booleans (True = unknown) "
+                             "or joint names / indices")
+    if isinstance(spec, np.ndarray) and spec.dtype == bool:
+        m = torch.as_tensor(spec)
         if m.shape[-1] != NUM_BODY_JOINTS or m.ndim > 2:
             raise ValueError(f"a boolean mask must have shape (21,) or (N, 21), got {tuple(m.shape)}")
         return m
+    if isinstance(spec, np.ndarray):
+        if spec.ndim != 1 or not np.issubdtype(spec.dtype, np.integer):
+            raise ValueError(f"a mask array must be boolean of shape (21,) or (N, 21), or a 1-D array of joint "
+                             f"indices; got {spec.dtype} of shape {spec.shape}")
+        if len(spec) == NUM_BODY_JOINTS and set(np.unique(spec).tolist()) <= {0, 1}:
+            raise ValueError("a 21-long array of 0 / 1 is ambiguous (a mask, or the indices 0 and 1?); pass it as "
+                             "booleans (array.astype(bool)) or as joint indices")
+        spec = spec.tolist()
     items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     items = [s for s in items if not (isinstance(s, str) and not s)]
     mask = torch.zeros(NUM_BODY_JOINTS, dtype=torch.bool)
@@ -217,14 +233,19 @@ def complete_poses(
     """
     if init not in INIT_MODES:
         raise ValueError(f"init must be one of {INIT_MODES}, got {init!r}")
-    if not (isinstance(iterations, int) and iterations >= 0):
+    if not _count(iterations, 0):
         raise ValueError(f"iterations must be an integer >= 0, got {iterations!r}")
+    if not lr > 0:
+        raise ValueError(f"lr (the learning rate) must be > 0, got {lr!r}")
+    if not _count(knn_k, 1):
+        raise ValueError(f"knn_k must be an integer >= 1, got {knn_k!r}")
+    if reference is not None and init != "knn":
+        raise ValueError(f"reference is the pose set of init='knn'; with init={init!r} it would be ignored")
     if parameterisation not in COMPLETION_PARAMETERISATIONS:
         raise ValueError(f"parameterisation must be one of {COMPLETION_PARAMETERISATIONS}, got {parameterisation!r}")
     if not latent_weight >= 0:
         raise ValueError(f"latent_weight must be >= 0, got {latent_weight!r}")
-    if projection_steps is not None and not (isinstance(projection_steps, int) and projection_steps >= 0) \
-            or not projection_step_size > 0:
+    if projection_steps is not None and not _count(projection_steps, 0) or not projection_step_size > 0:
         raise ValueError(f"projection_steps must be an integer >= 0 and projection_step_size > 0, got "
                          f"{projection_steps!r}, {projection_step_size!r}")
     prior = _completion_prior(prior)
@@ -249,7 +270,7 @@ def complete_poses(
     if m.shape != (N, NUM_BODY_JOINTS):
         raise ValueError(f"mask must have shape (21,) or ({N}, 21), got {tuple(m.shape)}")
     if init == "knn":  # the start, once for all batches: the known joints as given
-        q = knn_fill(q, m, _reference(reference), knn_k)
+        q = knn_fill(q, m, _reference(reference), int(knn_k), progress=progress)
         init = "input"
     out_q, e0s, e1s = [], [], []
     from tqdm.auto import tqdm
@@ -299,6 +320,11 @@ def complete_poses(
     if not out_q:  # no poses: an empty result
         return CompletionResult(q.clone(), m.clone(), q.new_zeros(0), q.new_zeros(0))
     return CompletionResult(torch.cat(out_q), m.clone(), torch.cat(e0s), torch.cat(e1s))
+
+
+def _count(value, least: int) -> bool:
+    """Whether ``value`` is an integer (Python or numpy, not bool) ``>= least``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
 def _mean_pose() -> torch.Tensor:
@@ -425,16 +451,24 @@ def evaluate_completion(
     Each mask's entry also holds ``init_*`` (the start, = the ``none`` prior), ``mean_*`` (the
     mean-pose start) and ``identity_*`` (unrotated hidden joints).
     """
+    if isinstance(masks, (str, torch.Tensor, np.ndarray)):
+        masks = [masks]  # one mask, not a sequence of them
+    if not _count(n_poses, 1):
+        raise ValueError(f"n_poses must be an integer >= 1, got {n_poses!r}")
     prior_m = _completion_prior(prior)
     if poses is None:
         from ..data.default import default_pose_set
 
         poses = default_pose_set("test").quat
     q = to_body_quat(poses, "poses").reshape(-1, NUM_BODY_JOINTS, 4).float()
+    if len(q) == 0:
+        raise ValueError("evaluate_completion needs at least one pose; got an empty set")
     rng = np.random.default_rng(seed)
     if n_poses < len(q):
         q = q[torch.as_tensor(np.sort(rng.choice(len(q), n_poses, replace=False)))]
     ev = CompletionEvaluation(prior=getattr(prior_m, "name", ""), n_poses=len(q), seed=seed)
+    if reference is not None and init != "knn":
+        raise ValueError(f"reference is the pose set of init='knn'; with init={init!r} it would be ignored")
     ref = _reference(reference) if init == "knn" else None
     for spec in masks:
         m = parse_mask(spec).expand(len(q), NUM_BODY_JOINTS)

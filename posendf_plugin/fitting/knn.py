@@ -12,6 +12,7 @@ reference = the training poses without it) 22.33° / 23.87° against 25.11° / 2
 """
 from __future__ import annotations
 
+import numbers
 from typing import Optional
 
 import torch
@@ -29,15 +30,17 @@ DEFAULT_KNN_K = 50
 
 
 def knn_fill(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k: int = DEFAULT_KNN_K,
-             chunk: int = 16) -> torch.Tensor:
+             chunk: int = 16, progress: bool = False) -> torch.Tensor:
     """Unknown joints of ``poses`` filled from their ``k`` nearest reference poses.
 
     Args:
-        poses: ``(N, 21, 4)`` unit quaternions ``(w, x, y, z)``; the values of unknown joints are ignored.
+        poses: ``(N, 21, 4)`` unit quaternions ``(w, x, y, z)``; the values of unknown joints are
+            ignored (they may be NaN).
         mask: ``(N, 21)`` bool, True = unknown.
         reference: ``(M, 21, 4)`` unit quaternions, ``M >= 1`` (e.g. the embedded training poses).
-        k: neighbours averaged (``min(k, M)`` are used).
+        k: neighbours averaged (``min(k, M)`` are used: a ``k`` beyond the reference averages all of it).
         chunk: poses compared with the whole reference at once (memory ``chunk × M × 21`` float32).
+        progress: show a progress bar.
     Returns:
         ``(N, 21, 4)``: known joints as given, unknown ones the chordal mean of the neighbours' joints.
         A pose with no known joint gets the mean of the whole reference.
@@ -47,17 +50,23 @@ def knn_fill(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k
     check_shape(reference, (None, NUM_BODY_JOINTS, 4), "reference")
     if len(mask) != len(poses):
         raise ValueError(f"mask has {len(mask)} rows for {len(poses)} poses")
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor (True = unknown), got {mask.dtype}")
     if len(reference) == 0:
         raise ValueError("the reference pose set is empty")
-    if not (isinstance(k, int) and k >= 1):
+    if isinstance(k, bool) or not (isinstance(k, numbers.Integral) and k >= 1):
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     ref = reference.to(poses.device, torch.float32)
     ref_t = ref.permute(1, 2, 0).contiguous()  # (21, 4, M)
-    kk = min(k, len(ref))
+    kk = min(int(k), len(ref))
     out = poses.clone()
     whole: Optional[torch.Tensor] = None
-    for a in range(0, len(poses), chunk):
-        q = poses[a:a + chunk].to(torch.float32)
+    from tqdm.auto import tqdm
+
+    for a in tqdm(range(0, len(poses), chunk), desc="nearest poses", disable=not progress):
+        # unknown joints take no part in the distance: any value there (even NaN) is replaced
+        q = torch.where(mask[a:a + chunk, :, None], poses.new_tensor([1.0, 0.0, 0.0, 0.0]),
+                        poses[a:a + chunk]).to(torch.float32)
         known = (~mask[a:a + chunk]).to(torch.float32)  # (B, 21)
         # per-joint angle 2·acos|⟨q, r⟩| (float32: ranks neighbours to ~0.05°), summed over known joints
         ang = torch.einsum("bjc,jcm->bjm", q, ref_t).abs_().clamp_(max=1.0).acos_()  # (B, 21, M)
@@ -71,3 +80,4 @@ def knn_fill(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k
                 whole = R.quat_mean(ref, dim=0).to(poses.dtype)
             out[a:a + chunk][blind] = whole
     return out
+
