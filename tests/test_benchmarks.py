@@ -465,3 +465,21 @@ def test_completion_reference_script(capsys):
     torch.testing.assert_close(R.quat_canonical(out), R.quat_canonical(q), atol=1e-5, rtol=0)
     with pytest.raises(SystemExit, match="--k"):
         CR.main(["--method", "train-knn", "--k", "x"])
+
+
+def test_split_distance_script(tmp_path, capsys):
+    """benchmarks/split_distance.py: dNN of val / test / a user set to their training poses; a set
+    measured against itself is at distance 0; bad arguments are one line, exit 2."""
+    from benchmarks import split_distance as SD
+    from posendf_plugin.data.default import default_pose_set
+    from posendf_plugin.data.posesets import save_pose_set
+
+    f = tmp_path / "set.npz"
+    save_pose_set(f, default_pose_set("test").quat[:20])
+    assert SD.main(["--poses", "5", "--data", str(f), "--reference", str(f)]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "pose set" not in r]
+    assert [r.split(" | ")[0] for r in rows] == ["| CMU val split", "| CMU test split", f"| {f}"]
+    vals = [[float(v) for v in r.strip(" |").split(" | ")[1:]] for r in rows]
+    assert all(v[0] > 0 for v in vals[:2]) and max(vals[2]) < 1e-3
+    assert SD.main(["--data", str(f)]) == 2
+    assert "--data and --reference go together" in capsys.readouterr().err
