@@ -152,8 +152,9 @@ def project(
     check_shape(q, (None, NUM_BODY_JOINTS, 4), "q")
     if method not in PROJECTION_METHODS:
         raise ValueError(f"unknown projection method {method!r}; use one of {PROJECTION_METHODS}")
-    if max_iter < 0 or tol < 0 or step_size <= 0:
-        raise ValueError(f"need max_iter >= 0, tol >= 0 and step_size > 0; got {max_iter}, {tol}, {step_size}")
+    if not (max_iter >= 0 and tol >= 0 and step_size > 0 and 0 < max_step < float("inf")):
+        raise ValueError(f"need max_iter >= 0, tol >= 0, step_size > 0 and a finite max_step > 0; got {max_iter}, {tol}, "
+                         f"{step_size}, {max_step}")
     if free is not None:
         check_shape(free, (q.shape[0], NUM_BODY_JOINTS), "free")
         free = free.to(device=q.device, dtype=torch.bool)

@@ -184,15 +184,21 @@ def to_body_quat(x, name: str = "poses") -> torch.Tensor:
 
     * ``(..., 21, 4)`` quaternions ``(w, x, y, z)``; non-unit ones are normalised with a
       warning, all-zero ones are rejected.
-    * ``(..., 21, 3, 3)`` rotation matrices.
+    * ``(..., 21, 3, 3)`` rotation matrices; also SMPL's ``(..., 24, 3, 3)`` (root first, e.g.
+      SPIN's ``pred_rotmat``) and ``(..., 23, 3, 3)`` (no root), whose body joints are taken.
+      Matrices must be rotations (orthonormal, determinant +1, to 1e-2).
     * ``(..., 21, 3)`` axis-angle, or flat axis-angle ``(..., W)`` with W in 63/69/72/156/165.
 
     Raises:
-        ValueError: unknown layout, NaN/Inf (naming the rows) or zero quaternions.
+        ValueError: unknown layout, NaN/Inf (naming the rows), zero quaternions or matrices that
+            are not rotations.
     """
     x = as_tensor(x, name)
-    if x.ndim >= 3 and x.shape[-3:] == (NUM_BODY_JOINTS, 3, 3):
+    if x.ndim >= 3 and x.shape[-2:] == (3, 3) and x.shape[-3] in _MATRIX_FIRST:
+        first = _MATRIX_FIRST[x.shape[-3]]
+        x = x[..., first:first + NUM_BODY_JOINTS, :, :]
         check_finite(x.reshape(-1, NUM_BODY_JOINTS * 9), name)
+        _check_rotations(x, name)
         return R.matrix_to_quat(x)
     if x.ndim >= 2 and x.shape[-2:] == (NUM_BODY_JOINTS, 4):
         check_finite(x.reshape(-1, NUM_BODY_JOINTS * 4), name)
@@ -215,9 +221,30 @@ def to_body_quat(x, name: str = "poses") -> torch.Tensor:
         return pose_to_quat(x)
     raise ValueError(
         f"{name} has shape {tuple(x.shape)}, which is not a supported body-pose layout. Accepted: "
-        f"(..., 21, 4) quaternions (w, x, y, z); (..., 21, 3, 3) rotation matrices; (..., 21, 3) "
+        f"(..., 21, 4) quaternions (w, x, y, z); (..., 21 / 23 / 24, 3, 3) rotation matrices; (..., 21, 3) "
         f"axis-angle; or flat axis-angle with last dimension {_layouts_text()}"
     )
+
+
+#: rotation-matrix layouts ``(..., J, 3, 3)``: J -> index of the first body joint
+_MATRIX_FIRST = {NUM_BODY_JOINTS: 0, 23: 0, 24: 1}
+
+
+def _check_rotations(m: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` naming the rows of ``m (..., 21, 3, 3)`` that are not rotation matrices."""
+    if m.numel() == 0:
+        return
+    md = m.detach().to(torch.float64)
+    eye = torch.eye(3, dtype=md.dtype, device=md.device)
+    off = (md.transpose(-1, -2) @ md - eye).abs().amax(dim=(-1, -2))  # (..., 21)
+    bad = (off > 1e-2) | (torch.linalg.det(md) < 0)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad.reshape(-1, NUM_BODY_JOINTS).any(-1)).flatten()
+        raise ValueError(
+            f"{name} holds matrices that are not rotations in row(s) {rows.tolist()[:10]} (RᵀR ≠ I by up to "
+            f"{float(off.max()):.3g}, or a reflection with determinant < 0); pass rotation matrices, e.g. from "
+            "axis-angle with posendf_plugin.rotations.axis_angle_to_matrix"
+        )
 
 
 def pose_units_problem(x) -> Optional[str]:
@@ -264,8 +291,10 @@ def set_body_pose(pose, q: torch.Tensor) -> torch.Tensor:
     """
     pose = as_tensor(pose, "pose")
     q = q.to(torch.float64)
-    if pose.ndim >= 3 and pose.shape[-3:] == (NUM_BODY_JOINTS, 3, 3):
-        new = R.quat_to_matrix(q)
+    if pose.ndim >= 3 and pose.shape[-2:] == (3, 3) and pose.shape[-3] in _MATRIX_FIRST:
+        first = _MATRIX_FIRST[pose.shape[-3]]
+        new = pose.to(torch.float64).clone()
+        new[..., first:first + NUM_BODY_JOINTS, :, :] = R.quat_to_matrix(q).reshape(new.shape[:-3] + (NUM_BODY_JOINTS, 3, 3))
     elif pose.ndim >= 2 and pose.shape[-2:] == (NUM_BODY_JOINTS, 4):
         new = q
     elif pose.ndim >= 2 and pose.shape[-2:] == (NUM_BODY_JOINTS, 3):

@@ -483,3 +483,14 @@ def test_split_distance_script(tmp_path, capsys):
     assert all(v[0] > 0 for v in vals[:2]) and max(vals[2]) < 1e-3
     assert SD.main(["--data", str(f)]) == 2
     assert "--data and --reference go together" in capsys.readouterr().err
+
+
+def test_interpolation_steps_script(capsys):
+    """benchmarks/interpolation_steps.py: one row per step limit after the slerp row; bad limits exit 2."""
+    from benchmarks import interpolation_steps as IS
+
+    assert IS.main(["--pairs", "3", "--steps", "5", "--max-step", "1,0.02"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "mean f" not in r]
+    assert [r.split(" | ")[0] for r in rows] == ["| slerp", "| projected, max_step 1", "| projected, max_step 0.02"]
+    assert IS.main(["--max-step", "0"]) == 2
+    assert "--max-step" in capsys.readouterr().err

@@ -113,11 +113,14 @@ def available_priors() -> list:
 def get_prior(name: str, **kwargs) -> PosePrior:
     """Build a prior by name, e.g. ``get_prior("posendf")`` or
     ``get_prior("vposer", checkpoint="path.pt")``; ``device=`` (every prior) moves it there.
+    ``"posendf_density"`` (the integrations' name) is ``get_prior("posendf", pretrained="posendf_density")``.
 
     Raises:
         ValueError: unknown name (the message lists the available ones), or a device this
             machine does not have.
     """
+    if name == "posendf_density" and "posendf_density" not in _FACTORIES:  # the adapters' name for it
+        name, kwargs = "posendf", {"pretrained": "posendf_density", **kwargs}
     if name not in _FACTORIES and name in _BUILTIN_MODULES:
         importlib.import_module(_BUILTIN_MODULES[name])
     if name not in _FACTORIES:
