@@ -1,8 +1,10 @@
-"""Smoothness of projected interpolation paths against the projection's step limit — the check
-behind :data:`posendf_plugin.prior.INTERPOLATION_PROJECTION`.
+"""Smoothness of interpolation paths against the projection's step limit and against the path
+optimisation's smoothness weight — the checks behind :data:`posendf_plugin.prior.INTERPOLATION_PROJECTION`
+and :data:`posendf_plugin.prior.INTERPOLATION_SMOOTHNESS`.
 
 Paths: ``--pairs`` random pairs of poses of the split (seeded), ``--steps`` poses each, per-joint
-slerp; the interior poses projected with each ``--max-step`` (and ``--max-iter``). Per setting:
+slerp; the interior poses projected with each ``--max-step`` (and ``--max-iter``), and optimised as one
+path with each ``--smoothness`` (:func:`posendf_plugin.prior.smooth_path`). Per setting:
 the prior's mean f over the interior poses, the largest step between consecutive poses (RMS
 per-joint angle, degrees), the mean of each path's largest step, how many paths have a step over
 twice their slerp's largest, and the most projection steps a pose took.
@@ -11,6 +13,7 @@ Examples::
 
     python benchmarks/interpolation_steps.py
     python benchmarks/interpolation_steps.py --prior nrdf --max-step 1,0.1,0.02
+    python benchmarks/interpolation_steps.py --data runs/heldout_style/motions --checkpoint runs/heldout_style/stage2/model.pt
 """
 from __future__ import annotations
 
@@ -32,22 +35,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prior", default="posendf", choices=["posendf", "nrdf"])
     ap.add_argument("--split", default="val", choices=["val", "train"], help="shipped split the poses come from (never test)")
+    ap.add_argument("--data", default=None, metavar="PATH", help="a validation pose set / motion folder instead of the split")
+    ap.add_argument("--checkpoint", default=None, metavar="MODEL", help="the field to use instead of the shipped one")
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--steps", type=int, default=11)
     ap.add_argument("--max-step", default="1,0.1,0.05,0.02", help="step limits to compare, e.g. 1,0.1,0.02")
     ap.add_argument("--max-iter", type=int, default=400)
+    ap.add_argument("--smoothness", default="", help="path-optimisation weights to compare, e.g. 2,5,10")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     try:
         limits = [float(v) for v in args.max_step.split(",")]
+        weights = [float(v) for v in args.smoothness.split(",") if v.strip()]
     except ValueError:
-        limits = []
-    if not limits or min(limits) <= 0 or args.pairs < 1 or args.steps < 3 or args.max_iter < 1:
-        print("interpolation_steps.py: error: --max-step takes positive numbers (e.g. 1,0.02); --pairs >= 1, --steps >= 3, "
-              "--max-iter >= 1", file=sys.stderr)
+        limits, weights = [], []
+    if not limits or min(limits) <= 0 or any(not w > 0 for w in weights) or args.pairs < 1 or args.steps < 3 or args.max_iter < 1:
+        print("interpolation_steps.py: error: --max-step and --smoothness take positive numbers (e.g. 1,0.02); --pairs >= 1, "
+              "--steps >= 3, --max-iter >= 1", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
-    ctx = BenchContext(seed=args.seed, progress=False, split=args.split)
+    kw = {"data": Path(args.data)} if args.data else {}
+    if args.checkpoint:
+        kw["checkpoints"] = {args.prior: Path(args.checkpoint)}
+    ctx = BenchContext(seed=args.seed, progress=False, split=args.split, **kw)
     poses = ctx.test_poses()
     rng = ctx.rng(77)
     a = torch.as_tensor(rng.choice(len(poses), args.pairs))
@@ -63,7 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"| {label} | {float(f.mean()):.5f} | {float(worst.max()):.2f} | {float(worst.mean()):.2f} | "
               f"{int((worst > 2 * slerp_worst).sum())} | {iters} |", flush=True)
 
-    print(f"{args.prior}, {args.split} split, {args.pairs} pairs x {args.steps} poses, seed {args.seed}\n")
+    print(f"{args.prior} ({ctx.prior_source(args.prior)}), {ctx.data_name}, {args.pairs} pairs x {args.steps} poses, seed {args.seed}\n")
     print("| path | mean f | largest step ° | mean of each path's largest step ° | paths with a step > 2x slerp's | most projection steps |")
     print("|---|---|---|---|---|---|")
     row("slerp", paths, "0")
@@ -72,6 +82,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p = paths.clone()
         p[:, 1:-1] = res.poses.reshape(args.pairs, args.steps - 2, 21, 4)
         row(f"projected, max_step {m:g}", p, str(int(res.iterations.max())))
+    from posendf_plugin.prior import smooth_path
+
+    for w in weights:
+        p = paths.clone()
+        p[:, 1:-1] = smooth_path(prior.net, paths, w)
+        row(f"smooth path, smoothness {w:g}", p, "-")
     return 0
 
 

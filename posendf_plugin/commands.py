@@ -302,19 +302,22 @@ def _cmd_interpolate(args) -> int:
     out = check_output_dir(args.out, "--out folder")
     a, b = _read_pose(args.start), _read_pose(args.end)
     prior = _load_prior(args)
-    path = prior.interpolate(a, b, args.steps, project=True, **_project_kwargs(args))
+    if not 0 <= args.smoothness < float("inf"):
+        raise ValueError(f"--smoothness must be a finite number >= 0 (0: project each pose on its own), got {args.smoothness}")
+    path = prior.interpolate(a, b, args.steps, project=True, smoothness=args.smoothness or None, **_project_kwargs(args))
     plain = prior.interpolate(a, b, args.steps, project=False)
     f_path, f_plain = prior.distance(path), prior.distance(plain)
     _save_quat_motion(out / "interpolation.npz", path)
     _save_quat_motion(out / "slerp.npz", plain)
-    draw_skeletons([("slerp", plain), ("projected", path)], out / "interpolation.png",
+    draw_skeletons([("slerp", plain), ("smooth path" if args.smoothness else "projected", path)], out / "interpolation.png",
                    titles=[f"f={float(v):.3f}" for v in f_plain] + [f"f={float(v):.3f}" for v in f_path])
     inner = slice(1, -1) if args.steps > 2 else slice(None)
-    summary = {"steps": args.steps, "mean_f_projected": float(f_path[inner].mean()), "mean_f_slerp": float(f_plain[inner].mean()),
+    summary = {"steps": args.steps, "smoothness": args.smoothness, "mean_f_projected": float(f_path[inner].mean()), "mean_f_slerp": float(f_plain[inner].mean()),
                "f_projected": f_path.tolist(), "f_slerp": f_plain.tolist()}
     save_json(out / "summary.json", summary)
     which = "intermediate poses" if args.steps > 2 else "the two end poses; no intermediate pose with --steps 2"
-    print(f"mean f along the path ({which}): projected {summary['mean_f_projected']:.4f} vs plain slerp "
+    print(f"mean f along the path ({which}): {'smooth path' if args.smoothness else 'projected'} "
+          f"{summary['mean_f_projected']:.4f} vs plain slerp "
           f"{summary['mean_f_slerp']:.4f}; wrote {out}/interpolation.npz, slerp.npz, interpolation.png")
     return 0
 
@@ -386,11 +389,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=_cmd_sample)
 
     p = subparsers.add_parser("interpolate", help="interpolate two poses along the manifold",
-                              description="Per-joint slerp from --start to --end, every intermediate pose projected onto "
-                                          "the manifold. Writes OUT/interpolation.npz, OUT/slerp.npz, OUT/interpolation.png.")
+                              description="Per-joint slerp from --start to --end, then the intermediate poses moved towards "
+                                          "the manifold: optimised together with a smoothness term (default), or each "
+                                          "projected on its own (--smoothness 0, the paper's way; between poses unlike the "
+                                          "training data that path can jump). Writes OUT/interpolation.npz, OUT/slerp.npz, "
+                                          "OUT/interpolation.png, OUT/summary.json.")
     p.add_argument("--start", required=True, help="FILE or FILE:INDEX (pose-set or motion .npz; default index 0)")
     p.add_argument("--end", required=True, help="FILE or FILE:INDEX")
     p.add_argument("--steps", type=int, default=10, help="poses on the path including both ends (default 10)")
+    from .prior import INTERPOLATION_SMOOTHNESS
+
+    p.add_argument("--smoothness", type=float, default=INTERPOLATION_SMOOTHNESS,
+                   help=f"weight of the path's smoothness against f (default {INTERPOLATION_SMOOTHNESS:g}, "
+                        "posendf_plugin.prior.INTERPOLATION_SMOOTHNESS; 0: project each pose on its own)")
     p.add_argument("--out", required=True, help="output folder")
     _add_prior_args(p)
     p.set_defaults(func=_cmd_interpolate)

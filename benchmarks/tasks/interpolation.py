@@ -1,6 +1,8 @@
-"""interpolation: paths between two held-out poses, plain per-joint slerp vs slerp projected
-onto the prior's manifold (``PoseNDF.interpolate(a, b, steps, project=True)``; priors
-without a projection are skipped in the ``projected`` setting).
+"""interpolation: paths between two held-out poses: plain per-joint slerp; ``projected``, each
+intermediate pose projected onto the prior's manifold on its own (the paper's way,
+``PoseNDF.interpolate(a, b, steps, smoothness=None)``); ``smooth path``, the intermediate poses
+optimised together with a smoothness term (``PoseNDF.interpolate``'s default,
+:func:`posendf_plugin.prior.smooth_path`). Priors without a distance field are skipped in the last two.
 
 Per prior and setting, over the interior poses of all paths:
 
@@ -56,22 +58,30 @@ def run(ctx: BenchContext) -> Dict:
     qa, qb = _pairs(ctx, n_pairs)
     train = ctx.train_poses().to(ctx.device)
     plain = _slerp(qa, qb, steps)
-    res: Dict = {"slerp": {}, "projected": {}}
+    res: Dict = {"slerp": {}, "projected": {}, "smooth path": {}}
     for name, prior, why in prior_rows(ctx):
         if prior is None:
-            res["slerp"][name] = res["projected"][name] = skipped(why)
+            res["slerp"][name] = res["projected"][name] = res["smooth path"][name] = skipped(why)
             continue
         res["slerp"][name] = guarded(ctx, name, lambda prior=prior: _path_metrics(prior, plain, train, ctx.device))
         if not hasattr(prior, "interpolate"):
-            res["projected"][name] = skipped(f"prior '{name}' has no projection onto a manifold")
+            res["projected"][name] = res["smooth path"][name] = skipped(f"prior '{name}' has no projection onto a manifold")
             continue
 
         def projected(prior=prior):
-            paths = torch.stack([prior.interpolate(qa[i:i + 1].to(ctx.device), qb[i:i + 1].to(ctx.device), steps).float().cpu()
-                                 for i in range(n_pairs)])
+            paths = torch.stack([prior.interpolate(qa[i:i + 1].to(ctx.device), qb[i:i + 1].to(ctx.device), steps,
+                                                   smoothness=None).float().cpu() for i in range(n_pairs)])
             return _path_metrics(prior, paths, train, ctx.device)
 
+        def smooth(prior=prior):  # all pairs at once: the same per-path optimisation as interpolate's
+            from posendf_plugin.prior import INTERPOLATION_SMOOTHNESS, smooth_path
+
+            paths = plain.clone().to(ctx.device)
+            paths[:, 1:-1] = smooth_path(prior.net, paths, INTERPOLATION_SMOOTHNESS)
+            return _path_metrics(prior, paths.float().cpu(), train, ctx.device)
+
         res["projected"][name] = guarded(ctx, name, projected)
+        res["smooth path"][name] = guarded(ctx, name, smooth)
     res["_settings"] = {"pairs": n_pairs, "steps": steps, "data": ctx.data_name}
     return res
 
