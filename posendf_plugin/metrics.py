@@ -12,7 +12,9 @@ anyone can score their own prior's samples or energies the same way.
   of body poses.
 
 Poses are ``(N, 21, 4)`` body-joint quaternions, ``(w, x, y, z)`` (see
-:mod:`posendf_plugin.rotations`); joint positions are metres. Example::
+:mod:`posendf_plugin.rotations`), or any layout :func:`posendf_plugin.skeleton.to_body_quat`
+reads (axis-angle ``(N, 63)`` / ``(N, 72)`` ..., rotation matrices; numpy or torch); joint
+positions are metres. Example::
 
     from posendf_plugin import metrics as M
     pos = M.joint_positions(samples)                       # (N, 24, 3)
@@ -23,6 +25,7 @@ Poses are ``(N, 21, 4)`` body-joint quaternions, ``(w, x, y, z)`` (see
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -33,15 +36,14 @@ from .skeleton import NUM_BODY_JOINTS, body_joint_positions, to_body_quat
 __all__ = ["joint_positions", "nearest_geodesic", "rms_deg", "apd_cm", "fid", "auroc"]
 
 
-def joint_positions(q: torch.Tensor) -> torch.Tensor:
-    """``(N, 21, 4)`` poses -> ``(N, 24, 3)`` SMPL joint positions (metres) of the rest
-    skeleton (:data:`posendf_plugin.skeleton.SMPL_REST_JOINTS`), root at the origin, unrotated.
-    Any leading dimensions work: ``(..., 21, 4) -> (..., 24, 3)``."""
-    check_shape(q, ("*", NUM_BODY_JOINTS, 4), "q")
-    return body_joint_positions(q.float())
+def joint_positions(q) -> torch.Tensor:
+    """``(N, 21, 4)`` poses (or any layout ``to_body_quat`` reads) -> ``(N, 24, 3)`` SMPL joint
+    positions (metres) of the rest skeleton (:data:`posendf_plugin.skeleton.SMPL_REST_JOINTS`),
+    root at the origin, unrotated. Any leading dimensions work: ``(..., 21, 4) -> (..., 24, 3)``."""
+    return body_joint_positions(to_body_quat(q, "q").float())
 
 
-def nearest_geodesic(q: torch.Tensor, reference: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+def nearest_geodesic(q, reference, chunk: int = 64) -> torch.Tensor:
     """dNN: geodesic distance (radians, NRDF's ``sqrt(Σ_k θ_k²)`` over the 21 joints) of each pose
     of ``q (N, 21, 4)`` to its nearest pose in ``reference (M, 21, 4)``; ``(N,)`` float32.
 
@@ -52,23 +54,24 @@ def nearest_geodesic(q: torch.Tensor, reference: torch.Tensor, chunk: int = 64) 
     pose set is off by up to ~5e-4, which the ``acos`` would turn into 0.1 rad); ``q`` and
     ``-q`` are the same rotation (distance 0).
 
+    Both sets may come in any layout :func:`~posendf_plugin.skeleton.to_body_quat` reads.
+
     Raises:
-        ValueError: wrong shapes, an empty reference, or zero-length quaternions.
+        ValueError: unknown layouts, an empty reference, or zero-length quaternions.
     """
-    check_shape(q, (None, NUM_BODY_JOINTS, 4), "q")
-    check_shape(reference, (None, NUM_BODY_JOINTS, 4), "reference")
-    if len(reference) == 0 and len(q):
+    q = to_body_quat(q, "q").reshape(-1, NUM_BODY_JOINTS, 4).double()
+    ref = to_body_quat(reference, "reference").reshape(-1, NUM_BODY_JOINTS, 4).to(q.device, torch.float64)
+    if len(ref) == 0 and len(q):
         raise ValueError("reference must hold at least one pose")
-    if not (isinstance(chunk, int) and chunk > 0):
+    if isinstance(chunk, bool) or not (isinstance(chunk, numbers.Integral) and chunk > 0):
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-    ref = to_body_quat(reference.to(q.device, torch.float64), "reference")
-    q = to_body_quat(q.double(), "q")
+    chunk = int(chunk)
     out = []
     for a in range(0, len(q), chunk):
         dots = torch.einsum("njk,mjk->nmj", q[a:a + chunk], ref).abs().clamp(max=1.0)  # (c, M, 21)
         theta = 2.0 * torch.acos(dots)
         out.append((theta ** 2).sum(-1).min(dim=1).values.sqrt().float())
-    return torch.cat(out) if out else q.new_zeros(0)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float32, device=q.device)
 
 
 def rms_deg(d: torch.Tensor) -> torch.Tensor:

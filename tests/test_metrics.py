@@ -26,7 +26,7 @@ def test_joint_positions_rest_pose_and_batch_dims():
     assert pos.shape == (2, 24, 3)
     torch.testing.assert_close(pos[0] - pos[0, :1], SMPL_REST_JOINTS - SMPL_REST_JOINTS[:1])
     assert M.joint_positions(identity(6).reshape(2, 3, 21, 4)).shape == (2, 3, 24, 3)
-    with pytest.raises(ValueError, match=r"\(\.\.\., 21, 4\), got \(2, 23, 4\)"):
+    with pytest.raises(ValueError, match=r"shape \(2, 23, 4\), which is not a supported body-pose layout"):
         M.joint_positions(torch.zeros(2, 23, 4))
 
 
@@ -114,3 +114,17 @@ def test_benchmarks_use_the_package_metrics(monkeypatch):
 
     for name in M.__all__:
         assert getattr(common, name) is getattr(M, name)
+
+
+def test_metrics_take_any_pose_layout():
+    """joint_positions / nearest_geodesic read every layout to_body_quat reads (numpy axis-angle
+    here) the same as quaternions; an empty query gives a float32 (0,)."""
+    from posendf_plugin.data.default import default_pose_set
+    from posendf_plugin.skeleton import quat_to_pose
+
+    q = default_pose_set("val").quat[:12]
+    aa = quat_to_pose(q, 63).numpy()
+    torch.testing.assert_close(M.joint_positions(aa), M.joint_positions(q), atol=1e-4, rtol=0)
+    assert float(M.nearest_geodesic(aa, q).max()) < 5e-3  # (float16 set vs its axis-angle round trip)
+    empty = M.nearest_geodesic(q[:0], q)
+    assert empty.shape == (0,) and empty.dtype == torch.float32
