@@ -415,7 +415,7 @@ def test_completion_starts_from_the_knn_fill_by_default(tmp_path, capsys):
     assert not torch.allclose(moved.quat, want)
     ev = C.evaluate_completion("none", poses=q, masks=["right_arm,head"], n_poses=6)
     m = ev.per_mask["right_arm,head"]
-    assert m["angle_deg"] == pytest.approx(m["init_angle_deg"]) and m["init_angle_deg"] < m["mean_angle_deg"]
+    assert m["angle_deg"] == pytest.approx(m["init_angle_deg"], abs=0.05) and m["init_angle_deg"] < m["mean_angle_deg"]
     # the CLI with the truth in --reference and --knn 1 gives the hidden joints back
     f, ref, out = tmp_path / "p.npz", tmp_path / "ref.npz", tmp_path / "c.npz"
     noisy = q.clone()

@@ -476,7 +476,8 @@ def evaluate_completion(
                              parameterisation=parameterisation, latent_weight=latent_weight,
                              projection_steps=projection_steps, projection_step_size=projection_step_size,
                              reference=ref, knn_k=knn_k)
-        init_q = complete_poses(q, m, "none", iterations=0, init=init, reference=ref, knn_k=knn_k).quat
+        init_q = (knn_fill(q, m.contiguous(), ref, int(knn_k)) if init == "knn" else
+                  complete_poses(q, m, "none", iterations=0, init=init).quat)
         mean_q = complete_poses(q, m, "none", iterations=0, init="mean").quat
         ident_q = complete_poses(q, m, "none", iterations=0, init="identity").quat
         a, p = _errors(res.quat, q, m)
