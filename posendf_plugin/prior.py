@@ -34,7 +34,7 @@ from .model import PoseNDFEnsemble, PoseNDFNet, load_field
 from .priors.base import PosePrior, ProjectionResult, register_prior
 from .projection import PROJECTION_METHODS, method_for_prior, project as _project
 from .rotations import axis_angle_to_quat, quat_canonical, quat_mul, quat_random, quat_slerp
-from .skeleton import NUM_BODY_JOINTS, to_body_quat
+from .skeleton import NUM_BODY_JOINTS, to_body_quat, warn_pose_units
 
 __all__ = ["PoseNDF", "NRDF", "ASSETS_DIR", "DEFAULT_WEIGHTS", "INTERPOLATION_PROJECTION", "INTERPOLATION_SMOOTHNESS",
            "smooth_path", "save_ensemble"]
@@ -327,6 +327,7 @@ class PoseNDF(PosePrior):
         Returns:
             :class:`ProjectionResult` with ``poses (B, 21, 4)``.
         """
+        warn_pose_units(body_pose, "body_pose")
         q = self._quat(body_pose, "body_pose").reshape(-1, NUM_BODY_JOINTS, 4)
         if free is None and self.is_density_aware:
             warnings.warn(
@@ -385,6 +386,7 @@ class PoseNDF(PosePrior):
         if around is None:
             init = quat_random(n, NUM_BODY_JOINTS, generator=g)
         else:
+            warn_pose_units(around, "around")
             base = to_body_quat(around, "around").reshape(-1, NUM_BODY_JOINTS, 4)
             if len(base) == 0:
                 raise ValueError("around holds no poses; pass at least one pose to sample around")
@@ -413,6 +415,8 @@ class PoseNDF(PosePrior):
         if smoothness is not None and not 0 < smoothness < float("inf"):
             raise ValueError(f"smoothness must be a finite number > 0 or None, got {smoothness!r}")
         steps = int(steps)
+        warn_pose_units(a, "a")
+        warn_pose_units(b, "b")
         qa = self._quat(a, "a").reshape(-1, NUM_BODY_JOINTS, 4)
         qb = self._quat(b, "b").reshape(-1, NUM_BODY_JOINTS, 4)
         if len(qa) != 1 or len(qb) != 1:

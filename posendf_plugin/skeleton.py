@@ -279,6 +279,18 @@ def pose_units_problem(x) -> Optional[str]:
     return None
 
 
+def warn_pose_units(x, name: str = "poses", stacklevel: int = 3) -> None:
+    """Warn when the poses ``x`` a user hands to a one-off call (projection, sampling around them,
+    interpolation, completion) look like degrees or ``(x, y, z, w)`` quaternions
+    (:func:`pose_units_problem`); energy calls inside fitting loops are not checked."""
+    try:
+        problem = pose_units_problem(x)
+    except (TypeError, ValueError):
+        return  # not a pose array: the layout check that follows says so
+    if problem:
+        warnings.warn(f"{name}: {problem}", UserWarning, stacklevel=stacklevel)
+
+
 def set_body_pose(pose, q: torch.Tensor) -> torch.Tensor:
     """``pose`` in its own layout with its 21 body joints replaced by ``q`` — the inverse of
     :func:`to_body_quat` that keeps every other joint (root, hands, jaw, fingers) as it was.

@@ -481,3 +481,30 @@ def test_interpolation_paths_have_no_jumps():
     assert seen["max_step"] == 0.5 and seen["max_iter"] == INTERPOLATION_PROJECTION["max_iter"]
     with pytest.raises(ValueError, match="smoothness"):
         prior.interpolate(q[0], q[1], 5, smoothness=0.0)
+
+
+def test_one_off_calls_warn_about_degrees_and_xyzw():
+    """project / interpolate / sample(around=) / complete_poses warn when in-memory poses look like
+    degrees or (x, y, z, w) quaternions; real poses in radians and (w, x, y, z) do not warn."""
+    import warnings
+
+    from posendf_plugin.data.default import default_pose_set
+    from posendf_plugin.fitting import complete_poses
+    from posendf_plugin.prior import PoseNDF
+    from posendf_plugin.skeleton import quat_to_pose
+
+    prior = PoseNDF.from_pretrained()
+    q = default_pose_set("val").quat[:40]
+    aa = quat_to_pose(q, 63)
+    with pytest.warns(UserWarning, match="degrees"):
+        prior.project(torch.rad2deg(aa))
+    with pytest.warns(UserWarning, match=r"\(x, y, z, w\)"):
+        prior.project(q[..., [1, 2, 3, 0]])
+    with pytest.warns(UserWarning, match="degrees"):
+        prior.sample(2, seed=0, around=torch.rad2deg(aa))
+    with pytest.warns(UserWarning, match="degrees"):
+        complete_poses(torch.rad2deg(aa), "arms", "none", iterations=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prior.project(aa, max_iter=1)
+        prior.interpolate(q[0], q[1], 3, smoothness=None)

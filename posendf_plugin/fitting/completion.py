@@ -51,7 +51,7 @@ import torch
 
 from .. import rotations as R
 from ..priors.base import PosePrior
-from ..skeleton import BODY_JOINT_NAMES, NUM_BODY_JOINTS, SMPL_PARENTS, body_joint_positions, to_body_quat
+from ..skeleton import BODY_JOINT_NAMES, NUM_BODY_JOINTS, SMPL_PARENTS, body_joint_positions, to_body_quat, warn_pose_units
 from .knn import DEFAULT_KNN_K, knn_fill
 from .params import load_prior
 
@@ -263,6 +263,7 @@ def complete_poses(
             f"parameterisation 'vposer_latent' needs a VPoser prior (decode_to_quat), got "
             f"'{getattr(prior, 'name', type(prior).__name__)}'; use 'axis_angle'"
         )
+    warn_pose_units(poses, "poses", stacklevel=3)
     q = to_body_quat(poses, "poses").reshape(-1, NUM_BODY_JOINTS, 4).float()
     N = q.shape[0]
     m = parse_mask(mask)
