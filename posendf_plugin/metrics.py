@@ -30,7 +30,7 @@ import numbers
 import numpy as np
 import torch
 
-from ._checks import check_shape
+from ._checks import as_tensor, check_shape
 from .skeleton import NUM_BODY_JOINTS, body_joint_positions, to_body_quat
 
 __all__ = ["joint_positions", "nearest_geodesic", "rms_deg", "apd_cm", "fid", "auroc"]
@@ -59,8 +59,9 @@ def nearest_geodesic(q, reference, chunk: int = 64) -> torch.Tensor:
     Raises:
         ValueError: unknown layouts, an empty reference, or zero-length quaternions.
     """
-    q = to_body_quat(q, "q").reshape(-1, NUM_BODY_JOINTS, 4).double()
-    ref = to_body_quat(reference, "reference").reshape(-1, NUM_BODY_JOINTS, 4).to(q.device, torch.float64)
+    # normalised in float64: a float32 normalisation is off by ~1e-7, which the acos turns into ~1e-3 rad
+    q = to_body_quat(as_tensor(q, "q").double(), "q").reshape(-1, NUM_BODY_JOINTS, 4)
+    ref = to_body_quat(as_tensor(reference, "reference").to(q.device, torch.float64), "reference").reshape(-1, NUM_BODY_JOINTS, 4)
     if len(ref) == 0 and len(q):
         raise ValueError("reference must hold at least one pose")
     if isinstance(chunk, bool) or not (isinstance(chunk, numbers.Integral) and chunk > 0):
