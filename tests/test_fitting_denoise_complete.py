@@ -413,7 +413,14 @@ def test_completion_starts_from_the_knn_fill_by_default(tmp_path, capsys):
     torch.testing.assert_close(res.energy, res.energy_init)
     moved = C.complete_poses(q, mask, field, projection_steps=3)
     assert not torch.allclose(moved.quat, want)
+    # a fill computed once and handed in gives the same result as computing it inside
+    again = C.complete_poses(q, mask, field, knn_start=want)
+    torch.testing.assert_close(again.quat, res.quat)
+    with pytest.raises(ValueError, match="knn_start"):
+        C.complete_poses(q, mask, field, init="mean", knn_start=want)
     ev = C.evaluate_completion("none", poses=q, masks=["right_arm,head"], n_poses=6)
+    ev2 = C.evaluate_completion("none", poses=q, masks=["right_arm,head"], n_poses=6, knn_starts=[want])
+    assert ev2.per_mask["right_arm,head"]["init_angle_deg"] == pytest.approx(ev.per_mask["right_arm,head"]["init_angle_deg"])
     m = ev.per_mask["right_arm,head"]
     assert m["angle_deg"] == pytest.approx(m["init_angle_deg"], abs=0.05) and m["init_angle_deg"] < m["mean_angle_deg"]
     # the CLI with the truth in --reference and --knn 1 gives the hidden joints back

@@ -58,12 +58,14 @@ def completion_problem(ctx: BenchContext, max_poses: int) -> Tuple[torch.Tensor,
 
 def run(ctx: BenchContext) -> Dict:
     from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, evaluate_completion
+    from posendf_plugin.fitting.knn import knn_fill
 
     poses, masks = completion_problem(ctx, ctx.pick(20, 200, 1000))
     n = len(poses)
     poses = poses.to(ctx.fit_device)
     iterations = ctx.pick(5, 200, 200)
     reference = ctx.train_poses().float()
+    starts = [knn_fill(poses, m.to(poses.device), reference) for m in masks]  # one fill per mask, shared by the priors
     res: Dict = {}
     for fi, frac in enumerate(FRACTIONS):
         k = hidden_joints(frac)
@@ -74,9 +76,9 @@ def run(ctx: BenchContext) -> Dict:
             if prior is None:
                 res[setting][name] = skipped(why)
                 continue
-            def one(prior=prior, mask=mask):
+            def one(prior=prior, mask=mask, start=starts[fi]):
                 ev = evaluate_completion(prior, poses=poses, masks=[mask], n_poses=n, seed=ctx.seed, iterations=iterations,
-                                         init="knn", reference=reference)
+                                         init="knn", knn_starts=[start])
                 m = next(iter(ev.per_mask.values()))
                 return {k2: m[k2] for k2 in ("angle_deg", "position_mm", "init_angle_deg", "init_position_mm",
                                              "mean_angle_deg", "mean_position_mm", "identity_angle_deg",

@@ -202,6 +202,7 @@ def complete_poses(
     projection_step_size: float = DEFAULT_PROJECTION_STEP_SIZE,
     reference=None,
     knn_k: int = DEFAULT_KNN_K,
+    knn_start: Optional[torch.Tensor] = None,
 ) -> CompletionResult:
     """Optimise the unknown joints of ``poses`` to minimise ``prior.energy`` (or, for VPoser,
     fit its latent code to the known joints; see the module docstring).
@@ -230,6 +231,9 @@ def complete_poses(
         reference: ``init="knn"``: the poses to take neighbours from (any layout); ``None`` = the
             embedded training poses (:func:`posendf_plugin.data.default.default_pose_set`).
         knn_k: ``init="knn"``: neighbours averaged.
+        knn_start: ``init="knn"``: the fill already computed for these poses and mask
+            (:func:`~posendf_plugin.fitting.knn.knn_fill`), e.g. when several priors complete the
+            same poses; ``reference`` and ``knn_k`` are then not used.
     """
     if init not in INIT_MODES:
         raise ValueError(f"init must be one of {INIT_MODES}, got {init!r}")
@@ -270,8 +274,16 @@ def complete_poses(
     m = m.expand(N, NUM_BODY_JOINTS) if m.ndim == 1 else m
     if m.shape != (N, NUM_BODY_JOINTS):
         raise ValueError(f"mask must have shape (21,) or ({N}, 21), got {tuple(m.shape)}")
+    if knn_start is not None and init != "knn":
+        raise ValueError(f"knn_start is the start of init='knn'; with init={init!r} it would be ignored")
     if init == "knn":  # the start, once for all batches: the known joints as given
-        q = knn_fill(q, m, _reference(reference), int(knn_k), progress=progress)
+        if knn_start is None:
+            q = knn_fill(q, m, _reference(reference), int(knn_k), progress=progress)
+        else:
+            start = to_body_quat(knn_start, "knn_start").reshape(-1, NUM_BODY_JOINTS, 4).float()
+            if start.shape != q.shape:
+                raise ValueError(f"knn_start holds {tuple(start.shape)}, the poses {tuple(q.shape)}")
+            q = torch.where(m[..., None], start, q)
         init = "input"
     out_q, e0s, e1s = [], [], []
     from tqdm.auto import tqdm
@@ -437,6 +449,7 @@ def evaluate_completion(
     projection_step_size: float = DEFAULT_PROJECTION_STEP_SIZE,
     reference=None,
     knn_k: int = DEFAULT_KNN_K,
+    knn_starts: Optional[Sequence[torch.Tensor]] = None,
 ) -> CompletionEvaluation:
     """Hide each mask on ``n_poses`` held-out poses, complete them, report the errors.
 
@@ -449,6 +462,8 @@ def evaluate_completion(
             projection_step_size, reference, knn_k: as :func:`complete_poses` (the ``reference``
             must not hold ``poses``: the default, the embedded training split, does not hold the
             shipped test split).
+        knn_starts: ``init="knn"``: the fill of each mask already computed for ``poses`` (all of
+            them: ``n_poses`` must not subsample), e.g. when several priors are evaluated.
     Each mask's entry also holds ``init_*`` (the start, = the ``none`` prior), ``mean_*`` (the
     mean-pose start) and ``identity_*`` (unrotated hidden joints).
     """
@@ -470,15 +485,21 @@ def evaluate_completion(
     ev = CompletionEvaluation(prior=getattr(prior_m, "name", ""), n_poses=len(q), seed=seed)
     if reference is not None and init != "knn":
         raise ValueError(f"reference is the pose set of init='knn'; with init={init!r} it would be ignored")
-    ref = _reference(reference) if init == "knn" else None
-    for spec in masks:
+    if knn_starts is not None and (init != "knn" or len(knn_starts) != len(masks)):
+        raise ValueError("knn_starts holds one kNN fill per mask, for init='knn'")
+    ref = _reference(reference) if init == "knn" and knn_starts is None else None
+    for mi, spec in enumerate(masks):
         m = parse_mask(spec).expand(len(q), NUM_BODY_JOINTS)
+        start = None if knn_starts is None else knn_starts[mi]
         res = complete_poses(q, m, prior_m, iterations=iterations, lr=lr, init=init,
                              parameterisation=parameterisation, latent_weight=latent_weight,
                              projection_steps=projection_steps, projection_step_size=projection_step_size,
-                             reference=ref, knn_k=knn_k)
-        init_q = (knn_fill(q, m.contiguous(), ref, int(knn_k)) if init == "knn" else
-                  complete_poses(q, m, "none", iterations=0, init=init).quat)
+                             reference=ref, knn_k=knn_k, knn_start=start)
+        if init == "knn":
+            init_q = knn_fill(q, m.contiguous(), ref, int(knn_k)) if start is None else \
+                torch.where(m[..., None], to_body_quat(start, "knn_start").reshape(q.shape).float(), q)
+        else:
+            init_q = complete_poses(q, m, "none", iterations=0, init=init).quat
         mean_q = complete_poses(q, m, "none", iterations=0, init="mean").quat
         ident_q = complete_poses(q, m, "none", iterations=0, init="identity").quat
         a, p = _errors(res.quat, q, m)
