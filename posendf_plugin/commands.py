@@ -304,7 +304,11 @@ def _cmd_interpolate(args) -> int:
     prior = _load_prior(args)
     if not 0 <= args.smoothness < float("inf"):
         raise ValueError(f"--smoothness must be a finite number >= 0 (0: project each pose on its own), got {args.smoothness}")
-    path = prior.interpolate(a, b, args.steps, project=True, smoothness=args.smoothness or None, **_project_kwargs(args))
+    proj = _project_kwargs(args)
+    if args.smoothness and proj:
+        raise ValueError(f"--{', --'.join(k.replace('_', '-') for k in sorted(proj))} set the per-pose projection; add "
+                         "--smoothness 0 to use it (the default path optimisation does not project)")
+    path = prior.interpolate(a, b, args.steps, project=True, smoothness=args.smoothness or None, **proj)
     plain = prior.interpolate(a, b, args.steps, project=False)
     f_path, f_plain = prior.distance(path), prior.distance(plain)
     _save_quat_motion(out / "interpolation.npz", path)

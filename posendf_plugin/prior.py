@@ -84,6 +84,8 @@ def smooth_path(distance, path: torch.Tensor, smoothness: float, iterations: int
         opt.step()
     with torch.no_grad():
         return quat_canonical(x / x.norm(dim=-1, keepdim=True)).detach()
+
+
 _TRAIN_CONFIG = {"posendf": "configs/cmu.yaml", "posendf_density": "configs/cmu_density.yaml", "nrdf": "configs/nrdf.yaml"}
 
 
@@ -414,6 +416,9 @@ class PoseNDF(PosePrior):
             raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
         if smoothness is not None and not 0 < smoothness < float("inf"):
             raise ValueError(f"smoothness must be a finite number > 0 or None, got {smoothness!r}")
+        if smoothness is not None and project_kwargs:
+            raise ValueError(f"projection settings ({', '.join(sorted(project_kwargs))}) apply to the per-pose projection; "
+                             "pass smoothness=None with them")
         steps = int(steps)
         warn_pose_units(a, "a")
         warn_pose_units(b, "b")

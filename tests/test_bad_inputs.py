@@ -313,6 +313,7 @@ CASES += [
     _c("complete-bad-mask", lambda c, r: ["complete", "--poses", str(c / "poses.npz"), "--mask", "tail", "--out", str(r / "out.npz"), *_QUIET], "tail"),
     _c("sample-out-is-file", lambda c, r: ["sample", "--n", "2", "--out", str(r / "out.npz")], "out.npz"),
     _c("sample-n-zero", lambda c, r: ["sample", "--n", "0", "--out", str(r / "outdir")], "--n"),
+    _c("interpolate-projection-option-without-smoothness-0", lambda c, r: ["interpolate", "--start", str(c / "poses.npz"), "--end", str(c / "poses.npz"), "--tol", "0.01", "--out", str(r / "outdir")], "--tol"),
     _c("interpolate-out-is-file", lambda c, r: ["interpolate", "--start", str(c / "poses.npz"), "--end", str(c / "poses.npz"), "--out", str(r / "out.npz")], "out.npz"),
     _c("interpolate-index-out-of-range", lambda c, r: ["interpolate", "--start", f"{c / 'poses.npz'}:99", "--end", str(c / "poses.npz"), "--out", str(r / "outdir")], "poses.npz"),
     _c("interpolate-index-not-int", lambda c, r: ["interpolate", "--start", f"{c / 'poses.npz'}:x", "--end", str(c / "poses.npz"), "--out", str(r / "outdir")], "poses.npz"),

@@ -481,6 +481,8 @@ def test_interpolation_paths_have_no_jumps():
     assert seen["max_step"] == 0.5 and seen["max_iter"] == INTERPOLATION_PROJECTION["max_iter"]
     with pytest.raises(ValueError, match="smoothness"):
         prior.interpolate(q[0], q[1], 5, smoothness=0.0)
+    with pytest.raises(ValueError, match="smoothness=None"):
+        prior.interpolate(q[0], q[1], 5, max_step=0.5)  # a projection setting with the path optimisation
 
 
 def test_one_off_calls_warn_about_degrees_and_xyzw():

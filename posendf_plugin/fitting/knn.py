@@ -80,4 +80,3 @@ def knn_fill(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k
                 whole = R.quat_mean(ref, dim=0).to(poses.dtype)
             out[a:a + chunk][blind] = whole
     return out
-
