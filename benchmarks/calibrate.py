@@ -146,6 +146,17 @@ def _run(args: argparse.Namespace) -> int:
         why = _not_for_calibration(data)
         if why:
             raise ValueError(f"--data {data}: {why}")
+    if args.reference is not None:
+        if args.task != "completion" or args.init not in (None, "knn"):
+            raise ValueError("--reference is the pose set of the completion task's kNN start (--task completion, "
+                             "--init knn)")
+        why = _not_for_calibration(Path(args.reference))
+        if why:
+            raise ValueError(f"--reference {args.reference}: {why}")
+        if data is not None and Path(args.reference).resolve() == data.resolve() or \
+                data is None and Path(args.reference).resolve().name == f"cmu_{args.split}.npz":
+            raise ValueError(f"--reference {args.reference}: holds the poses being completed; give training poses "
+                             "without them")
     for name in args.priors.split(","):
         if name not in PRIOR_NAMES:
             raise ValueError(f"--priors: unknown prior {name!r}; choose from {', '.join(PRIOR_NAMES)}")

@@ -18,6 +18,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -26,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import BenchContext, rms_deg  # noqa: E402
+from benchmarks.common import BenchContext, PriorUnavailable, rms_deg  # noqa: E402
 from benchmarks.tasks.interpolation import _slerp  # noqa: E402
 from posendf_plugin.rotations import nrdf_pose_distance  # noqa: E402
 
@@ -34,7 +35,7 @@ from posendf_plugin.rotations import nrdf_pose_distance  # noqa: E402
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prior", default="posendf", choices=["posendf", "nrdf"])
-    ap.add_argument("--split", default="val", choices=["val", "train"], help="shipped split the poses come from (never test)")
+    ap.add_argument("--split", default="val", choices=["val"], help="shipped split the poses come from (val; never test)")
     ap.add_argument("--data", default=None, metavar="PATH", help="a validation pose set / motion folder instead of the split")
     ap.add_argument("--checkpoint", default=None, metavar="MODEL", help="the field to use instead of the shipped one")
     ap.add_argument("--pairs", type=int, default=40)
@@ -49,11 +50,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         weights = [float(v) for v in args.smoothness.split(",") if v.strip()]
     except ValueError:
         limits, weights = [], []
-    if not limits or min(limits) <= 0 or any(not w > 0 for w in weights) or args.pairs < 1 or args.steps < 3 or args.max_iter < 1:
-        print("interpolation_steps.py: error: --max-step and --smoothness take positive numbers (e.g. 1,0.02); --pairs >= 1, "
-              "--steps >= 3, --max-iter >= 1", file=sys.stderr)
+    if not limits or not all(0 < v < math.inf for v in limits + weights) or args.pairs < 1 or args.steps < 3 \
+            or args.max_iter < 1 or args.seed < 0:
+        print("interpolation_steps.py: error: --max-step and --smoothness take finite positive numbers (e.g. 1,0.02); "
+              f"--pairs >= 1, --steps >= 3, --max-iter >= 1, --seed >= 0 (got --pairs {args.pairs}, --steps {args.steps}, "
+              f"--max-iter {args.max_iter}, --seed {args.seed})", file=sys.stderr)
         return 2
+    try:
+        return _run(args, limits, weights)
+    except (ValueError, FileNotFoundError, KeyError, PriorUnavailable) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"interpolation_steps.py: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, limits, weights) -> int:
     torch.set_num_threads(1)
+    if args.data:
+        from benchmarks.calibrate import _not_for_calibration
+
+        why = _not_for_calibration(Path(args.data))
+        if why:
+            raise ValueError(f"--data {args.data}: {why}")
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
     kw = {"data": Path(args.data)} if args.data else {}
     if args.checkpoint:
         kw["checkpoints"] = {args.prior: Path(args.checkpoint)}

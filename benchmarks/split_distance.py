@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
@@ -35,8 +36,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if (args.data is None) != (args.reference is None):
             raise ValueError("--data and --reference go together")
-        if args.poses < 1:
-            raise ValueError(f"--poses must be >= 1, got {args.poses}")
+        if args.poses < 1 or args.threads < 1:
+            raise ValueError(f"--poses and --threads must be >= 1, got {args.poses} and {args.threads}")
+        if args.data is not None and Path(args.data).resolve() == Path(args.reference).resolve():
+            raise ValueError("--data and --reference are the same set; --reference takes the training poses of --data")
         torch.set_num_threads(args.threads)
         train = default_pose_set("train").quat
         rows = [("CMU val split", default_pose_set("val").quat, train), ("CMU test split", default_pose_set("test").quat, train)]
@@ -49,8 +52,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             q = q[torch.randperm(len(q), generator=g)[:args.poses]]
             d = nearest_geodesic(q.float(), ref.float())
             print(f"| {name} | {float(d.median()):.3f} | {float(d.quantile(0.1)):.3f} | {float(d.quantile(0.9)):.3f} |", flush=True)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"split_distance.py: error: {e}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"split_distance.py: error: {msg}", file=sys.stderr)
         return 2
     return 0
 

@@ -54,12 +54,14 @@ DEFAULT_WEIGHTS: Dict[str, str] = {"posendf": "posendf_default.pt", "posendf_den
 #: most 5 steps per pose.
 INTERPOLATION_PROJECTION: Dict[str, float] = {"max_step": 0.02, "max_iter": 400}
 #: ``smoothness`` of :meth:`PoseNDF.interpolate`'s path optimisation (its default and ``posendf
-#: interpolate``'s), chosen on the CMU val split and two motion styles held out of training
-#: (``python benchmarks/interpolation_steps.py --smoothness 3,5,10``, 40 pairs of 11 poses each,
-#: the held-out sets with fields that never saw them; benchmarks/RESULTS.md, *Calibration*): at 5,
-#: 0 / 1 / 3 of 40 paths (val / dance / playground) have a step over twice their slerp's largest
-#: (per-pose projection: 0 / 26 / 14), and the mean f along the paths is 64 % / 82 % / 85 % below
-#: slerp's (per-pose projection: 89 % / 99.8 % / 99.5 %).
+#: interpolate``'s; the weight at 11 poses, :func:`smooth_path` scales it with the count), chosen for
+#: Pose-NDF on the CMU val split and two motion styles held out of training (``python
+#: benchmarks/interpolation_steps.py --smoothness 3,5,10``, 40 pairs of 11 poses each, the held-out
+#: sets with fields that never saw them; benchmarks/RESULTS.md, *Calibration*): at 5, 0 / 1 / 3 of
+#: 40 paths (val / dance / playground) have a step over twice their slerp's largest (per-pose
+#: projection: 0 / 26 / 14; at 41 poses on val 0 vs 23), and the mean f along the paths is 79 % /
+#: 82 % / 88 % below slerp's (per-pose projection: 89 % / 99.8 % / 99.5 %). Not calibrated for
+#: NRDF, whose f (radians) is larger: pass a larger ``smoothness`` when its paths jump.
 INTERPOLATION_SMOOTHNESS = 5.0
 #: Adam steps (learning rate 0.01) of the path optimisation
 INTERPOLATION_PATH_ITERATIONS = 300
@@ -68,20 +70,27 @@ INTERPOLATION_PATH_ITERATIONS = 300
 def smooth_path(distance, path: torch.Tensor, smoothness: float, iterations: int = INTERPOLATION_PATH_ITERATIONS,
                 lr: float = 0.01) -> torch.Tensor:
     """Optimise the interior poses of ``path (..., T, 21, 4)`` (ends fixed; leading dimensions: several
-    paths at once) for ``Σ distance(pose) + smoothness · Σ_i Σ_joints (1 − ⟨q_i, q_{i+1}⟩²)`` per
-    path; returns ``(..., T − 2, 21, 4)`` unit quaternions, ``w >= 0``. ``distance``: ``(B, 21, 4)
-    -> (B,)``, differentiable."""
+    paths at once) for ``Σ distance(pose) + w · Σ_i Σ_joints (1 − ⟨q_i, q_{i+1}⟩²)`` per path, with
+    ``w = smoothness · (T − 1)(T − 2) / 90``: the same balance of f and smoothness at any ``T`` (the
+    sum of f grows with the poses, a step's term shrinks with the step² — ``smoothness`` is the
+    weight at ``T = 11``). Adam with a learning rate falling linearly from ``lr`` to 0, so the
+    poses settle instead of jittering. Returns ``(..., T − 2, 21, 4)`` unit quaternions, ``w >= 0``.
+    ``distance``: ``(B, 21, 4) -> (B,)``, differentiable."""
     path = path.detach()
+    T = path.shape[-3]
+    weight = smoothness * (T - 1) * (T - 2) / 90.0
     x = path[..., 1:-1, :, :].clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / iterations)
     for _ in range(iterations):
         q = x / x.norm(dim=-1, keepdim=True)
         full = torch.cat([path[..., :1, :, :], q, path[..., -1:, :, :]], dim=-3)
         smooth = (1.0 - (full[..., 1:, :, :] * full[..., :-1, :, :]).sum(-1) ** 2).sum()
-        loss = distance(q.reshape(-1, NUM_BODY_JOINTS, 4)).sum() + smoothness * smooth
+        loss = distance(q.reshape(-1, NUM_BODY_JOINTS, 4)).sum() + weight * smooth
         (grad,) = torch.autograd.grad(loss, x)  # the field's weights stay untouched
         x.grad = grad
         opt.step()
+        sched.step()
     with torch.no_grad():
         return quat_canonical(x / x.norm(dim=-1, keepdim=True)).detach()
 

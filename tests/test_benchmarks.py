@@ -474,9 +474,12 @@ def test_split_distance_script(tmp_path, capsys):
     from posendf_plugin.data.default import default_pose_set
     from posendf_plugin.data.posesets import save_pose_set
 
-    f = tmp_path / "set.npz"
+    f, g = tmp_path / "set.npz", tmp_path / "copy.npz"
     save_pose_set(f, default_pose_set("test").quat[:20])
-    assert SD.main(["--poses", "5", "--data", str(f), "--reference", str(f)]) == 0
+    save_pose_set(g, default_pose_set("test").quat[:20])
+    assert SD.main(["--poses", "5", "--data", str(f), "--reference", str(f)]) == 2  # the same file: refused
+    capsys.readouterr()
+    assert SD.main(["--poses", "5", "--data", str(f), "--reference", str(g)]) == 0
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "pose set" not in r]
     assert [r.split(" | ")[0] for r in rows] == ["| CMU val split", "| CMU test split", f"| {f}"]
     vals = [[float(v) for v in r.strip(" |").split(" | ")[1:]] for r in rows]
