@@ -257,14 +257,21 @@ def _cmd_sample(args) -> int:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.grid < 1:
         raise ValueError(f"--grid must be >= 1, got {args.grid}")
-    if not (math.isfinite(args.sigma) and args.sigma >= 0):
-        raise ValueError(f"--sigma must be a finite number >= 0 (radians of axis-angle noise), got {args.sigma}")
+    if args.sigma is not None and not args.around:
+        raise ValueError("--sigma is the noise added to the --around poses; give --around FILE with it")
+    sigma = 0.5 if args.sigma is None else args.sigma
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"--sigma must be a finite number > 0 (radians of axis-angle noise), got {sigma}")
+    if args.seed is not None and not 0 <= args.seed < 2 ** 63:
+        raise ValueError(f"--seed must be an integer in 0 .. 2**63 - 1, got {args.seed}")
+    if not (math.isfinite(args.near_deg) and args.near_deg > 0):
+        raise ValueError(f"--near-deg must be a finite number > 0 (degrees), got {args.near_deg}")
     out = check_output_dir(args.out, "--out folder")
     around = load_pose_set(args.around).quat if args.around else None
     ref, ref_name = _reference_poses(args)  # read before the work: a bad --reference fails fast
     prior = _load_prior(args)
     t0 = time.perf_counter()
-    init, res = prior.sample_with_result(args.n, seed=args.seed, around=around, sigma=args.sigma, **_project_kwargs(args))
+    init, res = prior.sample_with_result(args.n, seed=args.seed, around=around, sigma=sigma, **_project_kwargs(args))
     secs = time.perf_counter() - t0
     _save_quat_motion(out / "samples.npz", res.poses)
     _save_quat_motion(out / "initial.npz", init)
@@ -297,8 +304,8 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_interpolate(args) -> int:
-    if args.steps < 2:
-        raise ValueError(f"--steps must be >= 2 (both ends included), got {args.steps}")
+    if not 2 <= args.steps <= 1000:
+        raise ValueError(f"--steps must be 2 .. 1000 (both ends included), got {args.steps}")
     out = check_output_dir(args.out, "--out folder")
     a, b = _read_pose(args.start), _read_pose(args.end)
     prior = _load_prior(args)
@@ -313,10 +320,12 @@ def _cmd_interpolate(args) -> int:
     f_path, f_plain = prior.distance(path), prior.distance(plain)
     _save_quat_motion(out / "interpolation.npz", path)
     _save_quat_motion(out / "slerp.npz", plain)
-    draw_skeletons([("slerp", plain), ("smooth path" if args.smoothness else "projected", path)], out / "interpolation.png",
-                   titles=[f"f={float(v):.3f}" for v in f_plain] + [f"f={float(v):.3f}" for v in f_path])
+    shown = torch.linspace(0, args.steps - 1, min(args.steps, 20)).round().long()  # the PNG: at most 20 poses of the path
+    label = "projected" if not args.smoothness or args.steps <= 2 else "smooth path"
+    draw_skeletons([("slerp", plain[shown]), (label, path[shown])], out / "interpolation.png",
+                   titles=[f"f={float(v):.3f}" for v in f_plain[shown]] + [f"f={float(v):.3f}" for v in f_path[shown]])
     inner = slice(1, -1) if args.steps > 2 else slice(None)
-    summary = {"steps": args.steps, "smoothness": args.smoothness, "mean_f_projected": float(f_path[inner].mean()), "mean_f_slerp": float(f_plain[inner].mean()),
+    summary = {"steps": args.steps, "smoothness": args.smoothness, "path": label, "mean_f_projected": float(f_path[inner].mean()), "mean_f_slerp": float(f_plain[inner].mean()),
                "f_projected": f_path.tolist(), "f_slerp": f_plain.tolist()}
     save_json(out / "summary.json", summary)
     which = "intermediate poses" if args.steps > 2 else "the two end poses; no intermediate pose with --steps 2"
@@ -383,7 +392,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--around", default=None, help="start from noisy poses of this pose set instead of uniform quaternions")
-    p.add_argument("--sigma", type=float, default=0.5, help="axis-angle noise std (rad) with --around (default 0.5)")
+    p.add_argument("--sigma", type=float, default=None, help="axis-angle noise std (rad) with --around (default 0.5)")
     p.add_argument("--reference", default=None, help="pose set for the nearest-pose statistic (default: default train set)")
     p.add_argument("--near-deg", type=float, default=30.0,
                    help="'near a training pose' threshold: RMS per-joint geodesic angle in degrees (default 30; "

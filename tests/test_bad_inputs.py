@@ -283,6 +283,10 @@ CASES += [
 ]
 # numbers: NaN / Inf / out of range / more than fits in memory
 CASES += [
+    _c("sample-sigma-without-around", lambda c, r: ["sample", "--n", "2", "--sigma", "0.3", "--out", str(r / "outdir")], "--sigma"),
+    _c("sample-near-deg-negative", lambda c, r: ["sample", "--n", "2", "--near-deg", "-5", "--out", str(r / "outdir")], "--near-deg"),
+    _c("sample-seed-too-large", lambda c, r: ["sample", "--n", "2", "--seed", "99999999999999999999", "--out", str(r / "outdir")], "--seed"),
+    _c("interpolate-steps-too-many", lambda c, r: ["interpolate", "--start", str(c / "poses.npz"), "--end", str(c / "poses.npz"), "--steps", "100000", "--out", str(r / "outdir")], "--steps"),
     _c("sample-sigma-nan", lambda c, r: ["sample", "--n", "2", "--around", str(c / "poses.npz"), "--sigma", "nan", "--out", str(r / "outdir")], "--sigma"),
     _c("sample-near-deg-inf", lambda c, r: ["sample", "--n", "2", "--near-deg", "inf", "--out", str(r / "outdir")], "--near-deg"),
     # 10^12 samples need 336 TB: more than any 64-bit address space, so the allocation fails
