@@ -4,9 +4,9 @@ predicts, next to what a prior's samples predict — the diagnosis behind *Known
 
 Same poses, masks and metric as ``benchmarks/calibrate.py --task completion`` (200 poses of the
 split, 25 % / 50 % of the joints hidden at random, geodesic angle error of the hidden joints).
-Each ``--method`` fills the hidden joints of a pose with the chordal mean
-(:func:`posendf_plugin.rotations.quat_mean`) of that joint over the ``k`` poses of a reference
-set nearest in the *visible* joints (sum of per-joint geodesic angles):
+Each ``--method`` fills the hidden joints of a pose with the chordal mean of that joint over the
+``k`` poses of a reference set nearest in the *visible* joints (sum of per-joint geodesic angles;
+:func:`posendf_plugin.fitting.knn.knn_fill`, the start ``posendf complete`` uses):
 
 * ``train-knn`` — the reference set is the shipped training split: a nonparametric estimate of
   the conditional mean the data supports;
@@ -34,13 +34,6 @@ from benchmarks.common import BenchContext  # noqa: E402
 from benchmarks.tasks.completion import FRACTIONS, completion_problem  # noqa: E402
 from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, _errors  # noqa: E402
 from posendf_plugin.fitting.knn import knn_fill  # noqa: E402
-
-
-def knn_complete(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
-    """Hidden joints of ``poses (N, 21, 4)`` (``mask (N, 21)``, True = hidden) set to the chordal
-    mean of those joints over the ``k`` poses of ``reference (M, 21, 4)`` nearest in the visible
-    joints: :func:`posendf_plugin.fitting.knn.knn_fill`, the start ``posendf complete`` uses."""
-    return knn_fill(poses, mask, reference, k)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -72,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"split {args.split}, {n} poses; reference: {what} ({len(reference)} poses); hidden-joint angle ° at "
           + " / ".join(f"{int(100 * f)} %" for f in FRACTIONS), flush=True)
     for k in ks:
-        errs = [_errors(knn_complete(poses, m, reference, k), poses, m)[0] for m in masks]
+        errs = [_errors(knn_fill(poses, m, reference, k), poses, m)[0] for m in masks]
         print(f"{args.method} k={k}: " + " / ".join(f"{e:.2f}" for e in errs), flush=True)
     return 0
 

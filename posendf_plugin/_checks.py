@@ -6,6 +6,7 @@ the argument, the shape it got and the shape it expected. Errors are ``ValueErro
 """
 from __future__ import annotations
 
+import numbers
 from typing import Sequence, Union
 
 import numpy as np
@@ -76,6 +77,11 @@ def as_tensor(x, name: str = "input", dtype: torch.dtype | None = None) -> torch
     elif t.dtype == torch.float16:
         t = t.float()
     return t
+
+
+def is_count(value, least: int = 0) -> bool:
+    """Whether ``value`` is an integer (Python or numpy; not ``bool``) ``>= least``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
 def check_device(device: Union[str, torch.device, None], name: str = "--device") -> torch.device:

@@ -25,12 +25,11 @@ positions are metres. Example::
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
 
-from ._checks import as_tensor, check_shape
+from ._checks import as_tensor, check_shape, is_count
 from .skeleton import NUM_BODY_JOINTS, body_joint_positions, to_body_quat
 
 __all__ = ["joint_positions", "nearest_geodesic", "rms_deg", "apd_cm", "fid", "auroc"]
@@ -64,7 +63,7 @@ def nearest_geodesic(q, reference, chunk: int = 64) -> torch.Tensor:
     ref = to_body_quat(as_tensor(reference, "reference").to(q.device, torch.float64), "reference").reshape(-1, NUM_BODY_JOINTS, 4)
     if len(ref) == 0 and len(q):
         raise ValueError("reference must hold at least one pose")
-    if isinstance(chunk, bool) or not (isinstance(chunk, numbers.Integral) and chunk > 0):
+    if not is_count(chunk, 1):
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     chunk = int(chunk)
     out = []

@@ -22,13 +22,13 @@ Checkpoints: :meth:`PoseNDF.from_checkpoint` reads this package's files (config 
 """
 from __future__ import annotations
 
-import numbers
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
+from ._checks import is_count
 from .config import Config, ModelConfig
 from .model import PoseNDFEnsemble, PoseNDFNet, load_field
 from .priors.base import PosePrior, ProjectionResult, register_prior
@@ -353,7 +353,7 @@ class PoseNDF(PosePrior):
             monotone=monotone,
             max_step=max_step,
         )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        if not is_count(batch_size, 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if free is not None:
             free = torch.as_tensor(free, dtype=torch.bool, device=q.device)
@@ -382,9 +382,9 @@ class PoseNDF(PosePrior):
 
     def sample_with_result(self, n: int, seed: Optional[int] = None, around=None, sigma: float = 0.5, **project_kwargs):
         """Like :meth:`sample`, returning ``(initial poses (n, 21, 4), ProjectionResult)``."""
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
+        if not is_count(n, 1):
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        if seed is not None and not is_count(seed, 0):
             raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
         if not 0 < sigma < float("inf"):
             raise ValueError(f"sigma must be a finite number > 0 (radians), got {sigma!r}")
@@ -421,7 +421,7 @@ class PoseNDF(PosePrior):
           ``project_kwargs``). Where the slerp poses are far from the manifold (poses unlike the
           training data) neighbouring poses can land on different sides and the path jumps.
         """
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
+        if not is_count(steps, 2):
             raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
         if smoothness is not None and not 0 < smoothness < float("inf"):
             raise ValueError(f"smoothness must be a finite number > 0 or None, got {smoothness!r}")

@@ -454,6 +454,7 @@ def test_completion_reference_script(capsys):
     visible joints; bad --k is one line."""
     from benchmarks import completion_reference as CR
     from posendf_plugin import rotations as R
+    from posendf_plugin.fitting.knn import knn_fill
 
     assert CR.main(["--method", "train-knn", "--k", "1", "--poses", "4"]) == 0
     line = capsys.readouterr().out.splitlines()[-1]
@@ -461,7 +462,7 @@ def test_completion_reference_script(capsys):
     q = R.quat_canonical(R.axis_angle_to_quat(0.3 * torch.randn(3, 21, 3, generator=torch.Generator().manual_seed(0))))
     m = torch.zeros(3, 21, dtype=torch.bool)
     m[:, :4] = True
-    out = CR.knn_complete(q, m, q, 1)  # each pose is its own nearest: the hidden joints come back
+    out = knn_fill(q, m, q, 1)  # the script's fill: each pose is its own nearest, the hidden joints come back
     torch.testing.assert_close(R.quat_canonical(out), R.quat_canonical(q), atol=1e-5, rtol=0)
     with pytest.raises(SystemExit, match="--k"):
         CR.main(["--method", "train-knn", "--k", "x"])

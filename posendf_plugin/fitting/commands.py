@@ -118,9 +118,7 @@ def _complete(args: argparse.Namespace) -> int:
     if args.init != "knn" and (args.reference is not None or args.knn is not None):
         raise ValueError(f"--{'reference' if args.reference is not None else 'knn'} belongs to --init knn; drop it "
                          "or use --init knn")
-    reference = None if args.reference is None else load_pose_set(args.reference).quat
-    if reference is not None and len(reference) == 0:
-        raise ValueError(f"{args.reference}: no poses to take neighbours from")
+    reference = None if args.reference is None else load_pose_set(args.reference).quat  # (refuses empty sets)
     if not args.lr > 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
     res = complete_poses(q, mask, _prior(args, SHIPPED_WEIGHTS), iterations=args.iterations, lr=args.lr, init=args.init,

@@ -42,7 +42,6 @@ With the ``none`` prior the completion is the initial guess.
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -50,6 +49,7 @@ import numpy as np
 import torch
 
 from .. import rotations as R
+from .._checks import is_count
 from ..priors.base import PosePrior
 from ..skeleton import BODY_JOINT_NAMES, NUM_BODY_JOINTS, SMPL_PARENTS, body_joint_positions, to_body_quat, warn_pose_units
 from .knn import DEFAULT_KNN_K, knn_fill
@@ -237,11 +237,11 @@ def complete_poses(
     """
     if init not in INIT_MODES:
         raise ValueError(f"init must be one of {INIT_MODES}, got {init!r}")
-    if not _count(iterations, 0):
+    if not is_count(iterations, 0):
         raise ValueError(f"iterations must be an integer >= 0, got {iterations!r}")
     if not lr > 0:
         raise ValueError(f"lr (the learning rate) must be > 0, got {lr!r}")
-    if not _count(knn_k, 1):
+    if not is_count(knn_k, 1):
         raise ValueError(f"knn_k must be an integer >= 1, got {knn_k!r}")
     if reference is not None and init != "knn":
         raise ValueError(f"reference is the pose set of init='knn'; with init={init!r} it would be ignored")
@@ -249,7 +249,7 @@ def complete_poses(
         raise ValueError(f"parameterisation must be one of {COMPLETION_PARAMETERISATIONS}, got {parameterisation!r}")
     if not latent_weight >= 0:
         raise ValueError(f"latent_weight must be >= 0, got {latent_weight!r}")
-    if projection_steps is not None and not _count(projection_steps, 0) or not projection_step_size > 0:
+    if projection_steps is not None and not is_count(projection_steps, 0) or not projection_step_size > 0:
         raise ValueError(f"projection_steps must be an integer >= 0 and projection_step_size > 0, got "
                          f"{projection_steps!r}, {projection_step_size!r}")
     prior = _completion_prior(prior)
@@ -277,13 +277,7 @@ def complete_poses(
     if knn_start is not None and init != "knn":
         raise ValueError(f"knn_start is the start of init='knn'; with init={init!r} it would be ignored")
     if init == "knn":  # the start, once for all batches: the known joints as given
-        if knn_start is None:
-            q = knn_fill(q, m, _reference(reference), int(knn_k), progress=progress)
-        else:
-            start = to_body_quat(knn_start, "knn_start").reshape(-1, NUM_BODY_JOINTS, 4).float()
-            if start.shape != q.shape:
-                raise ValueError(f"knn_start holds {tuple(start.shape)}, the poses {tuple(q.shape)}")
-            q = torch.where(m[..., None], start, q)
+        q = _knn_start(q, m, reference, knn_k, knn_start, progress)
         init = "input"
     out_q, e0s, e1s = [], [], []
     from tqdm.auto import tqdm
@@ -335,16 +329,23 @@ def complete_poses(
     return CompletionResult(torch.cat(out_q), m.clone(), torch.cat(e0s), torch.cat(e1s))
 
 
-def _count(value, least: int) -> bool:
-    """Whether ``value`` is an integer (Python or numpy, not bool) ``>= least``."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
-
-
 def _mean_pose() -> torch.Tensor:
     """``(21, 4)`` mean training pose (lazy import: data sits below fitting)."""
     from ..data.default import default_mean_pose
 
     return default_mean_pose().float()
+
+
+def _knn_start(q: torch.Tensor, m: torch.Tensor, reference, knn_k: int, knn_start=None,
+               progress: bool = False) -> torch.Tensor:
+    """``(N, 21, 4)``: ``q``'s known joints, the unknown ones (``m``) from ``knn_start`` when given
+    (a fill computed before), else filled from ``reference`` (:func:`knn_fill`)."""
+    if knn_start is None:
+        return knn_fill(q, m, _reference(reference), int(knn_k), progress=progress)
+    start = to_body_quat(knn_start, "knn_start").reshape(-1, NUM_BODY_JOINTS, 4).float()
+    if start.shape != q.shape:
+        raise ValueError(f"knn_start holds {tuple(start.shape)}, the poses {tuple(q.shape)}")
+    return torch.where(m[..., None], start, q)
 
 
 def _reference(reference) -> torch.Tensor:
@@ -469,7 +470,7 @@ def evaluate_completion(
     """
     if isinstance(masks, (str, torch.Tensor, np.ndarray)):
         masks = [masks]  # one mask, not a sequence of them
-    if not _count(n_poses, 1):
+    if not is_count(n_poses, 1):
         raise ValueError(f"n_poses must be an integer >= 1, got {n_poses!r}")
     prior_m = _completion_prior(prior)
     if poses is None:
@@ -495,11 +496,8 @@ def evaluate_completion(
                              parameterisation=parameterisation, latent_weight=latent_weight,
                              projection_steps=projection_steps, projection_step_size=projection_step_size,
                              reference=ref, knn_k=knn_k, knn_start=start)
-        if init == "knn":
-            init_q = knn_fill(q, m.contiguous(), ref, int(knn_k)) if start is None else \
-                torch.where(m[..., None], to_body_quat(start, "knn_start").reshape(q.shape).float(), q)
-        else:
-            init_q = complete_poses(q, m, "none", iterations=0, init=init).quat
+        init_q = (_knn_start(q, m, ref, knn_k, start) if init == "knn" else
+                  complete_poses(q, m, "none", iterations=0, init=init).quat)
         mean_q = complete_poses(q, m, "none", iterations=0, init="mean").quat
         ident_q = complete_poses(q, m, "none", iterations=0, init="identity").quat
         a, p = _errors(res.quat, q, m)

@@ -12,13 +12,12 @@ reference = the training poses without it) 22.33° / 23.87° against 25.11° / 2
 """
 from __future__ import annotations
 
-import numbers
 from typing import Optional
 
 import torch
 
 from .. import rotations as R
-from .._checks import check_shape
+from .._checks import check_shape, is_count
 from ..skeleton import NUM_BODY_JOINTS
 
 __all__ = ["DEFAULT_KNN_K", "knn_fill"]
@@ -54,7 +53,7 @@ def knn_fill(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k
         raise ValueError(f"mask must be a bool tensor (True = unknown), got {mask.dtype}")
     if len(reference) == 0:
         raise ValueError("the reference pose set is empty")
-    if isinstance(k, bool) or not (isinstance(k, numbers.Integral) and k >= 1):
+    if not is_count(k, 1):
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     ref = reference.to(poses.device, torch.float32)
     ref_t = ref.permute(1, 2, 0).contiguous()  # (21, 4, M)
