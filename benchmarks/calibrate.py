@@ -105,6 +105,7 @@ def main(argv=None) -> int:
                          "training split); for --data holding a subject of that split, the training poses without it")
     ap.add_argument("--bend", default=None, help="override the stages' bend_weight, e.g. 20,5,2")
     ap.add_argument("--pose-l2", default=None, help="override the stages' pose_l2_weight")
+    ap.add_argument("--iterations", default=None, help="image fit: override the stages' iterations, e.g. 80,80,80")
     ap.add_argument("--latent-lr-scale", type=float, default=None, help="override VPoser's latent learning-rate factor")
     ap.add_argument("--prior-anneal", action="append", default=[], metavar="PRIOR=true|false",
                     help="image fit: whether PRIOR's weight follows the stages' annealing (ImageFitConfig.prior_anneal)")
@@ -178,6 +179,11 @@ def _run(args: argparse.Namespace) -> int:
         stages = [dataclasses.replace(s, bend_weight=w) for s, w in zip(stages, _floats(args.bend, len(stages), "bend"))]
     if args.pose_l2 is not None:
         stages = [dataclasses.replace(s, pose_l2_weight=w) for s, w in zip(stages, _floats(args.pose_l2, len(stages), "pose-l2"))]
+    if args.iterations is not None:
+        its = _floats(args.iterations, len(stages), "iterations")
+        if not all(v >= 1 and v == int(v) for v in its):
+            raise ValueError(f"--iterations takes whole numbers >= 1, got {args.iterations!r}")
+        stages = [dataclasses.replace(s, iterations=int(v)) for s, v in zip(stages, its)]
     over = {"stages": tuple(stages)}
     if args.init in ("mean", "zero"):
         over["init_pose"] = args.init

@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -294,7 +294,9 @@ def run_benchmarks(ctx: BenchContext, tasks: Sequence[str], argv: Sequence[str] 
     return results
 
 
-def _parse_checkpoints(items: Sequence[str], priors: Sequence[str]) -> Dict[str, Path]:
+def _parse_checkpoints(items: Sequence[str], priors: Sequence[str], loaded: Optional[Dict[str, Any]] = None) -> Dict[str, Path]:
+    """``--checkpoint NAME=PATH`` items -> ``{name: path}``, each file read now (bad input is one
+    line before any task runs); the priors read are put in ``loaded`` for the run to use."""
     out: Dict[str, Path] = {}
     for it in items:
         if "=" not in it:
@@ -308,11 +310,13 @@ def _parse_checkpoints(items: Sequence[str], priors: Sequence[str]) -> Dict[str,
         if not p.is_file():
             raise FileNotFoundError(f"--checkpoint {it!r}: {p} does not exist")
         try:  # read it now: a file the user named that cannot be read is bad input, not a skipped row
-            get_prior(name, checkpoint=str(p))
+            prior = get_prior(name, checkpoint=str(p))
         except (ValueError, KeyError, RuntimeError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else e
             raise ValueError(f"--checkpoint {it!r}: {msg}") from None
         out[name] = p
+        if loaded is not None:
+            loaded[name] = prior
     return out
 
 
@@ -414,9 +418,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         bm = Path(args.body_model) if args.body_model else None
         if bm is not None and not bm.exists():
             raise FileNotFoundError(f"--body-model {bm}: no such file or folder")
+        loaded: Dict[str, Any] = {}
         ctx = BenchContext(priors=priors, device=_device(args.device, "--device"), fit_device=_device(args.fit_device, "--fit-device"),
                            seed=args.seed, quick=args.quick, tiny=args.tiny, out=Path(args.out), data=data, body_model_dir=bm,
-                           checkpoints=_parse_checkpoints(args.checkpoint, priors), shared_images=_shared_images(args.images, shared),
+                           checkpoints=_parse_checkpoints(args.checkpoint, priors, loaded), preloaded=loaded, shared_images=_shared_images(args.images, shared),
                            progress=not args.no_progress, split=args.split)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

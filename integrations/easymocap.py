@@ -134,6 +134,13 @@ class PoseNDFPrior(nn.Module):
                     f"args start={self.start or 0}, end={self.end} give {flat.shape[-1]} dims, not a pose "
                     f"layout ({_known_layouts()}); use end - start = 63 (21 body joints) or 69 (SMPL body pose)"
                 )
+            if POSE_LAYOUTS[flat.shape[-1]][1] > 0 and (self.start or 0) != 0:
+                raise ValueError(
+                    f"args start={self.start}, end={self.end} give {flat.shape[-1]} dims, read as "
+                    f"{POSE_LAYOUTS[flat.shape[-1]][0]} (a root rotation first), but the slice does not start at "
+                    f"'{self.key}''s first dim; use start: {self.start}, end: {self.start + _BODY_WIDTH} for 21 body "
+                    "joints there, or start: 0 for a slice that begins with the root"
+                )
             return flat
         if self.start is not None:
             if self.start + _BODY_WIDTH > width:

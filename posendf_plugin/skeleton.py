@@ -28,7 +28,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from . import rotations as R
-from ._checks import as_tensor, check_finite, check_shape
+from ._checks import AXIS_ANGLE_LIMIT, as_tensor, check_finite, check_shape
 
 __all__ = [
     "SMPL_JOINT_NAMES",
@@ -144,7 +144,7 @@ def body_axis_angle(pose, name: str = "pose") -> torch.Tensor:
             )
         _, first, _ = POSE_LAYOUTS[pose.shape[-1]]
         aa = pose.reshape(pose.shape[:-1] + (pose.shape[-1] // 3, 3))[..., first:first + NUM_BODY_JOINTS, :]
-    check_finite(aa.reshape(-1, NUM_BODY_JOINTS * 3) if aa.ndim > 2 else aa.reshape(1, -1), name)
+    check_finite(aa.reshape(-1, NUM_BODY_JOINTS * 3) if aa.ndim > 2 else aa.reshape(1, -1), name, limit=AXIS_ANGLE_LIMIT)
     return aa
 
 
@@ -255,6 +255,7 @@ def pose_units_problem(x) -> Optional[str]:
     * Axis-angle (any layout of :func:`to_body_quat`) is read as radians: when more than 5 % of
       the body joints turn by more than a full turn (2π), or any by more than 4π, the values are
       degrees (a real motion turns many joints by more than 6.3°, and radians never need 2π).
+    * Axis-angle values beyond :data:`AXIS_ANGLE_LIMIT` are no rotation in any unit.
     * Quaternions ``(..., 21, 4)`` are read as ``(w, x, y, z)``: when the mean ``|w|`` is below
       0.5 (the average body joint turned by more than 120°) and the last component's is larger
       by 0.3, the order is ``(x, y, z, w)`` (uniformly random rotations have both near 0.42).
@@ -270,6 +271,10 @@ def pose_units_problem(x) -> Optional[str]:
         return None
     if not is_axis_angle(x):
         return None
+    big = float(x.abs().max())
+    if big > AXIS_ANGLE_LIMIT:
+        return (f"axis-angle values reach {big:.3g}, neither radians nor degrees of a joint rotation (at most "
+                f"{AXIS_ANGLE_LIMIT:g} accepted); check which array this is and its layout")
     r = body_axis_angle(x).norm(dim=-1)
     share = float((r > 2 * math.pi).double().mean())
     top = float(r.max())

@@ -102,6 +102,7 @@ def _build_corpus(c: Path) -> None:
     np.savez(c / "no_keys.npz", foo=np.zeros(3))
     np.savez(c / "frames_differ.npz", **_motion(trans=np.zeros((10, 3), "f4")))
     np.savez(c / "nan_quat.npz", quat=np.full((3, 21, 4), np.nan, "f4"))
+    np.savez(c / "huge_angle.npz", **_motion(pose_body=np.full((64, 63), 1e20, "f4")))  # finite, no rotation
     np.savez(c / "short_motion.npz", **_motion(n=5))
     # readable poses in the wrong units / order: degrees, and (x, y, z, w) quaternions
     np.savez(c / "degrees.npz", **_motion(pose_body=np.rad2deg(rng.normal(0, 0.4, (64, 63))).astype("f4")))
@@ -208,9 +209,9 @@ def _c(id_: str, argv: Callable[[Path, Path], List[str]], *names: str) -> Case:
 _BAD_POSE_FILES = ("truncated", "garbled", "empty", "text", "bare", "huge", "nan_pose", "inf_trans",
                    "nan_betas", "nan_fps", "str_fps", "neg_fps", "scalar_pose", "str_pose",
                    "object_pose", "empty_set", "empty_motion", "wrong_width", "no_keys",
-                   "frames_differ", "nan_quat", "degrees", "xyzw", "missing")
+                   "frames_differ", "nan_quat", "huge_angle", "degrees", "xyzw", "missing")
 _BAD_SET_FILES = ("truncated", "garbled", "empty", "huge", "nan_pose", "scalar_pose", "str_pose",
-                  "object_pose", "empty_set", "wrong_width", "no_keys", "nan_quat", "degrees", "xyzw")
+                  "object_pose", "empty_set", "wrong_width", "no_keys", "nan_quat", "huge_angle", "degrees", "xyzw")
 _BAD_CHECKPOINTS = ("evil.pt", "garbled.pt", "truncated.pt", "empty.pt", "garbled.npz", "missing.pt")
 _BAD_BODY_MODELS = ("bm_evil_smpl_pkl", "bm_evil_smplh_pkl", "bm_evil_smplh_npz", "bm_evil_smplx_pkl",
                     "bm_evil_smplx_npz", "bm_smplh_missing", "bm_smplh_badshape", "bm_smplx_garbled",
@@ -229,7 +230,7 @@ for f in _BAD_SET_FILES:
     CASES.append(_c(f"interpolate-start-{f}", lambda c, r, f=f: ["interpolate", "--start", str(c / f"{f}.npz"), "--end", str(c / "poses.npz"), "--out", str(r / "outdir")], f"{f}.npz"))
     CASES.append(_c(f"baseline-gmm-poses-{f}", lambda c, r, f=f: ["baseline", "train", "gmm", "--poses", str(c / f"{f}.npz"), "--out", str(r / "out.npz")], f"{f}.npz"))
 for f in ("nan_pose", "inf_trans", "nan_betas", "nan_fps", "str_fps", "neg_fps", "scalar_pose", "object_pose",
-          "empty_motion", "frames_differ", "short_motion", "garbled", "huge", "degrees"):
+          "empty_motion", "frames_differ", "short_motion", "garbled", "huge", "huge_angle", "degrees"):
     CASES.append(_c(f"denoise-motion-{f}", lambda c, r, f=f: ["denoise", "--motion", str(c / f"{f}.npz"), "--out", str(r / "outdir"), *_QUIET], f"{f}.npz"))
 for f in _BAD_CHECKPOINTS:
     CASES.append(_c(f"project-checkpoint-{f}", lambda c, r, f=f: ["project", "--poses", str(c / "poses.npz"), "--checkpoint", str(c / f), "--out", str(r / "out.npz")], f))

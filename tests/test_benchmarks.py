@@ -71,6 +71,31 @@ def test_a_checkpoint_the_user_names_must_be_readable(tmp_path, capsys):
     assert "is an existing file, not a folder" in capsys.readouterr().err
 
 
+def test_a_named_checkpoint_is_read_once(tmp_path):
+    """run.py reads a --checkpoint file up front to check it and hands that prior to the run:
+    the file is not read a second time."""
+    from benchmarks import common
+
+    cfg = load_config(REPO / "configs" / "tiny.yaml")
+    torch.manual_seed(0)
+    ck = save_torch(tmp_path / "tiny_ndf.pt", {"model_state_dict": PoseNDFNet(cfg.model).state_dict(), "config": cfg.to_dict()})
+    reads = []
+
+    def counting(name, **kw):
+        reads.append((name, kw.get("checkpoint")))
+        return get_prior(name, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(common, "get_prior", counting)
+        mp.setattr(bench_run, "get_prior", counting)
+        assert bench_run.main(["--tiny", "--no-progress", "--task", "speed", "--priors", "none,posendf", "--checkpoint",
+                               f"posendf={ck}", "--out", str(tmp_path / "o"), "--threads", "1",
+                               "--cache", str(tmp_path / "cache")]) == 0
+    assert reads.count(("posendf", str(ck))) == 1, reads
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert str(ck) in json.dumps(res)
+
+
 def _ran(res):
     """Names of the sources that ran (not skipped)."""
     return [k for k, v in res["sources"].items() if "skipped" not in v]

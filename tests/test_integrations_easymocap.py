@@ -203,6 +203,13 @@ def test_myeasymocap_bad_layouts_and_missing_key():
     g = PoseNDFPrior(prior="tiny_test", start=3, end=72)
     full = random_poses(2, 72)
     assert torch.allclose(g({"poses": full}, {}), TinyPrior().energy(full[:, 3:]).mean(), atol=1e-5)
+    # a 72-dim slice read as root + 23 joints only where it starts with the root: from dim 3 of
+    # an SMPL-H pose it would read hand joints as body joints
+    smplh = random_poses(2, 156)
+    with pytest.raises(ValueError, match=r"start=3, end=75 give 72 dims.*start: 3, end: 66"):
+        PoseNDFPrior(prior="tiny_test", start=3, end=75)({"poses": smplh}, {})
+    h = PoseNDFPrior(prior="tiny_test", start=0, end=72)
+    assert torch.allclose(h({"poses": smplh}, {}), TinyPrior().energy(smplh[:, 3:66]).mean(), atol=1e-5)
     with pytest.raises(KeyError, match=r"key_from_output: \[poses\]"):
         f({"keypoints": torch.zeros(2, 25, 3)}, {})
     with pytest.raises(TypeError, match="loss\\(output, infos\\)"):

@@ -421,6 +421,10 @@ def read_amc_text(text: str, skeleton: AsfSkeleton, src: str = "<amc>", fps: flo
             raise ValueError(f"{src}: frame {len(frames) + 1} (line {cur_ln}) lacks bone(s) {missing[:8]}{hint}")
         frames.append(cur)
 
+    def at_end(ln: int) -> bool:
+        """Only blank lines follow line ``ln`` (0-based): an error there means a truncated file."""
+        return all(not l.strip() for l in lines[ln + 1:])
+
     for ln in range(body_start, len(lines)):
         toks = lines[ln].split()
         if not toks or toks[0].startswith("#"):
@@ -439,7 +443,7 @@ def read_amc_text(text: str, skeleton: AsfSkeleton, src: str = "<amc>", fps: flo
         if name not in channels:
             if name in skeleton.bones:
                 raise ValueError(f"{src}: line {ln + 1}: bone {toks[0]!r} has values but no dof in {skel_src} (ASF and AMC disagree)")
-            if all(not l.strip() for l in lines[ln + 1:]) and any(b.startswith(name) for b in channels):
+            if at_end(ln) and any(b.startswith(name) for b in channels):
                 raise ValueError(f"{src}: line {ln + 1}: the file ends inside bone name {toks[0]!r} (truncated file?)")
             raise ValueError(
                 f"{src}: line {ln + 1}: bone {toks[0]!r} is not in the skeleton {skel_src} "
@@ -447,10 +451,9 @@ def read_amc_text(text: str, skeleton: AsfSkeleton, src: str = "<amc>", fps: flo
             )
         want = channels[name]
         if len(toks) - 1 != len(want):
-            last = all(not l.strip() for l in lines[ln + 1:])
             raise ValueError(
                 f"{src}: line {ln + 1}: bone {toks[0]!r} has {len(toks) - 1} value(s) but {skel_src} gives it "
-                f"{len(want)} dof(s) ({' '.join(want)}){' (truncated file?)' if last and len(toks) - 1 < len(want) else ''}"
+                f"{len(want)} dof(s) ({' '.join(want)}){' (truncated file?)' if len(toks) - 1 < len(want) and at_end(ln) else ''}"
             )
         try:
             vals = np.array(toks[1:], dtype=np.float64)

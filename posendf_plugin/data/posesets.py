@@ -88,13 +88,13 @@ def _from_arrays(data: dict, path: Path) -> PoseSet:
         found = data.describe() if isinstance(data, NpzData) else f"found keys {sorted(data)}"
         raise KeyError(f"{path}: no poses found; expected one of {list(_POSE_KEYS)}, {found}")
     arr = read_array(data, key, path, ndim=(2, 3, 4))
+    why = pose_units_problem(arr)  # first: values in no unit would read as an unknown layout
+    if why:
+        raise ValueError(f"{path}: '{key}': {why}")
     try:
         q = to_body_quat(arr, f"{path}[{key}]")
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: '{key}' has an unknown pose layout ({e})") from e
-    why = pose_units_problem(arr)
-    if why:
-        raise ValueError(f"{path}: '{key}': {why}")
     q = quat_canonical(q.reshape(-1, NUM_BODY_JOINTS, 4))
     n = q.shape[0]
     if "clip_id" in data:
