@@ -79,7 +79,7 @@ def test_denoise_window_reduces_error_and_is_deterministic(bm):
 def test_denoise_motion_outputs_and_bad_input(tmp_path, bm):
     f = tmp_path / "walk.npz"
     save_motion(f, walking_motion(30))
-    r = D.denoise_motion(f, tmp_path / "out", body_model=bm, config=FAST, seed=0, progress=False)
+    r = D.denoise_motion(f, tmp_path / "out", prior="none", body_model=bm, config=FAST, seed=0, progress=False)
     # 30 frames -> 2 windows of 12, then frames 24-29 from a third window over frames 18-29
     assert r.metrics["windows"] == 3 and r.metrics["frames"] == 30
     for suffix in ("_denoised.npz", "_denoise.npz", "_metrics.json", "_trajectories.png"):
@@ -91,9 +91,9 @@ def test_denoise_motion_outputs_and_bad_input(tmp_path, bm):
     assert met["windows"][2]["start_frame"] == 18 and met["windows"][2]["frames_kept"] == 6
     assert met["metrics"]["mpjpe_mm"] == pytest.approx(np.average([w["mpjpe_mm"] for w in met["windows"]], weights=[12, 12, 6]))
     # the kept tail frames are the clip's last frames: their ground truth equals the clip's
-    full = D.denoise_motion(f, None, body_model=bm, config=replace(FAST, window=30), seed=0, progress=False)
+    full = D.denoise_motion(f, None, prior="none", body_model=bm, config=replace(FAST, window=30), seed=0, progress=False)
     assert np.allclose(r.gt_joints, full.gt_joints, atol=1e-5)
-    capped = D.denoise_motion(f, None, body_model=bm, config=FAST, seed=0, max_windows=2, progress=False)
+    capped = D.denoise_motion(f, None, prior="none", body_model=bm, config=FAST, seed=0, max_windows=2, progress=False)
     assert capped.metrics["windows"] == 2 and capped.metrics["frames"] == 24  # max_windows: full windows only
     with pytest.raises(ValueError, match=r"fewer than one window.*--window 30"):
         D.denoise_motion(f, None, body_model=bm, config=replace(FAST, window=60), progress=False)
@@ -106,6 +106,46 @@ def test_denoise_motion_outputs_and_bad_input(tmp_path, bm):
         D.denoise_motion(bad, None, body_model=bm, config=FAST, progress=False)
     with pytest.raises(FileNotFoundError):
         D.denoise_motion(tmp_path / "missing.npz", None, body_model=bm, config=FAST, progress=False)
+
+
+def test_denoise_keeps_hands_uses_the_gender_and_resamples(tmp_path, bm, caplog):
+    """The hands are not fitted but come back as given (from --start on); with a model folder the
+    motion's gender picks the model (neutral, said in the output, when the folder has none of it);
+    fps= resamples first; the default prior is Pose-NDF's (CLI and API)."""
+    import inspect
+    import shutil
+
+    from posendf_plugin.body_model import default_body_model_dir
+    from posendf_plugin.data.motion import load_motion
+
+    m = walking_motion(30)
+    m.pose_hand[:] = np.linspace(0, 0.3, 90, dtype=np.float32)[None] + np.arange(30, dtype=np.float32)[:, None] * 0.01
+    m.gender = "male"
+    f = tmp_path / "walk.npz"
+    save_motion(f, m)
+    r = D.denoise_motion(f, tmp_path / "o1", prior="none", body_model=bm, config=FAST, seed=0, start=5, progress=False, plot=False)
+    out = load_motion(tmp_path / "o1" / "walk_denoised.npz")
+    np.testing.assert_array_equal(out.pose_hand, m.pose_hand[5:])
+    np.testing.assert_array_equal(np.load(tmp_path / "o1" / "walk_denoised.npz")["poses"][:, 66:], m.pose_hand[5:])
+    assert out.gender == r.motion.gender == "neutral"  # the BodyModel passed in is the neutral stand-in
+    models = tmp_path / "models" / "smpl"
+    models.mkdir(parents=True)
+    shutil.copy(default_body_model_dir() / "smpl" / "SMPL_NEUTRAL.pkl", models / "SMPL_NEUTRAL.pkl")
+    with caplog.at_level("WARNING"):
+        r = D.denoise_motion(f, None, prior="none", body_model=models.parent, config=FAST, max_windows=1, progress=False)
+    assert r.motion.gender == "neutral" and "no male body model" in caplog.text
+    shutil.copy(default_body_model_dir() / "smpl" / "SMPL_NEUTRAL.pkl", models / "SMPL_MALE.pkl")
+    r = D.denoise_motion(f, None, prior="none", body_model=models.parent, config=FAST, max_windows=1, progress=False)
+    assert r.motion.gender == "male"
+    fast = D.denoise_motion(f, None, prior="none", body_model=bm, config=FAST, fps=15, progress=False)
+    assert fast.motion.fps == 15 and fast.metrics["frames"] == 15
+    with pytest.raises(ValueError, match="fps must be a positive"):
+        D.denoise_motion(f, None, prior="none", body_model=bm, config=FAST, fps=float("nan"), progress=False)
+    assert inspect.signature(D.denoise_motion).parameters["prior"].default == "posendf"
+    from posendf_plugin.cli import build_parser
+
+    args = build_parser().parse_args(["denoise", "--motion", str(f), "--out", str(tmp_path / "o2")])
+    assert args.prior == "posendf"
 
 
 def test_denoise_with_tiny_posendf_prior(bm):

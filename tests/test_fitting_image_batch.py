@@ -358,3 +358,68 @@ def test_coco_reprojection_script_on_a_tiny_coco_folder(tmp_path, bm, capsys, mo
     assert [p["person"] for p in people] == ["7", "8"] and people[0]["reprojection_error_px"]["none"] > 0
     assert coco_reprojection.main(["--images", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "image folder not found" in capsys.readouterr().err
+
+
+# --- keypoints and cameras that cannot belong to the image (session-19 audit) ----------------------
+
+
+def test_keypoints_that_are_not_the_images_fail_it(tmp_path, bm):
+    """Keypoints mostly outside the image (another resolution), normalised to [0, 1] (OpenPose
+    --keypoint_scale 3) or a principal point far outside it fail that image with a message saying
+    so; the batch goes on with the others."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    kp = people_seen_by(bm, (500.0, 500.0), (W / 2, H / 2))
+    for name in ("ok", "wrongres", "normalised", "farcentre"):
+        write_image(d / f"{name}.jpg")
+    write_openpose(d / "ok.json", kp)
+    big = kp.copy(); big[..., :2] *= 3.0
+    write_openpose(d / "wrongres.json", big)
+    norm = kp.copy(); norm[..., 0] /= W; norm[..., 1] /= H
+    write_openpose(d / "normalised.json", norm)
+    write_openpose(d / "farcentre.json", kp)
+    (d / "farcentre.camera.json").write_text(json.dumps({"focal_length": 500, "principal_point": [-100, 1e9]}))
+    s = fit_image_dir(d, tmp_path / "o", prior="none", body_model=bm, config=TINY, progress=False, render=False)
+    assert [f["image"] for f in s.fitted] == ["ok.jpg"]
+    why = dict(s.failed)
+    assert "visible keypoints lie outside the 320x240 image" in why["wrongres.jpg"] and "wrongres.json" in why["wrongres.jpg"]
+    assert "within [0, 1]" in why["normalised.jpg"] and "--keypoint_scale 0" in why["normalised.jpg"]
+    assert "principal point (-100, 1e+09) lies far outside" in why["farcentre.jpg"] and "farcentre.camera.json" in why["farcentre.jpg"]
+    assert not (tmp_path / "o" / "wrongres.npz").exists()
+
+
+def test_exif_orientation_coco_wins_and_ids(tmp_path, bm):
+    """A JPEG stored sideways with an EXIF orientation tag is read as displayed; a --coco-json the
+    user names wins over a keypoint file beside the image (and summary.json says which file was
+    read); COCO file names with a folder match by base name; OpenPose tracking ids are kept."""
+    from PIL import Image
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    stored = Image.fromarray(np.zeros((W, H, 3), np.uint8))  # W x H displayed, stored turned (H wide)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    stored.save(d / "phone.jpg", exif=exif.tobytes())
+    assert image_batch._read_image(d / "phone.jpg").shape[:2] == (H, W)
+    kp = people_seen_by(bm, (500.0, 500.0), (W / 2, H / 2), n=2)
+    (d / "phone.json").write_text(json.dumps({"people": [
+        {"person_id": [7], "pose_keypoints_2d": kp[0].reshape(-1).tolist()},
+        {"person_id": [-1], "pose_keypoints_2d": kp[1].reshape(-1).tolist()}]}))
+    s = fit_image_dir(d, tmp_path / "o1", prior="none", body_model=bm, config=TINY, progress=False, render=False)
+    assert s.fitted[0]["person_ids"] == ["7", "1"] and s.fitted[0]["keypoints"].endswith("phone.json")
+    # a COCO file naming the image with a folder prefix, one person, COCO-17 keypoints
+    from posendf_plugin.keypoints import openpose25_to_coco17
+
+    coco17 = openpose25_to_coco17(torch.as_tensor(kp[:1])).numpy()
+    ann = {"images": [{"id": 1, "file_name": "val2017/phone.jpg"}],
+           "annotations": [{"id": 42, "image_id": 1, "keypoints": np.concatenate(
+               [coco17[0, :, :2], np.full((17, 1), 2.0)], -1).reshape(-1).tolist()}]}
+    cj = tmp_path / "coco.json"
+    cj.write_text(json.dumps(ann))
+    s = fit_image_dir(d, tmp_path / "o2", prior="none", body_model=bm, coco_json=cj, config=TINY, progress=False, render=False)
+    assert s.fitted[0]["person_ids"] == ["42"] and s.fitted[0]["keypoints"] == f"{cj} (phone.jpg)"
+    assert str(np.load(tmp_path / "o2" / "phone.npz")["keypoint_format"]) == "coco17"
+    ann["images"].append({"id": 2, "file_name": "train2017/phone.jpg"})
+    cj.write_text(json.dumps(ann))
+    with pytest.raises(ValueError, match="share the file name 'phone.jpg'"):
+        fit_image_dir(d, tmp_path / "o3", prior="none", body_model=bm, coco_json=cj, config=TINY, progress=False)

@@ -70,3 +70,47 @@ def test_motion_arrays_are_checked(tmp_path):
             load_motion(tmp_path / f"{name}.npz")
     with pytest.raises(ValueError, match="betas has NaN"):
         Motion(base["pose_body"], base["root_orient"], base["trans"], betas=np.full(16, np.nan))
+
+
+def test_gender_is_read_as_a_word(tmp_path):
+    """AMASS releases store gender as a str or bytes scalar (some as a one-element array); any of
+    them reads as the word, and an unknown value is refused naming the file."""
+    n = 4
+    base = dict(pose_body=np.zeros((n, 63), "f4"), trans=np.zeros((n, 3), "f4"))
+    for value, want in ((np.array("male"), "male"), (np.array(b"female"), "female"), (np.array(["Male"]), "male"),
+                        (np.array([b"neutral "]), "neutral")):
+        np.savez(tmp_path / "g.npz", gender=value, **base)
+        assert load_motion(tmp_path / "g.npz").gender == want, value
+    np.savez(tmp_path / "g.npz", gender=np.array("robot"), **base)
+    with pytest.raises(ValueError, match=r"g\.npz: 'gender' must be one of neutral, male, female, got \['robot'\]"):
+        load_motion(tmp_path / "g.npz")
+    np.savez(tmp_path / "g.npz", gender=np.zeros(3), **base)
+    with pytest.raises(ValueError, match="'gender' must be one of"):
+        load_motion(tmp_path / "g.npz")
+
+
+def test_motion_resampled_keeps_the_motion():
+    """120 -> 30 fps keeps every 4th frame; 30 -> 60 fps puts the slerp midpoint (the same rotation
+    as halfway along the geodesic) and the mean translation between frames; hands too."""
+    from posendf_plugin import rotations as R
+    import torch
+
+    rng = np.random.default_rng(0)
+    n = 13
+    m = Motion(pose_body=rng.normal(0, 0.3, (n, 63)).astype("f4"), root_orient=rng.normal(0, 0.3, (n, 3)).astype("f4"),
+               trans=rng.normal(0, 1, (n, 3)).astype("f4"), fps=120.0, gender="female",
+               pose_hand=rng.normal(0, 0.2, (n, 90)).astype("f4"))
+    down = m.resampled(30)
+    assert len(down) == 4 and down.fps == 30.0 and down.gender == "female"
+    for k in ("pose_body", "root_orient", "trans", "pose_hand"):
+        np.testing.assert_allclose(getattr(down, k), getattr(m, k)[::4], atol=1e-5)
+    up = m.resampled(240)
+    assert len(up) == 2 * n - 1
+    np.testing.assert_allclose(up.pose_body[::2], m.pose_body, atol=1e-5)
+    np.testing.assert_allclose(up.trans[1], (m.trans[0] + m.trans[1]) / 2, atol=1e-6)
+    q = lambda a: R.axis_angle_to_quat(torch.as_tensor(a, dtype=torch.float64).reshape(-1, 3))  # noqa: E731
+    half = R.quat_slerp(q(m.pose_body[0]), q(m.pose_body[1]), 0.5)
+    assert float(R.quat_geodesic_angle(q(up.pose_body[1]), half).max()) < 1e-4
+    assert m.resampled(120) is m
+    with pytest.raises(ValueError, match="fps must be a positive"):
+        m.resampled(0)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..io import load_npz, read_array, save_npz
+from ..rotations import axis_angle_to_quat, quat_slerp, quat_to_axis_angle
 from ..skeleton import pose_to_quat, pose_units_problem, quat_to_pose
 
 __all__ = ["Motion", "load_motion", "save_motion", "NUM_BETAS"]
@@ -75,6 +76,29 @@ class Motion:
 
     def __len__(self) -> int:
         return len(self.pose_body)
+
+    def resampled(self, fps: float) -> "Motion":
+        """The motion at ``fps`` frames per second over the same time span: every joint rotation
+        (root, body, hands) slerped, the translation linear; the motion itself when ``fps`` is its own."""
+        if not (np.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a positive finite number, got {fps}")
+        n = len(self)
+        if n < 2 or abs(fps - self.fps) < 1e-6:
+            return self
+        t = np.arange(int(np.floor((n - 1) / self.fps * fps + 1e-6)) + 1) * (self.fps / fps)  # in source frames
+        i0 = np.clip(np.floor(t).astype(int), 0, n - 2)
+        w = (t - i0)[:, None]
+
+        def slerped(aa: np.ndarray) -> np.ndarray:
+            q = axis_angle_to_quat(torch.from_numpy(aa.reshape(n, -1, 3).astype(np.float64)))
+            tw = torch.from_numpy(np.broadcast_to(w, (len(t), q.shape[1])).copy())
+            return quat_to_axis_angle(quat_slerp(q[i0], q[i0 + 1], tw)).reshape(len(t), -1).numpy().astype(np.float32)
+
+        return Motion(
+            pose_body=slerped(self.pose_body), root_orient=slerped(self.root_orient),
+            trans=(self.trans[i0] * (1 - w) + self.trans[i0 + 1] * w).astype(np.float32), betas=self.betas,
+            fps=float(fps), gender=self.gender, pose_hand=slerped(self.pose_hand),
+        )
 
     @property
     def poses(self) -> np.ndarray:
@@ -154,7 +178,7 @@ def load_motion(path: Union[str, Path]) -> Motion:
             raise ValueError(f"{path}: '{fps_key}' must be one positive number (frames per second), got "
                              f"{f.reshape(-1)[:3].tolist()}")
         fps = float(f.reshape(-1)[0])
-    gender = str(data.get("gender", "neutral"))
+    gender = _gender(data["gender"], path) if "gender" in data else "neutral"
     hand = None
     if "pose_hand" in data:
         hand = read_array(data, "pose_hand", path, ndim=(2,), width=90)
@@ -166,6 +190,23 @@ def load_motion(path: Union[str, Path]) -> Motion:
         pose_body=body, root_orient=root, trans=trans, betas=betas, fps=fps, gender=gender,
         pose_hand=None if hand is None else np.asarray(hand, np.float32),
     )
+
+
+_GENDERS = ("neutral", "male", "female")
+
+
+def _gender(value, path) -> str:
+    """AMASS / HuMoR ``gender`` (a str or bytes scalar, or a one-element array of them) as
+    ``"neutral" | "male" | "female"``; ValueError naming the file otherwise."""
+    a = np.asarray(value)
+    v = a.reshape(-1)[0] if a.size == 1 and a.dtype.kind in "SUO" else None
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    g = v.strip().lower() if isinstance(v, str) else None
+    if g not in _GENDERS:
+        shown = a.reshape(-1)[:3].tolist() if a.dtype.kind in "SUO" else f"a {a.dtype} array of shape {a.shape}"
+        raise ValueError(f"{path}: 'gender' must be one of {', '.join(_GENDERS)}, got {shown}; fix or drop the key")
+    return g
 
 
 def _checked_units(pose: np.ndarray, path, key: str) -> np.ndarray:

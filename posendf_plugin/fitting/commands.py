@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,10 @@ def _denoise(args: argparse.Namespace) -> int:
     from ..io import check_output_dir
 
     _check_body_model(args.body_model)
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise ValueError(f"--fps must be a positive number of frames per second, got {args.fps}")
+    if not 0 <= args.seed < 2 ** 63:
+        raise ValueError(f"--seed must be an integer from 0 to 2**63 - 1, got {args.seed}")
     if args.motion.is_dir():
         raise ValueError(f"--motion {args.motion} is a folder; give one motion .npz file")
     check_output_dir(args.out, "--out folder")
@@ -80,7 +85,7 @@ def _denoise(args: argparse.Namespace) -> int:
         cfg = replace(cfg, window=args.window)
     r = denoise_motion(args.motion, args.out, prior=args.prior, prior_checkpoint=args.prior_checkpoint,
                        body_model=args.body_model, config=cfg, seed=args.seed, max_windows=args.max_windows,
-                       start=args.start, progress=not args.quiet)
+                       start=args.start, progress=not args.quiet, fps=args.fps)
     m = r.metrics
     print(f"{m['windows']} window(s), {m['frames']} frames, noise {m['noise_mm']:g} mm, prior {m['prior']}: "
           f"MPJPE {m['mpjpe_mm']:.1f} mm (noisy input {m['noisy_mpjpe_mm']:.1f}), V2V {m['v2v_mm']:.1f} mm, "
@@ -196,12 +201,14 @@ def register(subparsers) -> None:
                         "as they are (a capture's own noise: the data weight follows the noise measured in them)")
     p.add_argument("--window", type=int, default=None, help="frames per window (default 60)")
     p.add_argument("--max-windows", type=int, default=None, help="stop after this many windows (default: all)")
-    p.add_argument("--start", type=int, default=0, help="first frame (default 0)")
+    p.add_argument("--start", type=int, default=0, help="first frame (default 0; after --fps)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="resample the motion to this frame rate first (HuMoR's protocol: 30; default: as it is)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--config", type=Path, default=None, metavar="YAML",
                    help="schedule (default: built-in = configs/denoise.yaml)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_prior_args(p)
+    _add_prior_args(p, default="posendf")
     _add_body_model_arg(p)
     p.set_defaults(func=_denoise)
 

@@ -36,6 +36,7 @@ distance for NRDF) and the shape by 10. Changes, each chosen on validation data 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,10 +388,23 @@ def _slice(m: Motion, a: int, b: int) -> Motion:
                   fps=m.fps, gender=m.gender, pose_hand=m.pose_hand[a:b])
 
 
+def _motion_body_model(path: Optional[Union[str, Path]], gender: str) -> BodyModel:
+    """The body model of ``gender`` in ``path`` (as HuMoR fits each clip with its subject's model);
+    the neutral one when the folder has none of that gender, or for the embedded stand-in."""
+    if path is None or gender == "neutral":
+        return get_body_model(path)
+    try:
+        return get_body_model(path, gender=gender)
+    except FileNotFoundError:
+        log.warning("%s: no %s body model; fitting the %s motion with the neutral one (the output says gender "
+                    "'neutral')", path, gender, gender)
+        return get_body_model(path)
+
+
 def denoise_motion(
     motion: Union[str, Path, Motion],
     out_dir: Optional[Union[str, Path]] = None,
-    prior: Union[str, PosePrior] = "none",
+    prior: Union[str, PosePrior] = "posendf",
     prior_checkpoint: Optional[Union[str, Path]] = None,
     body_model: Optional[Union[str, Path, BodyModel]] = None,
     config: DenoiseConfig = DenoiseConfig(),
@@ -400,11 +414,18 @@ def denoise_motion(
     progress: bool = True,
     plot: bool = True,
     name: Optional[str] = None,
+    fps: Optional[float] = None,
 ) -> DenoiseResult:
     """Run the protocol of the module docstring on consecutive windows of a motion. Without
     ``max_windows`` the whole motion comes back: the frames after the last full window are fitted
     in one more window ending at the last frame, of which only they are kept (its metrics, over
     the whole window, count in the means by the frames kept).
+
+    ``fps``: resample the motion to this frame rate first (:meth:`Motion.resampled`; HuMoR's
+    protocol is 30 fps, AMASS clips are mostly 60–120 fps). The hand pose is not fitted: the
+    output carries the input's. With real model files (``body_model`` a folder) the motion is fitted
+    with the model of its ``gender`` when the folder has one (as HuMoR does), else the neutral one;
+    the output's ``gender`` names the model its ``betas`` belong to.
 
     Writes (when ``out_dir`` is given), atomically, after every window: ``<name>_denoised.npz``
     (AMASS layout, the frames done so far), ``<name>_denoise.npz`` (joints: ground truth, noisy,
@@ -424,6 +445,10 @@ def denoise_motion(
         motion = load_motion(path)
         where = str(path)
     name = name or "motion"
+    if fps is not None:
+        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
+        motion = motion.resampled(float(fps))
     if out_dir is not None:
         check_output_dir(out_dir, "out_dir")  # before any work: not after the first window
     n = len(motion)
@@ -432,10 +457,9 @@ def denoise_motion(
         raise ValueError(f"{where}: start frame {start} is outside the motion (0..{n - 1})")
     nwin = (n - start) // W
     if nwin == 0:
-        raise ValueError(
-            f"{where}: {n - start} frames from frame {start}, fewer than one window of {W} frames; "
-            f"use a longer clip or a smaller window (--window {max(3, n - start)}; DenoiseConfig(window=...))"
-        )
+        fix = (f"use a longer clip or a smaller window (--window {n - start}; DenoiseConfig(window=...))" if n - start >= 3
+               else "denoising needs at least 3 frames (velocities and accelerations); use a longer clip or an earlier start")
+        raise ValueError(f"{where}: {n - start} frame(s) from frame {start}, fewer than one window of {W} frames; {fix}")
     if max_windows is not None:
         if max_windows < 1:
             raise ValueError(f"max_windows must be >= 1, got {max_windows}")
@@ -443,11 +467,12 @@ def denoise_motion(
     # the frames after the last full window: one more window ending at the last frame, of which
     # only those frames are kept (a whole motion comes back, each frame fitted once)
     tail = (n - start) - nwin * W if max_windows is None else 0
-    bm = body_model if isinstance(body_model, BodyModel) else get_body_model(body_model)
+    bm = body_model if isinstance(body_model, BodyModel) else _motion_body_model(body_model, motion.gender)
+    bm_gender = str(getattr(bm.model, "gender", "neutral")).lower()  # the output's betas are this model's
     prior_m = load_prior(prior, prior_checkpoint)
     if abs(motion.fps - 30.0) > 0.5:
         log.warning("the motion is at %g fps; HuMoR's protocol uses 30 fps windows of 60 frames "
-                    "(resample it, e.g. 'posendf data bvh --fps 30', to compare with published numbers)", motion.fps)
+                    "(resample it with --fps 30 / fps=30 to compare with published numbers)", motion.fps)
     gen = torch.Generator().manual_seed(int(seed))
     parts: List[Dict[str, torch.Tensor]] = []
     wm: List[Dict[str, float]] = []
@@ -462,7 +487,7 @@ def denoise_motion(
             metrics.update(kept_from_frame=n - tail, frames_kept=tail)
         parts.append(arrays)
         wm.append(metrics)
-        result = _assemble(motion, parts, wm, config, prior_m, start)
+        result = _assemble(motion, parts, wm, config, prior_m, start, bm_gender)
         if out_dir is not None:
             _write(out_dir, name, result, config, seed)
     if out_dir is not None and plot:
@@ -470,11 +495,12 @@ def denoise_motion(
     return result
 
 
-def _assemble(motion: Motion, parts, wm, config: DenoiseConfig, prior: PosePrior, start: int) -> DenoiseResult:
+def _assemble(motion: Motion, parts, wm, config: DenoiseConfig, prior: PosePrior, start: int, gender: str) -> DenoiseResult:
     cat = {k: torch.cat([p[k] for p in parts]).numpy() for k in ("pose_body", "root_orient", "trans", "joints", "gt_joints", "noisy_joints")}
     betas = np.mean([p["betas"].numpy() for p in parts], axis=0)
+    n = len(cat["pose_body"])  # the frames from ``start`` on, in order; the hands are not fitted: carried over
     m = Motion(pose_body=cat["pose_body"], root_orient=cat["root_orient"], trans=cat["trans"], betas=betas,
-               fps=motion.fps, gender=motion.gender)
+               fps=motion.fps, gender=gender, pose_hand=motion.pose_hand[start:start + n].copy())
     keys = ("mpjpe_mm", "v2v_mm", "accel_mm", "pa_mpjpe_mm", "noisy_mpjpe_mm", "noisy_accel_mm")
     frames = [x.get("frames_kept", config.window) for x in wm]  # a tail window counts by the frames it gave
     metrics = {k: float(np.average([x[k] for x in wm], weights=frames)) for k in keys}

@@ -52,7 +52,8 @@ class ImageDirSummary:
     """What :func:`fit_image_dir` did.
 
     Attributes:
-        fitted: per image: ``{"image", "npz", "png", "people", "person_ids", "visible_keypoints",
+        fitted: per image: ``{"image", "npz", "png", "keypoints" (the file read), "people",
+            "person_ids", "visible_keypoints",
             "skipped_people", "reprojection_error_px", "camera", "seconds"}``
             (``reprojection_error_px``: per fitted person, mean over its keypoints with
             confidence > 0; ``null`` if not finite).
@@ -72,12 +73,40 @@ class ImageDirSummary:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    import matplotlib.image as mpimg
+    """The image's pixels ``(H, W, 3 or 4)`` uint8 as displayed: turned by its EXIF orientation, as
+    OpenPose and OpenCV read it (a phone photo is stored sideways with a tag saying so)."""
+    from PIL import Image, ImageOps
 
     try:
-        return mpimg.imread(str(path))
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            return np.asarray(im if im.mode in ("RGB", "RGBA") else im.convert("RGB"))  # grey, palette, 16-bit
     except Exception as e:  # PIL.UnidentifiedImageError, OSError, ...
         raise ValueError(f"{path}: cannot read the image ({type(e).__name__}: {e})") from e
+
+
+def _check_against_image(people, camera: Optional[Camera], size: Tuple[int, int], kp_source: str, cam_source: str) -> None:
+    """Refuse keypoints or a camera that cannot belong to this ``size = (W, H)`` image: most
+    visible keypoints outside it (another resolution, a turned image), all within [0, 1]
+    (OpenPose's normalised ``--keypoint_scale``), or a principal point far outside it."""
+    W, H = size
+    kp = np.asarray(people.keypoints, np.float64)
+    vis = kp[..., 2] > 0
+    if vis.any():
+        x, y = kp[..., 0][vis], kp[..., 1][vis]
+        if W > 4 and H > 4 and x.max() <= 1.5 and y.max() <= 1.5 and x.min() >= -0.5 and y.min() >= -0.5:
+            raise ValueError(f"{kp_source}: every keypoint lies within [0, 1] of a {W}x{H} image: normalised "
+                             "coordinates (OpenPose --keypoint_scale 3/4)? give them in pixels (--keypoint_scale 0)")
+        out = (x < -0.1 * W) | (x > 1.1 * W) | (y < -0.1 * H) | (y > 1.1 * H)
+        if out.mean() > 0.5:
+            raise ValueError(f"{kp_source}: {int(out.sum())} of {len(x)} visible keypoints lie outside the {W}x{H} image "
+                             f"(x {x.min():.0f}..{x.max():.0f}, y {y.min():.0f}..{y.max():.0f}): keypoints of another "
+                             "resolution or of a turned image? give keypoints in this image's pixels")
+    if camera is not None and camera.principal_point is not None:
+        cx, cy = camera.principal_point
+        if not (-W <= cx <= 2 * W and -H <= cy <= 2 * H):
+            raise ValueError(f"{cam_source}: principal point ({cx:g}, {cy:g}) lies far outside the {W}x{H} image; give "
+                             "(cx, cy) in this image's pixels (usually near its centre)")
 
 
 def output_stems(images: Sequence[Path]) -> Dict[Path, str]:
@@ -155,18 +184,23 @@ def _image_inputs(img_path: Path, coco: dict, coco_json, camera: Optional[Camera
     there is nothing to fit (no keypoint file, nobody detected: the image is skipped) and
     :class:`BadImageInput` when a file is unreadable (the image failed)."""
     js = keypoint_file_for(img_path, folders)
-    if not js.is_file() and img_path.name not in coco:
+    in_coco = img_path.name in coco  # a COCO file the user named wins over a keypoint file found beside the image
+    if not in_coco and not js.is_file():
         hint = "" if coco_json is not None else " (pass --coco-json FILE for a COCO annotation file)"
         tried = ", ".join(str(p) for p in keypoint_candidates(img_path, folders))
         raise ValueError(f"no keypoint file (tried {tried}){hint}")
     try:
-        people = read_keypoint_json(js, img_path.name) if js.is_file() else coco[img_path.name]
+        people = coco[img_path.name] if in_coco else read_keypoint_json(js, img_path.name)
+        kp_source = f"{coco_json} ({img_path.name})" if in_coco else str(js)
         cam_file = camera_file_for(img_path)
         if cam_file.is_file():
             camera, source = read_camera_json(cam_file), cam_file.name
         else:
             source = "given" if camera is not None else "default"
-        return people, camera, source, _read_image(img_path)
+        image = _read_image(img_path)
+        _check_against_image(people, camera, (image.shape[1], image.shape[0]), kp_source,
+                             str(cam_file) if source == cam_file.name else "the camera given")
+        return people, camera, source, image, kp_source
     except (NoPeopleError, FileNotFoundError):
         raise
     except ValueError as e:
@@ -176,7 +210,7 @@ def _image_inputs(img_path: Path, coco: dict, coco_json, camera: Optional[Camera
 def fit_image_dir(
     image_dir: Union[str, Path],
     out_dir: Union[str, Path],
-    prior: Union[str, PosePrior] = "none",
+    prior: Union[str, PosePrior] = "posendf",
     prior_checkpoint: Optional[Union[str, Path]] = None,
     body_model: Optional[Union[str, Path, BodyModel]] = None,
     coco_json: Optional[Union[str, Path]] = None,
@@ -191,7 +225,9 @@ def fit_image_dir(
     Keypoints: ``<stem>.json`` or OpenPose's ``<stem>_keypoints.json`` in ``keypoint_dir``, by
     default next to the image or in a ``keypoints`` folder beside ``image_dir`` (SMPLify-X's
     ``DATA/images`` + ``DATA/keypoints``; :func:`~.keypoint_files.keypoint_folders`), or the
-    image's entry in ``coco_json``. Images without keypoints or with nobody to fit are skipped
+    image's entry in ``coco_json``, which wins where both exist. Keypoints that cannot be this
+    image's (mostly outside it, or normalised to [0, 1]) and a principal point far outside it
+    fail the image with a message saying so. Images are read as displayed (EXIF orientation). Images without keypoints or with nobody to fit are skipped
     with a logged message and listed in ``summary.json``; an image whose image, keypoint or
     camera file cannot be read, or whose fit or rendering fails, is listed as failed and the
     batch goes on. Each image's outputs are
@@ -248,7 +284,7 @@ def fit_image_dir(
         for img_path in tqdm(images, desc="images", disable=not progress):
             npz_path, png_path = outputs[img_path]
             try:
-                people, cam, cam_source, image = _image_inputs(img_path, coco, coco_json, camera, folders)
+                people, cam, cam_source, image, kp_source = _image_inputs(img_path, coco, coco_json, camera, folders)
                 t0 = time.time()
                 res = fit_people(people, (image.shape[1], image.shape[0]), bm, prior_m, config, camera=cam)
             except BadImageInput as e:
@@ -289,7 +325,7 @@ def fit_image_dir(
             ids = [people.ids[i] for i in res.person_index.tolist()]
             summary.fitted.append({
                 "image": img_path.name, "npz": npz_path.name, "png": png_path.name if render else None,
-                "people": len(ids), "person_ids": ids,
+                "keypoints": kp_source, "people": len(ids), "person_ids": ids,
                 "visible_keypoints": [int(v) for v in (res.keypoints_2d[..., 2] > 0).sum(-1)],
                 "skipped_people": [{"person": people.ids[p], "visible_keypoints": int((people.keypoints[p, :, 2] > 0).sum()),
                                     "reason": why} for p, why in res.skipped],

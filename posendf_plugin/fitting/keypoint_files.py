@@ -8,7 +8,7 @@ Everything here returns :class:`PersonKeypoints`, the input of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -92,6 +92,18 @@ def _people_array(rows: Sequence[Sequence[float]], where: str) -> Tuple[np.ndarr
     return arr.astype(np.float32), fmt
 
 
+def _openpose_person_id(pid, index: int) -> str:
+    """OpenPose's ``person_id`` (``[-1]`` without tracking, ``[n]`` with it; older files a bare
+    number) as the person's label; the person's position in the file when there is none."""
+    if isinstance(pid, list) and len(pid) == 1:
+        pid = pid[0]
+    if isinstance(pid, bool) or pid is None or isinstance(pid, list):
+        return str(index)
+    if isinstance(pid, (int, float)) and pid < 0:
+        return str(index)
+    return str(pid)
+
+
 def read_keypoint_json(path: Union[str, Path], image_name: Optional[str] = None) -> PersonKeypoints:
     """Read one keypoint file.
 
@@ -126,7 +138,7 @@ def read_keypoint_json(path: Union[str, Path], image_name: Optional[str] = None)
             if kp is None:
                 raise ValueError(f"{path}: people[{i}] has no 'pose_keypoints_2d'; found keys {sorted(p)}")
             rows.append(kp)
-            ids.append(str(p.get("person_id", i)) if not isinstance(p.get("person_id"), list) else str(i))
+            ids.append(_openpose_person_id(p.get("person_id"), i))
     elif isinstance(data, list) and all(isinstance(p, dict) for p in data):
         rows = [p.get("keypoints") for p in data]
         if any(r is None for r in rows):
@@ -144,7 +156,8 @@ def read_keypoint_json(path: Union[str, Path], image_name: Optional[str] = None)
 
 
 def read_coco_annotations(path: Union[str, Path]) -> Dict[str, PersonKeypoints]:
-    """People of every image of a COCO keypoint annotation file, by image file name.
+    """People of every image of a COCO keypoint annotation file, by image file name (the base name:
+    a ``file_name`` with a folder, e.g. ``val2017/x.jpg``, is found as ``x.jpg``).
 
     Crowd annotations are skipped; annotations without any labelled keypoint are kept (with all
     confidences 0) so that the fitting reports them as skipped people.
@@ -162,11 +175,16 @@ def read_coco_annotations(path: Union[str, Path]) -> Dict[str, PersonKeypoints]:
         for i, x in enumerate(data[key]):
             if not isinstance(x, dict):
                 raise ValueError(f"{path}: {key}[{i}] must be an object, got {type(x).__name__}")
-    names = {}
+    names, full = {}, {}
     for im in data["images"]:
         if "id" not in im or "file_name" not in im:
             raise ValueError(f"{path}: every image needs 'id' and 'file_name'")
-        names[im["id"]] = im["file_name"]
+        # by base name: COCO files often say 'val2017/000000000785.jpg' for an image in any folder
+        base = PurePosixPath(str(im["file_name"]).replace("\\", "/")).name
+        if full.setdefault(base, im["file_name"]) != im["file_name"]:
+            raise ValueError(f"{path}: images {full[base]!r} and {im['file_name']!r} share the file name {base!r}; "
+                             "split the annotation file by folder")
+        names[im["id"]] = base
     rows: Dict[str, list] = {}
     for a in data["annotations"]:
         if a.get("iscrowd", 0) or "keypoints" not in a:
