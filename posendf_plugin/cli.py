@@ -88,10 +88,13 @@ def _is_out_of_memory(e: BaseException) -> bool:
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
-    """argparse's ``type=float`` accepts ``nan`` and ``inf``: refuse them for every option."""
+    """argparse's ``type=float`` accepts ``nan`` and ``inf``, ``type=int`` any size: refuse them for
+    every option."""
     for key, value in vars(args).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"--{key.replace('_', '-')} must be a finite number, got {value}")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2 ** 63:
+            raise ValueError(f"--{key.replace('_', '-')} is out of range (at most 2**63 - 1), got {value}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

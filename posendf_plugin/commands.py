@@ -157,6 +157,8 @@ def _cmd_train(args) -> int:
     if args.out is not None:
         check_output_dir(args.out, "--out folder")
     if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
         cfg = cfg.replace(training={"num_threads": args.threads})
     if args.seed is not None:
         cfg = cfg.replace(experiment={"seed": args.seed})

@@ -17,6 +17,7 @@ always rebuilt with the exact configuration it was trained with.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Tuple, Union
@@ -54,11 +55,30 @@ def _choice(section: str, key: str, value: Any, allowed: Tuple[str, ...]) -> Non
         raise ValueError(f"config {section}.{key} = {value!r} is not one of {list(allowed)}")
 
 
-def _positive(section: str, key: str, value: Any, strict: bool = True) -> None:
+def _number(section: str, key: str, value: Any) -> None:
+    """A finite number (YAML 1.1 reads ``5e-3`` as a string: say how to write it)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"config {section}.{key} must be a number, got {value!r}")
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = " (YAML reads an exponent without a '.' as text: write 5.0e-3 or 0.005)"
+            except ValueError:
+                pass
+        raise ValueError(f"config {section}.{key} must be a number, got {value!r}{hint}")
+    if not math.isfinite(value):
+        raise ValueError(f"config {section}.{key} must be a finite number, got {value!r}")
+
+
+def _positive(section: str, key: str, value: Any, strict: bool = True) -> None:
+    _number(section, key, value)
     if value < 0 or (strict and value == 0):
         raise ValueError(f"config {section}.{key} must be {'> 0' if strict else '>= 0'}, got {value!r}")
+
+
+def _text(section: str, key: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"config {section}.{key} must be a text (a name or a path), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -85,10 +105,12 @@ class ExperimentConfig:
     init_from: str = ""
 
     def __post_init__(self) -> None:
+        for key in ("name", "out_dir", "device", "init_from"):
+            _text("experiment", key, getattr(self, key))
         if not self.name or "/" in self.name:
             raise ValueError(f"config experiment.name must be a non-empty name without '/', got {self.name!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"config experiment.seed must be an integer, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 63:
+            raise ValueError(f"config experiment.seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"config experiment.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         _choice("experiment", "prior", self.prior, ("posendf", "nrdf"))
@@ -146,7 +168,8 @@ class TrainingConfig:
         manifold_batch_size: clean poses per step for the manifold term (0 = same as batch_size).
         lr, weight_decay: Adam settings (the original: 1e-5 .. 1e-4 and weight decay 1e-4).
         lr_schedule: ``none``, ``step`` (×``lr_gamma`` every ``lr_step`` epochs) or ``cosine``
-            (to ``lr * lr_min_factor`` at the last epoch); stepped once per epoch.
+            (half a cosine over ``epochs`` from ``lr`` towards ``lr * lr_min_factor``, which it
+            reaches after the last epoch); stepped once per epoch.
         loss: distance regression ``l1`` or ``l2``.
         w_dist, w_manifold, w_eikonal: loss weights. The manifold term is mean f(clean pose);
             the eikonal term is mean (‖∇_q f‖ − 1)²; 0 switches a term off (and its cost).
@@ -213,6 +236,9 @@ class TrainingConfig:
             _positive("training", key, getattr(self, key), strict=False)
         _positive("training", "lr_gamma", self.lr_gamma)
         _positive("training", "lr_min_factor", self.lr_min_factor, strict=False)
+        if self.lr_min_factor > 1:
+            raise ValueError(f"config training.lr_min_factor must be in [0, 1] (the cosine schedule's floor as a "
+                             f"share of lr), got {self.lr_min_factor!r}")
         _choice("training", "lr_schedule", self.lr_schedule, ("none", "step", "cosine"))
         _choice("training", "loss", self.loss, ("l1", "l2"))
         _choice("training", "eikonal_norm", self.eikonal_norm, ("joint", "pose"))
@@ -220,6 +246,7 @@ class TrainingConfig:
             raise ValueError(f"config training.teacher must be a model file path (or empty), got {self.teacher!r}")
         if not isinstance(self.eikonal_tangent, bool):
             raise ValueError(f"config training.eikonal_tangent must be true or false, got {self.eikonal_tangent!r}")
+        _number("training", "val_fraction", self.val_fraction)
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"config training.val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.w_dist == 0 and self.w_manifold == 0 and self.w_eikonal == 0:
@@ -259,13 +286,15 @@ class DataConfig:
     max_samples: int = 0
 
     def __post_init__(self) -> None:
+        _text("data", "train_dir", self.train_dir)
+        _text("data", "pose_set", self.pose_set)
         if (isinstance(self.sigmas, (str, bytes)) or not isinstance(self.sigmas, (list, tuple))
                 or any(isinstance(s, bool) or not isinstance(s, (int, float)) for s in self.sigmas)):
             raise ValueError(f"config data.sigmas must be a list of numbers (e.g. [0.01, 0.1, 0.5]), got {self.sigmas!r}")
         object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))
         _choice("data", "label_metric", self.label_metric, ("posendf", "nrdf"))
         _choice("data", "noise", self.noise, ("posendf", "nrdf"))
-        if any(s < 0 for s in self.sigmas):
+        if any(not (0 <= s < float("inf")) for s in self.sigmas):
             raise ValueError(f"config data.sigmas must be >= 0, got {list(self.sigmas)}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"config data.k must be a positive integer, got {self.k!r}")

@@ -230,6 +230,15 @@ def _check_manifest(path: Path, config: Config) -> None:
         )
 
 
+def _data_fingerprint(quat: torch.Tensor, dist: torch.Tensor, clean: Optional[torch.Tensor]) -> str:
+    """A short identity of the labelled data and clean poses a run trains on (sizes and sums in
+    float64), stored in its checkpoints so ``--resume`` cannot continue on other data."""
+    def tag(x: Optional[torch.Tensor]) -> str:
+        return "none" if x is None else f"{len(x)}:{float(x.detach().double().sum().cpu()):.12g}"
+
+    return f"samples {tag(quat)} labels {tag(dist)} clean {tag(clean)}"
+
+
 def _config_differences(a: Dict, b: Dict) -> List[str]:
     out = []
     for sec in a:
@@ -549,6 +558,7 @@ def _train(config: Config, out: Path, data_path, dev: torch.device, ctx: _Dist, 
         reference = _clean_poses(config.replace(training={"w_manifold": 1.0}), quat[train_idx], is_clean[train_idx])
         reference = torch.unique(reference.float(), dim=0).to(dev)
     label_online = _online_labeller(config, reference, dev)
+    data_id = _data_fingerprint(quat, dist, clean)
 
     net = PoseNDFNet(config.model, seed=exp.seed).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
@@ -566,6 +576,9 @@ def _train(config: Config, out: Path, data_path, dev: torch.device, ctx: _Dist, 
         diffs = _config_differences(ck["config"], cfg_dict)
         if diffs:
             raise ValueError(f"{last}: the run was trained with a different config; differing keys: {'; '.join(diffs)}")
+        if ck.get("data_fingerprint") not in (None, data_id):  # checkpoints before session 19 have none
+            raise ValueError(f"{last}: the run was trained on other data ({ck['data_fingerprint']}) than this run's "
+                             f"--data {data_path} and clean poses ({data_id}); resume with the same data, or start a new --out")
         ws = int(ck.get("world_size", 1))
         if ws != ctx.world:
             how = "plain 'posendf train'" if ws == 1 else f"'torchrun --nproc_per_node={ws} -m posendf_plugin train'"
@@ -663,6 +676,12 @@ def _train(config: Config, out: Path, data_path, dev: torch.device, ctx: _Dist, 
         sched.step()
         val_dist, val_mae = _validate(net, q_val, d_val, config, dev, ctx)
         ep = epoch + 1
+        if not (math.isfinite(sums["loss"]) and math.isfinite(val_dist)):  # before anything of this epoch is saved
+            bar.close()
+            raise ValueError(
+                f"training diverged in epoch {ep} (mean loss {sums['loss'] / max(steps, 1):.4g}, validation {val_dist:.4g}): "
+                f"lower training.lr (now {t.lr:g}) or set training.grad_clip; nothing of this epoch was saved "
+                f"({'the checkpoints of the epochs before are in ' + str(ck_dir) if ep > 1 else 'no model was written'})")
         row = {"epoch": ep, "lr": lr, "train_loss": sums["loss"] / steps, "train_dist": sums["dist"] / steps,
                "train_manifold": sums["manifold"] / steps, "train_eikonal": sums["eikonal"] / steps,
                "val_dist": val_dist, "val_mae": val_mae, "seconds": time.perf_counter() - t0}
@@ -688,6 +707,7 @@ def _train(config: Config, out: Path, data_path, dev: torch.device, ctx: _Dist, 
                 "rng": {"torch": gen.get_state()},
                 "history": history,
                 "world_size": ctx.world,
+                "data_fingerprint": data_id,
             }
             if is_best:
                 save_torch(ck_dir / "best.pt", state)

@@ -146,6 +146,18 @@ def test_empty_split_not_written(tmp_path):
     assert not (tmp_path / "o" / "vald.npz").exists() and s.splits["vald"]["path"] is None
 
 
+def test_one_dataset_folder_and_output_inside_the_tree(amass_tree, tmp_path):
+    """--amass-dir pointing at one dataset's folder files its clips under that dataset (HumanEva is
+    vald, not a train dataset called 'S1'); an --out inside the tree is not read as input."""
+    root, _ = amass_tree
+    s = sample_amass(root / "HumanEva", tmp_path / "he", progress=False)
+    assert s.counts["HumanEva"]["split"] == "vald" and (tmp_path / "he" / "vald.npz").is_file()
+    inside = root / "sampled"
+    first = sample_amass(root, inside, AmassConfig(fps=30.0), progress=False)
+    again = sample_amass(root, inside, AmassConfig(fps=30.0), progress=False)
+    assert again.counts == first.counts and len(again.skipped) == len(first.skipped) == 3
+
+
 def test_a_file_in_degrees_is_skipped_with_the_reason(tmp_path):
     rng = np.random.default_rng(3)
     _smplh(tmp_path / "a" / "CMU" / "01" / "ok_poses.npz", 10, 30.0, rng)

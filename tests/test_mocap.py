@@ -232,6 +232,17 @@ def test_mocap_command_formats_fps_and_output_names(tmp_path, capsys):
     assert "--source-fps must be positive" in err and "Traceback" not in err
 
 
+def test_frame_time_in_milliseconds_is_refused(tmp_path, capsys):
+    """A BVH whose Frame Time is in milliseconds (8.3333 for 120 fps) would be read as 0.12 fps:
+    refused naming --source-fps, which converts it."""
+    _smpl_clip(tmp_path / "ms.bvh.gz", fps=1 / 8.3333)
+    assert _cli(["data", "mocap", str(tmp_path / "ms.bvh.gz"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "Frame Time 8.3333 s" in err and "--source-fps" in err and "Traceback" not in err
+    assert _cli(["data", "mocap", str(tmp_path / "ms.bvh.gz"), "--out", str(tmp_path / "o"), "--source-fps", "120"]) == 0
+    assert float(np.load(tmp_path / "o" / "ms.npz")["mocap_framerate"]) == 120.0
+
+
 def test_batch_reports_bad_files_and_keeps_good_ones(tmp_path):
     src = tmp_path / "in"
     _smpl_clip(src / "good.bvh", seed=4)

@@ -220,8 +220,17 @@ def test_config_errors(pose_file, tmp_path):
     bad.write_text("sigmas: [0.1, 0.2]\nsigma_shares: [1.0]\n")
     with pytest.raises(ValueError, match="sigma_shares"):
         load_prepare_config(bad)
-    bad.write_text("data:\n  k: 3\n  n_samples: 10\n")
-    assert load_prepare_config(bad).k == 3
+    bad.write_text("experiment:\n  name: x\ntraining:\n  epochs: 3\n")  # a trainer config is not a preparation one
+    with pytest.raises(ValueError, match="this is a trainer config"):
+        load_prepare_config(bad)
+    for text, match in (("recall_queries: true\n", "recall_queries must be an integer"),
+                        ("mirror: 'false'\n", "mirror must be true or false"),
+                        ("clean_share: '0.1'\n", "clean_share must be a finite number"),
+                        ("df: .nan\n", "df must be a finite number")):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=match) as e:
+            load_prepare_config(bad)
+        assert str(bad) in str(e.value)
     with pytest.raises(FileNotFoundError):
         load_prepare_config(tmp_path / "nope.yaml")
     with pytest.raises(FileNotFoundError, match="--poses"):

@@ -157,6 +157,34 @@ def test_bad_data_and_truncated_checkpoint(data, tmp_path, one_thread):
         train(_cfg(epochs=2), out_dir=run, data_dir=data, resume=True, progress=False, tensorboard=False)
 
 
+def test_resume_on_other_data_and_divergence_are_refused(data, tmp_path, one_thread):
+    """--resume with another data folder would continue one model over two data sets: refused.
+    A run whose loss turns non-finite stops with a message and writes no model; non-finite
+    numbers in the config are refused before anything runs."""
+    from posendf_plugin.config import Config
+
+    run = tmp_path / "r"
+    train(_cfg(epochs=3), out_dir=run, data_dir=data, progress=False, tensorboard=False, stop_after=1)
+    other = write_training_dir(tmp_path / "other", n=900, chunk=300, seed=5)
+    with pytest.raises(ValueError, match="trained on other data"):
+        train(_cfg(epochs=3), out_dir=run, data_dir=other, resume=True, progress=False, tensorboard=False)
+    assert train(_cfg(epochs=3), out_dir=run, data_dir=data, resume=True, progress=False, tensorboard=False).epochs_run == 2
+    with pytest.raises(ValueError, match=r"training diverged in epoch 1 .*lower training.lr.*no model was written"):
+        train(_cfg(epochs=2, lr=1e30), out_dir=tmp_path / "d", data_dir=data, progress=False, tensorboard=False)
+    assert not (tmp_path / "d" / "model.pt").exists() and not (tmp_path / "d" / "checkpoints" / "last.pt").exists()
+    d = _cfg().to_dict()
+    for sec, key, value, match in (("training", "w_dist", float("nan"), "finite"), ("training", "lr", float("inf"), "finite"),
+                                   ("model", "beta", float("inf"), "finite"), ("training", "lr", "5e-3", "write 5.0e-3"),
+                                   ("training", "lr_min_factor", 2.0, r"in \[0, 1\]"), ("experiment", "device", 1, "a text"),
+                                   ("experiment", "name", 123, "a text"), ("data", "pose_set", 7, "a text"),
+                                   ("training", "val_fraction", "0.1", "must be a number"),
+                                   ("experiment", "seed", 2 ** 70, "2\\*\\*63")):
+        bad = {k: dict(v) for k, v in d.items()}
+        bad[sec][key] = value
+        with pytest.raises(ValueError, match=f"cfg.yaml: config {sec}.{key} .*{match}"):
+            Config.from_dict(bad, source="cfg.yaml")
+
+
 @pytest.mark.parametrize("metric,k", [("posendf", 5), ("posendf", 1), ("nrdf", 1)])
 def test_online_labels_match_brute_force(metric, k):
     from posendf_plugin.data.labels import brute_force_knn

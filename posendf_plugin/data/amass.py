@@ -251,9 +251,15 @@ def drop_near_duplicates(quat: torch.Tensor, min_deg: float) -> torch.Tensor:
     return torch.tensor(keep, dtype=torch.int64)
 
 
+def _known_dataset(name: str) -> bool:
+    return any(name.lower() == n.lower() for names in VPOSER_SPLITS.values() for n in names)
+
+
 def _dataset_of(file: Path, root: Path) -> str:
+    """The AMASS dataset a file belongs to: the first folder under ``root``, or ``root`` itself when
+    it is one dataset's folder (``--amass-dir AMASS/HumanEva``) or the files lie directly in it."""
     rel = file.relative_to(root)
-    return rel.parts[0] if len(rel.parts) > 1 else root.name
+    return rel.parts[0] if len(rel.parts) > 1 and not _known_dataset(root.name) else root.name
 
 
 def sample_amass(
@@ -274,7 +280,8 @@ def sample_amass(
     root = Path(amass_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"--amass-dir {root}: no such folder; pass the folder that holds CMU/, HumanEva/, ...")
-    files = sorted(root.rglob("*.npz"))
+    out = Path(out_dir).resolve()
+    files = sorted(f for f in root.rglob("*.npz") if out not in f.resolve().parents)  # not a run's own outputs
     if not files:
         raise FileNotFoundError(f"--amass-dir {root}: no .npz files found (expected <dataset>/<subject>/*.npz)")
     summary = AmassSummary(config=asdict(config))

@@ -162,6 +162,9 @@ def read_mocap(path: Union[str, Path], asf: Optional[Union[str, Path, AsfSkeleto
     clip = read_bvh(path, max_frames=max_frames)
     if source_fps is not None:
         clip = dataclasses.replace(clip, frame_time=1.0 / float(source_fps))
+    elif clip.frame_time > 1.0:  # no capture runs below 1 fps: a Frame Time written in milliseconds
+        raise ValueError(f"{path}: Frame Time {clip.frame_time:g} s ({1.0 / clip.frame_time:.3g} fps) is no mocap frame "
+                         "rate (milliseconds?); give the true rate with --source-fps (e.g. 120)")
     return clip, None
 
 

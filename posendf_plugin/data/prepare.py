@@ -168,8 +168,14 @@ class PrepareConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not isinstance(self.recall_queries, int) or self.recall_queries < 0:
+        if not isinstance(self.recall_queries, int) or isinstance(self.recall_queries, bool) or self.recall_queries < 0:
             raise ValueError(f"recall_queries must be an integer >= 0, got {self.recall_queries!r}")
+        for name in ("clean_share", "df", "max_angle"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+        if not isinstance(self.mirror, bool):
+            raise ValueError(f"mirror must be true or false, got {self.mirror!r}")
         if not 0.0 <= self.clean_share <= 1.0:
             raise ValueError(f"clean_share must be in [0, 1], got {self.clean_share}")
         if self.clean_labels not in CLEAN_LABELS:
@@ -228,19 +234,19 @@ def _search_from_dict(d: Mapping[str, Any]) -> SearchConfig:
 
 
 def load_prepare_config(path: PathLike) -> PrepareConfig:
-    """Read a data-preparation YAML. A file with a top-level ``data:`` section (a trainer
-    config) uses that section.
+    """Read a data-preparation YAML (``configs/prepare_*.yaml``: the keys of :class:`PrepareConfig`).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not valid YAML, not a mapping, or unknown keys / bad values.
+        ValueError: not valid YAML, not a mapping, unknown keys / bad values, or a trainer config.
     """
     path = Path(path)
     d = load_yaml(path, "--config file")
     if d is None:
         d = {}
-    if isinstance(d, Mapping) and isinstance(d.get("data"), Mapping):
-        d = d["data"]
+    if isinstance(d, Mapping) and {"experiment", "model", "training"} & set(d):
+        raise ValueError(f"--config {path}: this is a trainer config (posendf train --config); data prepare takes "
+                         "the keys of a preparation config, e.g. configs/prepare_posendf.yaml")
     try:
         return PrepareConfig.from_dict(d)
     except (ValueError, TypeError) as e:
@@ -830,6 +836,8 @@ def _run_cli(args: argparse.Namespace) -> int:
     if args.n_samples is not None:
         cfg = dataclasses.replace(cfg, n_samples=args.n_samples)
     if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     res = prepare_training_data(args.poses, args.out, cfg, seed=args.seed, reference=args.reference,
                                 threads=args.threads, progress=not args.quiet, shard=shard, device=args.device)
