@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 import sys
 import time
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bend", default=None, help="override the stages' bend_weight, e.g. 20,5,2")
     ap.add_argument("--pose-l2", default=None, help="override the stages' pose_l2_weight")
     ap.add_argument("--iterations", default=None, help="image fit: override the stages' iterations, e.g. 80,80,80")
+    ap.add_argument("--lr", default=None, help="image fit: override the stages' learning rates, e.g. 0.1,0.1,0.06")
     ap.add_argument("--latent-lr-scale", type=float, default=None, help="override VPoser's latent learning-rate factor")
     ap.add_argument("--prior-anneal", action="append", default=[], metavar="PRIOR=true|false",
                     help="image fit: whether PRIOR's weight follows the stages' annealing (ImageFitConfig.prior_anneal)")
@@ -184,6 +186,11 @@ def _run(args: argparse.Namespace) -> int:
         if not all(v >= 1 and v == int(v) for v in its):
             raise ValueError(f"--iterations takes whole numbers >= 1, got {args.iterations!r}")
         stages = [dataclasses.replace(s, iterations=int(v)) for s, v in zip(stages, its)]
+    if args.lr is not None:
+        lrs = _floats(args.lr, len(stages), "lr")
+        if not all(0 < v < math.inf for v in lrs):
+            raise ValueError(f"--lr takes positive numbers, got {args.lr!r}")
+        stages = [dataclasses.replace(s, lr=v) for s, v in zip(stages, lrs)]
     over = {"stages": tuple(stages)}
     if args.init in ("mean", "zero"):
         over["init_pose"] = args.init

@@ -277,7 +277,10 @@ def _clean_poses(config: Config, quat: torch.Tensor, is_clean: torch.Tensor) -> 
     if config.data.pose_set:
         from .data.posesets import load_pose_set
 
-        return load_pose_set(config.data.pose_set).quat.float()
+        try:
+            return load_pose_set(config.data.pose_set).quat.float()
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"config data.pose_set: {e}") from e
     clean = quat[is_clean]
     if len(clean) == 0:
         raise ValueError(

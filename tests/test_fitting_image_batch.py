@@ -363,7 +363,7 @@ def test_coco_reprojection_script_on_a_tiny_coco_folder(tmp_path, bm, capsys, mo
 # --- keypoints and cameras that cannot belong to the image (session-19 audit) ----------------------
 
 
-def test_keypoints_that_are_not_the_images_fail_it(tmp_path, bm):
+def test_keypoints_that_are_not_the_images_fail_it(tmp_path, bm, caplog):
     """Keypoints mostly outside the image (another resolution), normalised to [0, 1] (OpenPose
     --keypoint_scale 3) or a principal point far outside it fail that image with a message saying
     so; the batch goes on with the others."""
@@ -386,6 +386,15 @@ def test_keypoints_that_are_not_the_images_fail_it(tmp_path, bm):
     assert "within [0, 1]" in why["normalised.jpg"] and "--keypoint_scale 0" in why["normalised.jpg"]
     assert "principal point (-100, 1e+09) lies far outside" in why["farcentre.jpg"] and "farcentre.camera.json" in why["farcentre.jpg"]
     assert not (tmp_path / "o" / "wrongres.npz").exists()
+    # an image gone from the folder: its earlier outputs stay (not ours to delete) and are named
+    (d / "ok.jpg").rename(tmp_path / "ok.jpg")
+    write_image(d / "ok2.jpg")
+    write_openpose(d / "ok2.json", kp)
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="posendf_plugin.fitting.image_batch"):
+        fit_image_dir(d, tmp_path / "o", prior="none", body_model=bm, config=TINY, progress=False, render=False)
+    assert "holds 1 fit output(s) of images not in this run (ok.npz)" in caplog.text
 
 
 def test_exif_orientation_coco_wins_and_ids(tmp_path, bm):

@@ -277,3 +277,30 @@ def test_clean_labels_knn(pose_file, tmp_path):
     assert knn.manifest["settings_sha1"] != zero.manifest["settings_sha1"]
     with pytest.raises(ValueError, match="clean_labels must be one of"):
         _cfg(clean_labels="mean")
+
+
+def test_original_posendf_training_data_layout(tmp_path):
+    """The original Pose-NDF's training data (data/prepare_traindata.py: <dataset>/<seq>.npz with
+    pose (M, 21, 4), dist (M, 5) and nn_pose (M, 5, 21, 4)) reads as samples labelled with the
+    mean of each dist row (what its loader trains on), and trains."""
+    from posendf_plugin.config import Config
+    from posendf_plugin.training import train
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for ds, m in (("CMU", 40), ("BMLmovi", 30)):
+        q = quat_canonical(axis_angle_to_quat(torch.as_tensor(rng.normal(0, 0.4, (m, 21, 3)), dtype=torch.float32))).numpy()
+        dist = np.sort(rng.uniform(0, 0.3, (m, 5)), axis=1).astype(np.float32)
+        (tmp_path / "orig" / ds).mkdir(parents=True)
+        np.savez(tmp_path / "orig" / ds / "seq.npz", pose=q, dist=dist, nn_pose=np.repeat(q[:, None], 5, 1))
+        parts.append((q, dist.mean(1)))
+    quat, dist = load_training_data(tmp_path / "orig")
+    np.testing.assert_allclose(quat.numpy(), np.concatenate([parts[1][0], parts[0][0]]))  # sorted: BMLmovi, CMU
+    np.testing.assert_allclose(dist.numpy(), np.concatenate([parts[1][1], parts[0][1]]), rtol=1e-6)
+    cfg = Config.from_dict({"model": {"hidden": [16, 16]}, "training": {"epochs": 1, "batch_size": 32, "w_manifold": 0.0,
+                                                                       "num_threads": 1}})
+    res = train(cfg, out_dir=tmp_path / "run", data_dir=tmp_path / "orig", progress=False, tensorboard=False)
+    assert res.model_path is not None and res.model_path.is_file()
+    np.savez(tmp_path / "orig" / "CMU" / "seq.npz", pose=parts[0][0], dist=np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match=r"seq.npz: the original Pose-NDF layout has pose \(M, 21, 4\) and dist"):
+        load_training_data(tmp_path / "orig")

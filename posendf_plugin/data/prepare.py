@@ -709,9 +709,42 @@ def _label_stats(out: Path, n_chunks: int) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _original_layout_files(path: Path) -> List[Path]:
+    """The ``.npz`` files of the original Pose-NDF's training data (``data/prepare_traindata.py``:
+    ``<out>/<dataset>/<sequence>.npz``), or ``[]`` when ``path`` does not look like it."""
+    files = sorted(path.glob("*/*.npz")) or sorted(path.glob("*.npz"))
+    if not files:
+        return []
+    try:
+        with np.load(files[0], allow_pickle=False) as z:
+            return files if {"pose", "dist"} <= set(z.files) else []
+    except Exception:  # noqa: BLE001 — unreadable: not this layout; the caller's message applies
+        return []
+
+
+def _read_original_file(f: Path) -> Dict[str, np.ndarray]:
+    """One file of the original layout: ``pose (M, 21, 4)`` quaternions (w, x, y, z, as its
+    pytorch3d code makes them) and ``dist (M, k)`` — the distances to the k nearest poses, whose
+    mean is the label its data loader trains on — as ``quat (M, 21, 4)`` and ``dist (M,)``."""
+    d = load_npz(f, required=("pose", "dist"))
+    q = np.asarray(d["pose"], np.float32)
+    dist = np.asarray(d["dist"], np.float32)
+    if q.ndim == 2 and q.shape[1] == NUM_BODY_JOINTS * 4:
+        q = q.reshape(-1, NUM_BODY_JOINTS, 4)
+    dd = dist.mean(axis=1) if dist.ndim == 2 else dist.reshape(-1)
+    if q.ndim != 3 or q.shape[1:] != (NUM_BODY_JOINTS, 4) or len(q) != len(dd) or dist.ndim > 2:
+        raise ValueError(f"{f}: the original Pose-NDF layout has pose (M, 21, 4) and dist (M, k) or (M,), got "
+                         f"{np.shape(d['pose'])} and {dist.shape}")
+    if not (np.isfinite(q).all() and np.isfinite(dd).all()):
+        raise ValueError(f"{f}: 'pose' or 'dist' holds NaN/Inf values; clean or drop the file")
+    return {"quat": q, "dist": dd}
+
+
 def read_training_chunks(path: PathLike) -> Tuple[Dict[str, Any], List[Tuple[Path, Dict[str, np.ndarray]]]]:
     """Read and check prepared training data chunk by chunk: a ``prepare`` output folder or one
-    chunk ``.npz``.
+    chunk ``.npz``, or the original Pose-NDF's training data folder (``<dataset>/*.npz`` with
+    ``pose``, ``dist`` and ``nn_pose``; labels = the mean of each row of ``dist``, as its loader
+    trains on; its metric is its own, so train such data on its own, not mixed with ours).
 
     Returns:
         ``(manifest, chunks)``: the folder's manifest (``{}`` without one) and, per chunk file
@@ -750,8 +783,13 @@ def read_training_chunks(path: PathLike) -> Tuple[Dict[str, Any], List[Tuple[Pat
                              f"'posendf data prepare --merge {path}' when every shard is complete")
         else:
             files = sorted(p for p in path.glob("chunk_*.npz"))
+            if not files:
+                original = _original_layout_files(path)
+                if original:
+                    return {}, [(f, _read_original_file(f)) for f in original]
         if not files:
-            raise FileNotFoundError(f"{path}: no chunk_*.npz files; run 'posendf data prepare' first")
+            raise FileNotFoundError(f"{path}: no chunk_*.npz files (nor the original Pose-NDF's <dataset>/*.npz with "
+                                    "'pose' and 'dist'); run 'posendf data prepare' first")
     elif path.is_file():
         files = [path]
     else:

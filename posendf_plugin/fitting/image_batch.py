@@ -335,4 +335,9 @@ def fit_image_dir(
                 "seconds": round(time.time() - t0, 2),
             })
             save_json(out_dir / SUMMARY_NAME, summary.to_dict())
+    ours = {o.name for pair in outputs.values() for o in pair} | {SUMMARY_NAME}
+    stale = sorted(p.name for p in out_dir.iterdir() if p.suffix in (".npz", ".png") and p.name not in ours)
+    if stale:  # outputs of an earlier run's images that are not in this folder now: not ours to delete
+        log.warning("%s holds %d fit output(s) of images not in this run (%s%s); summary.json lists this run only: "
+                    "remove them or use a fresh --out", out_dir, len(stale), ", ".join(stale[:5]), " ..." if len(stale) > 5 else "")
     return summary
