@@ -49,6 +49,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import PRIOR_NAMES, BenchContext, PriorUnavailable, write_json  # noqa: E402
+from posendf_plugin.io import check_output_file  # noqa: E402
+from posendf_plugin.priors import get_prior  # noqa: E402
 from benchmarks.tasks import denoise as D  # noqa: E402
 from benchmarks.tasks import image_fit as T  # noqa: E402
 
@@ -126,7 +128,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, KeyError, FileNotFoundError, PriorUnavailable) as e:  # bad input: one line, exit 2
+    except (ValueError, KeyError, OSError, PriorUnavailable) as e:  # bad input: one line, exit 2
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"calibrate.py: error: {msg}", file=sys.stderr)
         return 2
@@ -160,13 +162,35 @@ def _run(args: argparse.Namespace) -> int:
                 data is None and Path(args.reference).resolve().name == f"cmu_{args.split}.npz":
             raise ValueError(f"--reference {args.reference}: holds the poses being completed; give training poses "
                              "without them")
-    for name in args.priors.split(","):
+    priors = args.priors.split(",")
+    for name in priors:
         if name not in PRIOR_NAMES:
             raise ValueError(f"--priors: unknown prior {name!r}; choose from {', '.join(PRIOR_NAMES)}")
+    for option, given in (("--scales", args.scales), ("--checkpoint", args.checkpoint)):
+        for item in given:
+            if item.split("=", 1)[0] not in priors:
+                raise ValueError(f"{option} {item!r}: {item.split('=', 1)[0]} is not among --priors ({args.priors})")
     for name, path in ckpts.items():
         if not path.is_file():
             raise FileNotFoundError(f"--checkpoint {name}={path}: no such file")
+        try:  # read now: not after the other priors' rows have run
+            get_prior(name, checkpoint=str(path))
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise ValueError(f"--checkpoint {name}={path}: {e.args[0] if isinstance(e, KeyError) and e.args else e}") from None
+    count = {"image_fit": ("--images", args.images), "denoise": ("--windows", args.windows),
+             "completion": ("--poses", args.poses)}[args.task]
+    if count[1] < 1:
+        raise ValueError(f"{count[0]} must be at least 1, got {count[1]}")
+    if args.task == "completion" and args.projection_steps is not None:
+        _ints(args.projection_steps, "--projection-steps")
+    if args.out:
+        check_output_file(args.out, what="--out", suffix=".json")
     ctx = BenchContext(seed=args.seed, progress=False, checkpoints=ckpts, split=args.split, data=data)
+    if data is not None:
+        share = _test_share(ctx.test_poses())
+        if share > 0.05:
+            raise ValueError(f"--data {data}: {100 * share:.0f} % of its poses are poses of the shipped CMU test split; "
+                             "weights are chosen on validation data only")
     if args.task == "denoise":
         return _denoise(args, ctx, scales)
     if args.task == "completion":
@@ -219,6 +243,31 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ints(text: str, option: str) -> List[int]:
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{option} takes comma-separated whole numbers, e.g. 1,3,10; got {text!r}") from None
+    if any(v < 0 for v in vals):
+        raise ValueError(f"{option} takes numbers >= 0, got {text!r}")
+    return vals
+
+
+def _test_share(poses: torch.Tensor) -> float:
+    """Share of ``poses`` that are poses of the shipped CMU test split (rounded to 1e-4, either
+    quaternion sign): a renamed or re-saved copy of it is still the test split."""
+    from posendf_plugin.data.default import default_pose_set
+    from posendf_plugin.rotations import quat_canonical
+
+    def keys(q: torch.Tensor) -> set:
+        a = np.round(quat_canonical(q.double().reshape(-1, 21, 4)).numpy().reshape(len(q), -1), 4) + 0.0
+        return {r.tobytes() for r in a}
+
+    test = keys(default_pose_set("test").quat)
+    mine = np.round(quat_canonical(poses.double().reshape(-1, 21, 4)).numpy().reshape(len(poses), -1), 4) + 0.0
+    return float(np.mean([r.tobytes() in test for r in mine])) if len(mine) else 0.0
+
+
 def _not_for_calibration(path: Path) -> str:
     """Why ``path`` must not be used to choose weights ("" when it may): a missing path, or a
     file / folder named like a test split (``test.npz``, ``test_bandai.npz``, ``amass_test/``)
@@ -227,6 +276,12 @@ def _not_for_calibration(path: Path) -> str:
         return "no such file or folder"
     name = path.resolve().name
     words = re.split(r"[^a-z0-9]+", name.lower().split(".")[0])
+    if path.is_dir():  # a folder holding a test set
+        for f in sorted(path.rglob("*")):
+            inner = re.split(r"[^a-z0-9]+", f.name.lower().split(".")[0])
+            if "test" in inner or "bandai" in inner:
+                return (f"it holds {f.relative_to(path)}, named like a test set or the Bandai-Namco cross-source test "
+                        "clips; weights are chosen on validation data only")
     if "test" in words or "bandai" in words:
         return (f"'{name}' looks like a test set or the Bandai-Namco cross-source test clips; weights are chosen on "
                 "validation data only (e.g. the val split written by 'posendf data default')")
@@ -349,7 +404,7 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
         emit("knn start", None, [_errors(knn_fill(poses, m, ref), poses, m) for m in masks])
     from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, _can_project
 
-    steps = [None] if args.projection_steps is None else [int(v) for v in args.projection_steps.split(",")]
+    steps = [None] if args.projection_steps is None else _ints(args.projection_steps, "--projection-steps")
     sizes = [float(v) for v in args.projection_step_size.split(",")]
     for name in args.priors.split(","):
         prior = ctx.prior(name, torch.device("cpu"), SHIPPED_WEIGHTS.get(name))

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     PRIOR_NAMES, BenchContext, OnceFilter, is_metrics, markdown_task, write_json, write_text,
 )
-from benchmarks.sources import SOURCE_NAMES, Source, parse_sources, resolve_sources  # noqa: E402
+from benchmarks.sources import SOURCE_NAMES, DataSource, Source, parse_sources, resolve_sources  # noqa: E402
 from benchmarks.tasks import TASK_NAMES, load_task  # noqa: E402
 from posendf_plugin._checks import check_device  # noqa: E402
 from posendf_plugin.io import check_output_dir  # noqa: E402
@@ -314,6 +314,13 @@ def _parse_checkpoints(items: Sequence[str], priors: Sequence[str], loaded: Opti
         except (ValueError, KeyError, RuntimeError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else e
             raise ValueError(f"--checkpoint {it!r}: {msg}") from None
+        trained_as = getattr(getattr(getattr(prior, "config", None), "experiment", None), "prior", None)
+        if name in ("posendf", "nrdf") and trained_as in ("posendf", "nrdf") and trained_as != name:
+            raise ValueError(f"--checkpoint {it!r}: {p} is a {trained_as} field (experiment.prior: {trained_as}); "
+                             f"pass it as --checkpoint {trained_as}={p}")
+        if name not in priors:
+            raise ValueError(f"--checkpoint {it!r}: {name} is not among --priors ({', '.join(priors)}); add it there "
+                             "or drop the checkpoint")
         out[name] = p
         if loaded is not None:
             loaded[name] = prior
@@ -407,24 +414,46 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.threads < 1:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
+        if args.seed < 0:
+            raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+        if not args.out.strip():
+            raise ValueError("--out is empty; give an output folder (default runs/benchmarks)")
+        if Path(args.cache).exists() and not Path(args.cache).is_dir():
+            raise ValueError(f"--cache {args.cache}: exists and is not a folder; give a folder for the converted clips")
         data = Path(args.data) if args.data else None
         if data is not None and not data.exists():
             raise FileNotFoundError(f"--data {data}: no such file or folder")
+        if data is not None and data.is_dir() and ((data / "manifest.json").is_file() or any(data.glob("chunk_*.npz"))):
+            raise ValueError(f"--data {data}: a 'posendf data prepare' folder of noisy labelled samples, not held-out poses; "
+                             "give motions or a pose set (e.g. a split written by 'posendf data default' / 'data amass')")
         shared = _shared_data(args.shared)
         size = "tiny" if args.tiny else "quick" if args.quick else "full"
         sources, skipped_sources = resolve_sources(parse_sources(args.sources), data, args.split, size, shared,
                                                    Path(args.cache), progress=not args.no_progress)
+        for src in sources:  # the user's own data: read now, so a bad file is one line before any task runs
+            if isinstance(src, DataSource):
+                try:
+                    src.poses()
+                except (KeyError, ValueError, OSError) as e:
+                    raise ValueError(f"--data {src.path}: {e.args[0] if isinstance(e, KeyError) and e.args else e}") from None
         check_output_dir(args.out, "--out")
         bm = Path(args.body_model) if args.body_model else None
         if bm is not None and not bm.exists():
             raise FileNotFoundError(f"--body-model {bm}: no such file or folder")
+        if bm is not None:
+            from posendf_plugin.body_model import find_body_model_file
+
+            try:
+                find_body_model_file(bm)
+            except (FileNotFoundError, ValueError) as e:
+                raise ValueError(f"--body-model {bm}: {str(e).splitlines()[0]}") from None
         loaded: Dict[str, Any] = {}
         ctx = BenchContext(priors=priors, device=_device(args.device, "--device"), fit_device=_device(args.fit_device, "--fit-device"),
                            seed=args.seed, quick=args.quick, tiny=args.tiny, out=Path(args.out), data=data, body_model_dir=bm,
                            checkpoints=_parse_checkpoints(args.checkpoint, priors, loaded), preloaded=loaded, shared_images=_shared_images(args.images, shared),
                            progress=not args.no_progress, split=args.split)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # FileNotFoundError, an --out that cannot be written, ...
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     from tqdm.contrib.logging import logging_redirect_tqdm
 

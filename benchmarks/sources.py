@@ -133,7 +133,7 @@ class CmuSource(Source):
         super().__init__()
         if split not in ("test", "val"):
             raise ValueError(f"CMU benchmark split must be 'test' or 'val', got {split!r}")
-        self.name = "cmu"
+        self.name = "cmu" if split == "test" else f"cmu-{split}"  # val runs do not overwrite the test tables
         self.split = split
         self.description = f"default CMU {split} split (posendf_plugin/assets/cmu_{split}.npz)"
 

@@ -29,7 +29,7 @@ import math
 import numpy as np
 import torch
 
-from ._checks import as_tensor, check_shape, is_count
+from ._checks import as_tensor, check_finite, check_shape, is_count
 from .skeleton import NUM_BODY_JOINTS, body_joint_positions, to_body_quat
 
 __all__ = ["joint_positions", "nearest_geodesic", "rms_deg", "apd_cm", "fid", "auroc"]
@@ -82,11 +82,16 @@ def rms_deg(d: torch.Tensor) -> torch.Tensor:
 
 def apd_cm(pos: torch.Tensor, chunk: int = 64) -> float:
     """APD: average pairwise distance of samples, in cm: mean over sample pairs ``i != j`` of the
-    mean over joints of ``‖p_i - p_j‖``. ``pos``: ``(N, J, 3)`` metres, ``N >= 2``."""
+    mean over joints of ``‖p_i - p_j‖``. ``pos``: ``(N, J, 3)`` metres (tensor or array),
+    ``N >= 2``, finite."""
+    pos = as_tensor(pos, "pos")
     check_shape(pos, (None, None, 3), "pos")
+    if not is_count(chunk, 1):
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     n = len(pos)
     if n < 2:
         raise ValueError(f"APD needs at least 2 samples, got {n}")
+    check_finite(pos.reshape(n, -1), "pos")
     total = 0.0
     for a in range(0, n, chunk):
         d = (pos[a:a + chunk, None] - pos[None]).norm(dim=-1).mean(-1)  # (c, N)
@@ -99,11 +104,14 @@ def fid(a: torch.Tensor, b: torch.Tensor) -> float:
     ``‖μ_a − μ_b‖² + tr(Σ_a) + tr(Σ_b) − 2 tr((Σ_a Σ_b)^{1/2})`` in float64, in the squared unit
     of the features. The last trace is the sum of the square roots of the eigenvalues of
     ``Σ_a Σ_b`` (real and >= 0 for two PSD matrices; rounding noise is clipped), which stays
-    finite for singular covariances. Needs at least 2 rows in each set."""
+    finite for singular covariances. Needs at least 2 finite rows in each set (tensors or arrays)."""
+    a, b = as_tensor(a, "a"), as_tensor(b, "b")
     check_shape(a, (None, None), "a")
     check_shape(b, (None, a.shape[1]), "b")
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"FID needs at least 2 feature rows in each set, got {len(a)} and {len(b)}")
+    check_finite(a, "a")
+    check_finite(b, "b")
     x, y = a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()
     mu1, mu2 = x.mean(0), y.mean(0)
     s1, s2 = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
@@ -119,8 +127,7 @@ def auroc(negative: torch.Tensor, positive: torch.Tensor) -> float:
     as the lowest: a prior whose energy is NaN on a pose is not rewarded with a low score."""
     from sklearn.metrics import roc_auc_score
 
-    if not isinstance(negative, torch.Tensor) or not isinstance(positive, torch.Tensor):
-        raise TypeError("negative and positive must be torch.Tensors")
+    negative, positive = as_tensor(negative, "negative"), as_tensor(positive, "positive")
     if negative.numel() == 0 or positive.numel() == 0:
         raise ValueError(f"AUROC needs scores in both sets, got {negative.numel()} and {positive.numel()}")
     s = torch.cat((negative.reshape(-1), positive.reshape(-1))).detach().double().cpu().numpy()

@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,6 +70,34 @@ def test_a_checkpoint_the_user_names_must_be_readable(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert bench_run.main(["--tiny", "--task", "speed", "--priors", "none", "--out", str(tmp_path / "file")]) == 2
     assert "is an existing file, not a folder" in capsys.readouterr().err
+
+
+def test_run_options_are_checked_before_any_task(tmp_path, capsys):
+    """Bad --seed / --out / --cache / --data / --body-model and a --checkpoint that does not fit
+    --priors are one line and exit status 2 before any task runs; nothing is written."""
+    ps = tmp_path / "prep"
+    ps.mkdir()
+    (ps / "manifest.json").write_text("{}")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    np.savez(bad / "clip.npz", pose_body=np.full((10, 63), np.nan, "f4"))
+    (tmp_path / "afile").write_text("")
+    models = tmp_path / "models"
+    models.mkdir()
+    ndf = REPO / "posendf_plugin" / "assets" / "posendf_default.pt"
+    cases = ((["--seed", "-1"], "--seed"), (["--out", ""], "--out is empty"),
+             (["--cache", str(tmp_path / "afile"), "--sources", "cmu"], "--cache"),
+             (["--data", str(ps)], "'posendf data prepare' folder"), (["--data", str(bad)], "--data"),
+             (["--body-model", str(models)], "--body-model"),
+             (["--priors", "none", "--checkpoint", f"posendf={ndf}"], "not among --priors"),
+             (["--priors", "nrdf", "--checkpoint", f"nrdf={ndf}"], "is a posendf field"),
+             (["--out", str(tmp_path / "afile" / "sub")], "--out"))
+    for extra, why in cases:
+        capsys.readouterr()
+        assert bench_run.main(["--tiny", "--task", "discrimination", "--no-progress", "--out", str(tmp_path / "o"), *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0] and "Traceback" not in err[0], (extra, err)
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_named_checkpoint_is_read_once(tmp_path):
@@ -282,13 +311,26 @@ def test_val_split_and_calibration_script(tmp_path, capsys):
                         (["--task", "denoise", "--prior-margin", "posendf"], "--prior-margin"),
                         (["--prior-anneal", "gmm=maybe"], "--prior-anneal"), (["--prior-anneal", "=true"], "--prior-anneal"),
                         (["--task", "denoise", "--noise-exponent", "9"], "noise_exponent"),
-                        (["--priors", "foo"], "--priors"), (["--checkpoint", "posendf=nope.pt"], "--checkpoint")):
+                        (["--priors", "foo"], "--priors"), (["--checkpoint", "posendf=nope.pt"], "--checkpoint"),
+                        (["--priors", "none", "--scales", "gmm=1"], "--scales"), (["--images", "0"], "--images"),
+                        (["--task", "completion", "--projection-steps", "x"], "--projection-steps"),
+                        (["--priors", "none", "--out", str(tmp_path)], "--out")):
         capsys.readouterr()
         assert calibrate.main(bad) == 2  # one line naming the option, no traceback
         err = capsys.readouterr().err.strip()
         assert err.startswith("calibrate.py: error: ") and option in err and "\n" not in err, err
     with pytest.raises(SystemExit):  # the test split is not a choice
         calibrate.main(["--split", "test"])
+    # nor a folder holding it, or a renamed copy of it
+    import shutil
+
+    (tmp_path / "vals").mkdir()
+    shutil.copy(REPO / "posendf_plugin" / "assets" / "cmu_test.npz", tmp_path / "vals" / "cmu_test.npz")
+    shutil.copy(REPO / "posendf_plugin" / "assets" / "cmu_test.npz", tmp_path / "myval.npz")
+    for data, why in ((tmp_path / "vals", "it holds cmu_test.npz"), (tmp_path / "myval.npz", "are poses of the shipped CMU test split")):
+        capsys.readouterr()
+        assert calibrate.main(["--task", "completion", "--priors", "none", "--poses", "2", "--data", str(data)]) == 2
+        assert why in capsys.readouterr().err
 
 
 def test_denoise_variants_script(capsys):
@@ -344,7 +386,7 @@ def test_bandai_source_skipped_cleanly_without_shared_data(tmp_path, monkeypatch
     assert notes["bandai"].startswith(f"skipped: no bandai/ folder in {empty}")
     # the cross-source clips are test-only: never used with --split val (choosing weights)
     srcs, notes = S.resolve_sources(None, None, "val", "quick", SHARED, None)
-    assert [(s.name, s.description) for s in srcs] == [("cmu", "default CMU val split (posendf_plugin/assets/cmu_val.npz)")]
+    assert [(s.name, s.description) for s in srcs] == [("cmu-val", "default CMU val split (posendf_plugin/assets/cmu_val.npz)")]
     assert "test-only" in notes["bandai"]
 
 

@@ -128,3 +128,22 @@ def test_metrics_take_any_pose_layout():
     assert float(M.nearest_geodesic(aa, q).max()) < 5e-3  # (float16 set vs its axis-angle round trip)
     empty = M.nearest_geodesic(q[:0], q)
     assert empty.shape == (0,) and empty.dtype == torch.float32
+
+
+def test_numpy_inputs_chunk_and_non_finite_values():
+    """apd_cm / fid / auroc take numpy arrays like the other metrics (same values as tensors);
+    a chunk that is not a positive integer and NaN / Inf features are refused, naming them."""
+    g = np.random.default_rng(0)
+    pos, a, b = g.normal(size=(7, 4, 3)), g.normal(size=(9, 5)), g.normal(size=(8, 5)) + 1.0
+    assert M.apd_cm(pos) == pytest.approx(M.apd_cm(torch.as_tensor(pos)))
+    assert M.fid(a, b) == pytest.approx(M.fid(torch.as_tensor(a), torch.as_tensor(b)))
+    assert M.auroc(a[:, 0], b[:, 0]) == M.auroc(torch.as_tensor(a[:, 0]), torch.as_tensor(b[:, 0]))
+    for chunk in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="chunk must be a positive integer"):
+            M.apd_cm(pos, chunk=chunk)
+    bad = a.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"a contains NaN or Inf values in 1 row\(s\): \[3\]"):
+        M.fid(bad, b)
+    with pytest.raises(ValueError, match="pos contains NaN"):
+        M.apd_cm(np.where(np.arange(7)[:, None, None] == 2, np.inf, pos))

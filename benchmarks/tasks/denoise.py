@@ -93,7 +93,10 @@ def run(ctx: BenchContext) -> Dict:
     max_windows = ctx.pick(2, 2, 10**6 if ctx.active_source.kind == "data" else 40)
     wins = _windows(ctx, window, max_windows)
     if not wins:
-        return {"skipped": f"no motion of at least {window} frames in {ctx.data_name}"}
+        n = len(ctx.active_source.motions())
+        why = (f"no readable motion file in {ctx.data_name} (a pose set holds poses, not motions; files refused are "
+               "named in the log)" if n == 0 else f"none of the {n} motion(s) of {ctx.data_name} has {window} frames or more")
+        return {"skipped": why}
     bm = ctx.body_model()
     res: Dict = {}
     for noise in ctx.pick(NOISE_MM, QUICK_NOISE_MM, NOISE_MM):

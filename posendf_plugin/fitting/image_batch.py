@@ -227,8 +227,9 @@ def fit_image_dir(
     ``DATA/images`` + ``DATA/keypoints``; :func:`~.keypoint_files.keypoint_folders`), or the
     image's entry in ``coco_json``, which wins where both exist. Keypoints that cannot be this
     image's (mostly outside it, or normalised to [0, 1]) and a principal point far outside it
-    fail the image with a message saying so. Images are read as displayed (EXIF orientation). Images without keypoints or with nobody to fit are skipped
-    with a logged message and listed in ``summary.json``; an image whose image, keypoint or
+    fail the image with a message saying so. Images are read as displayed (EXIF orientation).
+    Images without keypoints or with nobody to fit are skipped with a logged message and listed
+    in ``summary.json``; an image whose image, keypoint or
     camera file cannot be read, or whose fit or rendering fails, is listed as failed and the
     batch goes on. Each image's outputs are
     written together (all-or-nothing) as soon as it is done; ``<name>`` is the image's stem, or
