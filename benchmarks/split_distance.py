@@ -44,7 +44,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         train = default_pose_set("train").quat
         rows = [("CMU val split", default_pose_set("val").quat, train), ("CMU test split", default_pose_set("test").quat, train)]
         if args.data is not None:
-            rows.append((args.data, load_pose_set(args.data).quat, load_pose_set(args.reference).quat))
+            mine, ref = load_pose_set(args.data).quat, load_pose_set(args.reference).quat
+            if len(mine) == len(ref) and torch.equal(mine, ref):  # e.g. a folder and its only file
+                raise ValueError("--data and --reference hold the same poses; --reference takes the training poses of --data")
+            rows.append((args.data, mine, ref))
         g = torch.Generator().manual_seed(args.seed)
         print(f"| pose set | dNN to its training poses, median (rad) | 10 % | 90 % |  ({args.poses} poses, seed {args.seed})")
         print("|---|---|---|---|")

@@ -159,8 +159,11 @@ def load_torch_weights(path: PathLike, what: str = "checkpoint", map_location: A
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError (not a zip), EOFError, ...
+        why = describe_load_error(e)
+        if why.startswith("it is a numpy .npz"):
+            raise ValueError(f"{path}: cannot read the {what}: {why}; pass the model's .pt file") from e
         raise ValueError(f"{path}: cannot read the {what}; the file is truncated, corrupt or not a PyTorch "
-                         f"checkpoint ({describe_load_error(e)}); copy or download it again") from e
+                         f"checkpoint ({why}); copy or download it again") from e
 
 
 def describe_load_error(e: BaseException) -> str:
@@ -173,6 +176,8 @@ def describe_load_error(e: BaseException) -> str:
         return "the file is empty or truncated"
     if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) or "pickle" in str(e).lower():
         return "it is not a weights-only PyTorch file: it is corrupt or holds Python objects other than tensors"
+    if "not in a subdirectory" in text and ".npy" in text:  # np.savez's zip of arrays
+        return "it is a numpy .npz archive of arrays, not a PyTorch checkpoint (.pt)"
     if "zip" in text.lower() or "PytorchStreamReader" in text:
         return "not a complete PyTorch zip archive"
     return f"{type(e).__name__}: {text[:200]}"

@@ -212,7 +212,7 @@ _BAD_POSE_FILES = ("truncated", "garbled", "empty", "text", "bare", "huge", "nan
                    "frames_differ", "nan_quat", "huge_angle", "degrees", "xyzw", "missing")
 _BAD_SET_FILES = ("truncated", "garbled", "empty", "huge", "nan_pose", "scalar_pose", "str_pose",
                   "object_pose", "empty_set", "wrong_width", "no_keys", "nan_quat", "huge_angle", "degrees", "xyzw")
-_BAD_CHECKPOINTS = ("evil.pt", "garbled.pt", "truncated.pt", "empty.pt", "garbled.npz", "missing.pt")
+_BAD_CHECKPOINTS = ("evil.pt", "garbled.pt", "truncated.pt", "empty.pt", "garbled.npz", "no_keys.npz", "missing.pt")
 _BAD_BODY_MODELS = ("bm_evil_smpl_pkl", "bm_evil_smplh_pkl", "bm_evil_smplh_npz", "bm_evil_smplx_pkl",
                     "bm_evil_smplx_npz", "bm_smplh_missing", "bm_smplh_badshape", "bm_smplx_garbled",
                     "empty_dir")

@@ -542,11 +542,13 @@ def test_split_distance_script(tmp_path, capsys):
     from posendf_plugin.data.default import default_pose_set
     from posendf_plugin.data.posesets import save_pose_set
 
-    f, g = tmp_path / "set.npz", tmp_path / "copy.npz"
+    f, g, h = tmp_path / "set.npz", tmp_path / "superset.npz", tmp_path / "copy.npz"
     save_pose_set(f, default_pose_set("test").quat[:20])
-    save_pose_set(g, default_pose_set("test").quat[:20])
+    save_pose_set(g, default_pose_set("test").quat[:25])  # holds f's poses: f is at distance 0 from it
+    save_pose_set(h, default_pose_set("test").quat[:20])
     assert SD.main(["--poses", "5", "--data", str(f), "--reference", str(f)]) == 2  # the same file: refused
-    capsys.readouterr()
+    assert SD.main(["--poses", "5", "--data", str(f), "--reference", str(h)]) == 2  # the same poses: refused
+    assert "hold the same poses" in capsys.readouterr().err
     assert SD.main(["--poses", "5", "--data", str(f), "--reference", str(g)]) == 0
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and "pose set" not in r]
     assert [r.split(" | ")[0] for r in rows] == ["| CMU val split", "| CMU test split", f"| {f}"]
