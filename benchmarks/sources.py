@@ -388,7 +388,9 @@ class BandaiSource(Source):
         self.progress = progress
         self._data: Optional[BandaiData] = None
         subset = "all" if len(self.files) == total else f"{len(self.files)} of {total}"
-        self.description = (f"Bandai-Namco cross-source test clips ({subset} clips of ../shared/data/bandai, converted with "
+        default = Path(__file__).resolve().parents[2] / "shared" / "data" / "bandai"
+        where = "../shared/data/bandai" if self.root.resolve() == default.resolve() else str(self.root)
+        self.description = (f"Bandai-Namco cross-source test clips ({subset} clips of {where}, converted with "
                             f"convert_bvh at 30 fps; CC BY-NC-ND 4.0)")
 
     def data(self) -> BandaiData:
