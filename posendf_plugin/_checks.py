@@ -7,7 +7,7 @@ the argument, the shape it got and the shape it expected. Errors are ``ValueErro
 from __future__ import annotations
 
 import numbers
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -47,26 +47,13 @@ def check_shape(x: torch.Tensor, spec: Sequence[Dim], name: str = "input") -> No
         raise ValueError(f"{name} must have shape {_fmt(spec)}, got {shape}")
 
 
-#: Largest axis-angle component accepted (radians). A rotation needs at most pi; beyond this the
-#: value is garbage (float32 keeps ~1e-3 rad of it, and the norm of ~1e19 overflows to Inf).
-AXIS_ANGLE_LIMIT = 1e4
-
-
-def check_finite(x: torch.Tensor, name: str = "input", limit: Optional[float] = None) -> None:
-    """Raise ``ValueError`` naming the first offending batch rows if ``x`` has NaN or Inf, or,
-    with ``limit`` (axis-angle input: :data:`AXIS_ANGLE_LIMIT`), a value of magnitude above it
-    (one check, one sync either way)."""
-    bad = ~torch.isfinite(x) if limit is None else ~(x.abs() <= limit)  # NaN fails the comparison too
+def check_finite(x: torch.Tensor, name: str = "input") -> None:
+    """Raise ``ValueError`` naming the first offending batch rows if ``x`` has NaN or Inf."""
+    bad = ~torch.isfinite(x)
     if bool(bad.any()):
         flat = bad.reshape(bad.shape[0], -1).any(-1) if bad.ndim > 1 else bad
         rows = torch.nonzero(flat).flatten().tolist()
         shown = ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else "")
-        if limit is not None and bool(torch.isfinite(x).all()):
-            raise ValueError(
-                f"{name} has values of magnitude up to {float(x.detach().abs().max()):.3g} in {len(rows)} row(s): "
-                f"[{shown}]; an axis-angle rotation is at most pi rad per joint (|value| <= {limit:g} accepted): "
-                "check the units and the layout of these rows"
-            )
         raise ValueError(
             f"{name} contains NaN or Inf values in {len(rows)} row(s): [{shown}]; "
             "clean or drop these rows before passing them in"

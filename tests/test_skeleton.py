@@ -64,13 +64,13 @@ def test_to_body_quat_autodetects():
         S.to_body_quat(nan)
     with pytest.raises(ValueError, match="not a supported body-pose layout"):
         S.to_body_quat(torch.zeros(3, 20, 4))
-    # finite values that are no rotation in any unit: float32 would overflow the norm to NaN
-    huge = aa.reshape(4, 63).clone(); huge[2, 7] = 1e20
-    with pytest.raises(ValueError, match=r"magnitude up to 1e\+20 in 1 row\(s\): \[2\]"):
-        S.to_body_quat(huge)
+    # finite values that are no rotation in any unit: named for files and one-off calls; inside a
+    # fit (a host's line search trying a far point) the energy path does not raise
+    huge = aa.reshape(4, 63).clone(); huge[2, 7] = 1e8
     assert "neither radians nor degrees" in S.pose_units_problem(huge)
-    wound = aa.reshape(4, 63).clone(); wound[2, 7] = 30.0  # a wound-up optimiser variable is still a rotation
-    assert torch.isfinite(S.to_body_quat(wound)).all()
+    with pytest.warns(UserWarning, match="neither radians nor degrees"):
+        S.warn_pose_units(huge, "poses")
+    assert torch.isfinite(S.to_body_quat(huge)).all()
 
 
 def test_forward_kinematics_rest_and_rotation():
