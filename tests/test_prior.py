@@ -510,3 +510,15 @@ def test_one_off_calls_warn_about_degrees_and_xyzw():
         warnings.simplefilter("error")
         prior.project(aa, max_iter=1)
         prior.interpolate(q[0], q[1], 3, smoothness=None)
+
+
+def test_the_none_prior_refuses_weights():
+    """get_prior('none', checkpoint=...) used to ignore the file silently; NoPrior has no weights."""
+    from posendf_plugin.priors import get_prior
+    from posendf_plugin.priors.base import NoPrior
+
+    assert isinstance(get_prior("none"), NoPrior)
+    with pytest.raises(ValueError, match="the 'none' prior has no weights to load \\(checkpoint given\\)"):
+        get_prior("none", checkpoint="model.pt")
+    with pytest.raises(ValueError, match="model.pt: the 'none' prior has no weights"):
+        NoPrior.from_checkpoint("model.pt")

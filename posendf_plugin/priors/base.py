@@ -80,8 +80,19 @@ class NoPrior(PosePrior):
         return (q * 0.0).sum(dim=(-1, -2))
 
     @classmethod
-    def from_pretrained(cls, **_) -> "NoPrior":
+    def from_pretrained(cls, **kwargs) -> "NoPrior":
+        """The prior itself; it has no weights, so a ``checkpoint`` or ``pretrained`` model is refused."""
+        given = {k: v for k, v in kwargs.items()
+                 if k in ("checkpoint", "pretrained") and v is not None and not (k == "pretrained" and v == "none")}
+        if given:
+            raise ValueError(f"the 'none' prior has no weights to load ({', '.join(sorted(given))} given); "
+                             "pick a prior name, e.g. get_prior('posendf', checkpoint=...)")
         return cls()
+
+    @classmethod
+    def from_checkpoint(cls, path, **_) -> "NoPrior":
+        raise ValueError(f"{path}: the 'none' prior has no weights to load; use PoseNDF.from_checkpoint / "
+                         "get_prior(NAME, checkpoint=...) with the prior the file belongs to")
 
 
 _FACTORIES: Dict[str, Callable[..., PosePrior]] = {"none": NoPrior.from_pretrained}
