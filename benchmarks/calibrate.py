@@ -48,9 +48,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import PRIOR_NAMES, BenchContext, PriorUnavailable, write_json  # noqa: E402
+from benchmarks.common import PRIOR_NAMES, BenchContext, PriorUnavailable, parse_checkpoints, write_json  # noqa: E402
 from posendf_plugin.io import check_output_file  # noqa: E402
-from posendf_plugin.priors import get_prior  # noqa: E402
 from benchmarks.tasks import denoise as D  # noqa: E402
 from benchmarks.tasks import image_fit as T  # noqa: E402
 
@@ -143,7 +142,6 @@ def _run(args: argparse.Namespace) -> int:
         {"image_fit": DEFAULT_SCALES, "denoise": DENOISE_SCALES, "completion": COMPLETION_WEIGHTS}[args.task])
     scales.update(_prior_values(args.scales, "--scales", "PRIOR=V[,V...] (e.g. posendf=30,100)",
                                 lambda v: [float(x) for x in v.split(",")]))
-    ckpts = _prior_values(args.checkpoint, "--checkpoint", "PRIOR=PATH (e.g. posendf=runs/cmu/model.pt)", _path)
     anneal = _prior_values(args.prior_anneal, "--prior-anneal", "PRIOR=true or PRIOR=false", _bool)
     data = None
     if args.data is not None:
@@ -166,17 +164,11 @@ def _run(args: argparse.Namespace) -> int:
     for name in priors:
         if name not in PRIOR_NAMES:
             raise ValueError(f"--priors: unknown prior {name!r}; choose from {', '.join(PRIOR_NAMES)}")
-    for option, given in (("--scales", args.scales), ("--checkpoint", args.checkpoint)):
-        for item in given:
-            if item.split("=", 1)[0] not in priors:
-                raise ValueError(f"{option} {item!r}: {item.split('=', 1)[0]} is not among --priors ({args.priors})")
-    for name, path in ckpts.items():
-        if not path.is_file():
-            raise FileNotFoundError(f"--checkpoint {name}={path}: no such file")
-        try:  # read now: not after the other priors' rows have run
-            get_prior(name, checkpoint=str(path))
-        except (ValueError, KeyError, RuntimeError) as e:
-            raise ValueError(f"--checkpoint {name}={path}: {e.args[0] if isinstance(e, KeyError) and e.args else e}") from None
+    for item in args.scales:
+        if item.split("=", 1)[0] not in priors:
+            raise ValueError(f"--scales {item!r}: {item.split('=', 1)[0]} is not among --priors ({args.priors})")
+    loaded: Dict[str, Any] = {}  # read now, not after the other priors' rows have run; used by the grid
+    ckpts = parse_checkpoints(args.checkpoint, priors, loaded)
     count = {"image_fit": ("--images", args.images), "denoise": ("--windows", args.windows),
              "completion": ("--poses", args.poses)}[args.task]
     if count[1] < 1:
@@ -185,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         _ints(args.projection_steps, "--projection-steps")
     if args.out:
         check_output_file(args.out, what="--out", suffix=".json")
-    ctx = BenchContext(seed=args.seed, progress=False, checkpoints=ckpts, split=args.split, data=data)
+    ctx = BenchContext(seed=args.seed, progress=False, checkpoints=ckpts, preloaded=loaded, split=args.split, data=data)
     if data is not None:
         share = _test_share(ctx.test_poses())
         if share > 0.05:
@@ -259,13 +251,13 @@ def _test_share(poses: torch.Tensor) -> float:
     from posendf_plugin.data.default import default_pose_set
     from posendf_plugin.rotations import quat_canonical
 
-    def keys(q: torch.Tensor) -> set:
+    def keys(q: torch.Tensor) -> List[bytes]:
         a = np.round(quat_canonical(q.double().reshape(-1, 21, 4)).numpy().reshape(len(q), -1), 4) + 0.0
-        return {r.tobytes() for r in a}
+        return [r.tobytes() for r in a]
 
-    test = keys(default_pose_set("test").quat)
-    mine = np.round(quat_canonical(poses.double().reshape(-1, 21, 4)).numpy().reshape(len(poses), -1), 4) + 0.0
-    return float(np.mean([r.tobytes() in test for r in mine])) if len(mine) else 0.0
+    test = set(keys(default_pose_set("test").quat))
+    mine = keys(poses)
+    return float(np.mean([k in test for k in mine])) if mine else 0.0
 
 
 def _not_for_calibration(path: Path) -> str:
@@ -302,12 +294,6 @@ def _grid(ctx: BenchContext, priors: List[str], scales: Dict[str, List[float]], 
             rows.append(row)
             print(f"| {name} | {s:g} | " + " | ".join(format(row[k], f) for k, _, f in columns) + " |", flush=True)
     return rows
-
-
-def _path(value: str) -> Path:
-    if not value.strip():
-        raise ValueError("empty path")
-    return Path(value.strip())
 
 
 def _bool(value: str) -> bool:

@@ -426,6 +426,40 @@ def mpl():
     return plt
 
 
+def parse_checkpoints(items: Sequence[str], priors: Sequence[str], loaded: Optional[Dict[str, PosePrior]] = None) -> Dict[str, Path]:
+    """``--checkpoint NAME=PATH`` items -> ``{name: path}``, each file read now (bad input is one
+    line before any task runs); the priors read are put in ``loaded`` for the run to use
+    (:attr:`BenchContext.preloaded`). Shared by ``run.py`` and ``calibrate.py``."""
+    out: Dict[str, Path] = {}
+    for it in items:
+        if "=" not in it or not it.split("=", 1)[1].strip():
+            raise ValueError(f"--checkpoint {it!r}: expected NAME=PATH, e.g. --checkpoint posendf=runs/cmu/model.pt")
+        name, path = it.split("=", 1)
+        if name not in PRIOR_NAMES or name == "none":
+            raise ValueError(f"--checkpoint {it!r}: unknown prior {name!r}; use one of {', '.join(p for p in PRIOR_NAMES if p != 'none')}")
+        p = Path(path)
+        if p.is_dir():
+            raise ValueError(f"--checkpoint {it!r}: {p} is a folder; pass the checkpoint file in it (e.g. model.pt)")
+        if not p.is_file():
+            raise FileNotFoundError(f"--checkpoint {it!r}: {p} does not exist")
+        try:  # read it now: a file the user named that cannot be read is bad input, not a skipped row
+            prior = get_prior(name, checkpoint=str(p))
+        except (ValueError, KeyError, RuntimeError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            raise ValueError(f"--checkpoint {it!r}: {msg}") from None
+        trained_as = getattr(getattr(getattr(prior, "config", None), "experiment", None), "prior", None)
+        if name in ("posendf", "nrdf") and trained_as in ("posendf", "nrdf") and trained_as != name:
+            raise ValueError(f"--checkpoint {it!r}: {p} is a {trained_as} field (experiment.prior: {trained_as}); "
+                             f"pass it as --checkpoint {trained_as}={p}")
+        if name not in priors:
+            raise ValueError(f"--checkpoint {it!r}: {name} is not among --priors ({', '.join(priors)}); add it there "
+                             "or drop the checkpoint")
+        out[name] = p
+        if loaded is not None:
+            loaded[name] = prior
+    return out
+
+
 def guarded(ctx: BenchContext, prior: str, fn: Callable[[], Dict]) -> Dict:
     """``fn()`` — one prior's metrics — with failures recorded instead of raised:
     ``NotImplementedError`` (the prior lacks the ability) becomes ``{"skipped": ...}``, any

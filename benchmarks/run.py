@@ -35,13 +35,12 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    PRIOR_NAMES, BenchContext, OnceFilter, is_metrics, markdown_task, write_json, write_text,
+    PRIOR_NAMES, BenchContext, OnceFilter, is_metrics, markdown_task, parse_checkpoints, write_json, write_text,
 )
 from benchmarks.sources import SOURCE_NAMES, DataSource, Source, parse_sources, resolve_sources  # noqa: E402
 from benchmarks.tasks import TASK_NAMES, load_task  # noqa: E402
 from posendf_plugin._checks import check_device  # noqa: E402
 from posendf_plugin.io import check_output_dir  # noqa: E402
-from posendf_plugin.priors import get_prior  # noqa: E402
 
 __all__ = ["main", "build_parser", "compute_targets", "run_benchmarks"]
 
@@ -294,39 +293,6 @@ def run_benchmarks(ctx: BenchContext, tasks: Sequence[str], argv: Sequence[str] 
     return results
 
 
-def _parse_checkpoints(items: Sequence[str], priors: Sequence[str], loaded: Optional[Dict[str, Any]] = None) -> Dict[str, Path]:
-    """``--checkpoint NAME=PATH`` items -> ``{name: path}``, each file read now (bad input is one
-    line before any task runs); the priors read are put in ``loaded`` for the run to use."""
-    out: Dict[str, Path] = {}
-    for it in items:
-        if "=" not in it:
-            raise ValueError(f"--checkpoint {it!r}: expected NAME=PATH, e.g. --checkpoint posendf=runs/cmu/model.pt")
-        name, path = it.split("=", 1)
-        if name not in PRIOR_NAMES or name == "none":
-            raise ValueError(f"--checkpoint {it!r}: unknown prior {name!r}; use one of {', '.join(p for p in PRIOR_NAMES if p != 'none')}")
-        p = Path(path)
-        if p.is_dir():
-            raise ValueError(f"--checkpoint {it!r}: {p} is a folder; pass the checkpoint file in it (e.g. model.pt)")
-        if not p.is_file():
-            raise FileNotFoundError(f"--checkpoint {it!r}: {p} does not exist")
-        try:  # read it now: a file the user named that cannot be read is bad input, not a skipped row
-            prior = get_prior(name, checkpoint=str(p))
-        except (ValueError, KeyError, RuntimeError) as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-            raise ValueError(f"--checkpoint {it!r}: {msg}") from None
-        trained_as = getattr(getattr(getattr(prior, "config", None), "experiment", None), "prior", None)
-        if name in ("posendf", "nrdf") and trained_as in ("posendf", "nrdf") and trained_as != name:
-            raise ValueError(f"--checkpoint {it!r}: {p} is a {trained_as} field (experiment.prior: {trained_as}); "
-                             f"pass it as --checkpoint {trained_as}={p}")
-        if name not in priors:
-            raise ValueError(f"--checkpoint {it!r}: {name} is not among --priors ({', '.join(priors)}); add it there "
-                             "or drop the checkpoint")
-        out[name] = p
-        if loaded is not None:
-            loaded[name] = prior
-    return out
-
-
 def _device(name: str, flag: str) -> torch.device:
     d = check_device(name, flag)
     if d.type not in ("cpu", "cuda"):
@@ -450,7 +416,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         loaded: Dict[str, Any] = {}
         ctx = BenchContext(priors=priors, device=_device(args.device, "--device"), fit_device=_device(args.fit_device, "--fit-device"),
                            seed=args.seed, quick=args.quick, tiny=args.tiny, out=Path(args.out), data=data, body_model_dir=bm,
-                           checkpoints=_parse_checkpoints(args.checkpoint, priors, loaded), preloaded=loaded, shared_images=_shared_images(args.images, shared),
+                           checkpoints=parse_checkpoints(args.checkpoint, priors, loaded), preloaded=loaded, shared_images=_shared_images(args.images, shared),
                            progress=not args.no_progress, split=args.split)
     except (ValueError, OSError) as e:  # FileNotFoundError, an --out that cannot be written, ...
         print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)

@@ -264,7 +264,7 @@ def _cmd_sample(args) -> int:
     sigma = 0.5 if args.sigma is None else args.sigma
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"--sigma must be a finite number > 0 (radians of axis-angle noise), got {sigma}")
-    if args.seed is not None and not 0 <= args.seed < 2 ** 63:
+    if args.seed is not None and args.seed < 0:  # (beyond 2**63: cli._check_numbers)
         raise ValueError(f"--seed must be an integer in 0 .. 2**63 - 1, got {args.seed}")
     if not (math.isfinite(args.near_deg) and args.near_deg > 0):
         raise ValueError(f"--near-deg must be a finite number > 0 (degrees), got {args.near_deg}")

@@ -160,10 +160,13 @@ def load_torch_weights(path: PathLike, what: str = "checkpoint", map_location: A
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError (not a zip), EOFError, ...
         why = describe_load_error(e)
-        if why.startswith("it is a numpy .npz"):
+        if why == _NPZ_NOT_TORCH:
             raise ValueError(f"{path}: cannot read the {what}: {why}; pass the model's .pt file") from e
         raise ValueError(f"{path}: cannot read the {what}; the file is truncated, corrupt or not a PyTorch "
                          f"checkpoint ({why}); copy or download it again") from e
+
+
+_NPZ_NOT_TORCH = "it is a numpy .npz archive of arrays, not a PyTorch checkpoint (.pt)"
 
 
 def describe_load_error(e: BaseException) -> str:
@@ -177,7 +180,7 @@ def describe_load_error(e: BaseException) -> str:
     if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) or "pickle" in str(e).lower():
         return "it is not a weights-only PyTorch file: it is corrupt or holds Python objects other than tensors"
     if "not in a subdirectory" in text and ".npy" in text:  # np.savez's zip of arrays
-        return "it is a numpy .npz archive of arrays, not a PyTorch checkpoint (.pt)"
+        return _NPZ_NOT_TORCH
     if "zip" in text.lower() or "PytorchStreamReader" in text:
         return "not a complete PyTorch zip archive"
     return f"{type(e).__name__}: {text[:200]}"

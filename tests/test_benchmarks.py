@@ -116,7 +116,6 @@ def test_a_named_checkpoint_is_read_once(tmp_path):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(common, "get_prior", counting)
-        mp.setattr(bench_run, "get_prior", counting)
         assert bench_run.main(["--tiny", "--no-progress", "--task", "speed", "--priors", "none,posendf", "--checkpoint",
                                f"posendf={ck}", "--out", str(tmp_path / "o"), "--threads", "1",
                                "--cache", str(tmp_path / "cache")]) == 0

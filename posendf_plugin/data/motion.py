@@ -21,6 +21,8 @@ or (N, 21, 4) quaternions, ``betas``, ``root_orient``).
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -80,8 +82,9 @@ class Motion:
     def resampled(self, fps: float) -> "Motion":
         """The motion at ``fps`` frames per second over the same time span: every joint rotation
         (root, body, hands) slerped, the translation linear; the motion itself when ``fps`` is its own."""
-        if not (np.isfinite(fps) and fps > 0):
-            raise ValueError(f"fps must be a positive finite number, got {fps}")
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a positive finite number (frames per second), got {fps!r}")
+        fps = float(fps)
         n = len(self)
         if n < 2 or abs(fps - self.fps) < 1e-6:
             return self
@@ -97,7 +100,7 @@ class Motion:
         return Motion(
             pose_body=slerped(self.pose_body), root_orient=slerped(self.root_orient),
             trans=(self.trans[i0] * (1 - w) + self.trans[i0 + 1] * w).astype(np.float32), betas=self.betas,
-            fps=float(fps), gender=self.gender, pose_hand=slerped(self.pose_hand),
+            fps=fps, gender=self.gender, pose_hand=slerped(self.pose_hand),
         )
 
     @property

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +70,10 @@ def _denoise(args: argparse.Namespace) -> int:
     from ..io import check_output_dir
 
     _check_body_model(args.body_model)
-    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+    # (cli._check_numbers has refused non-finite numbers and integers beyond 2**63 for every option)
+    if args.fps is not None and not args.fps > 0:
         raise ValueError(f"--fps must be a positive number of frames per second, got {args.fps}")
-    if not 0 <= args.seed < 2 ** 63:
+    if args.seed < 0:
         raise ValueError(f"--seed must be an integer from 0 to 2**63 - 1, got {args.seed}")
     if args.motion.is_dir():
         raise ValueError(f"--motion {args.motion} is a folder; give one motion .npz file")

@@ -36,7 +36,6 @@ distance for NRDF) and the shape by 10. Changes, each chosen on validation data 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -446,9 +445,7 @@ def denoise_motion(
         where = str(path)
     name = name or "motion"
     if fps is not None:
-        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-            raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
-        motion = motion.resampled(float(fps))
+        motion = motion.resampled(fps)  # checks fps
     if out_dir is not None:
         check_output_dir(out_dir, "out_dir")  # before any work: not after the first window
     n = len(motion)
