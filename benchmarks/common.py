@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:  # the package is used from the checkout (not nece
 
 from posendf_plugin.io import atomic_path, save_json  # noqa: E402
 # the metrics live in the package (posendf_plugin.metrics); re-exported here for the tasks
-from posendf_plugin.metrics import apd_cm, auroc, fid, joint_positions, nearest_geodesic, rms_deg  # noqa: E402,F401
+from posendf_plugin.metrics import apd_cm, auroc, fid, joint_positions, nearest_geodesic, paired_ratio_ci, rms_deg  # noqa: E402,F401
 from posendf_plugin.priors.base import PosePrior, get_prior  # noqa: E402
 from posendf_plugin.skeleton import SMPL_PARENTS  # noqa: E402
 
@@ -43,6 +43,7 @@ __all__ = [
     "PriorUnavailable",
     "BenchContext",
     "skipped",
+    "PER_ITEM",
     "OnceFilter",
     "is_metrics",
     "joint_positions",
@@ -51,6 +52,7 @@ __all__ = [
     "apd_cm",
     "fid",
     "auroc",
+    "paired_ratio_ci",
     "timed",
     "markdown_task",
     "write_json",
@@ -88,6 +90,11 @@ class OnceFilter(logging.Filter):
             return False
         self._seen.add(key)
         return True
+
+
+#: key of a metrics entry holding per-item values (``{metric: [one number per image, window or
+#: pose]}``, the items every prior shares) for paired intervals; left out of the Markdown tables
+PER_ITEM = "_per_item"
 
 
 def skipped(reason: str) -> Dict[str, str]:
@@ -352,7 +359,7 @@ def markdown_task(task: str, res: Mapping[str, Any], notes: Sequence[str] = ()) 
         cols: List[str] = []
         for entry in per_prior.values():
             if is_metrics(entry):
-                cols += [k for k in entry if k not in cols]
+                cols += [k for k in entry if k not in cols and not k.startswith("_")]
         header = cols or ["status"]
         lines.append("| prior | " + " | ".join(header) + " |")
         lines.append("|---|" + "---|" * len(header))

@@ -35,7 +35,8 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    PRIOR_NAMES, BenchContext, OnceFilter, is_metrics, markdown_task, parse_checkpoints, write_json, write_text,
+    PER_ITEM, PRIOR_NAMES, BenchContext, OnceFilter, is_metrics, markdown_task, paired_ratio_ci, parse_checkpoints, write_json,
+    write_text,
 )
 from benchmarks.sources import SOURCE_NAMES, DataSource, Source, parse_sources, resolve_sources  # noqa: E402
 from benchmarks.tasks import TASK_NAMES, load_task  # noqa: E402
@@ -118,30 +119,66 @@ _ONCE_PER_RUN = {"speed"}
 _OPS = {"<=": lambda v, t: v <= t, "<": lambda v, t: v < t, ">=": lambda v, t: v >= t}
 
 
-def compute_targets(results: Dict) -> Dict[str, Dict]:
+def _per_item(results: Dict, task: str, setting_prefix: str, prior: str, metric: str) -> Optional[List[float]]:
+    """The per-item values of ``metric`` behind a mean (``PER_ITEM``), or None."""
+    t = results.get(task)
+    setting = next((s for s in t if s.startswith(setting_prefix)), None) if isinstance(t, dict) else None
+    e = t[setting].get(prior) if setting is not None and isinstance(t[setting], dict) else None
+    v = e.get(PER_ITEM, {}).get(metric) if is_metrics(e) and isinstance(e.get(PER_ITEM), dict) else None
+    return v if isinstance(v, list) else None
+
+
+def _ratio_ci(results: Dict, task: str, setting: str, metric: str, prior: str, ref_prior: str,
+              ref_metric: str, seed: int) -> Optional[List[float]]:
+    """95 % paired bootstrap interval of a ratio target (:func:`posendf_plugin.metrics.paired_ratio_ci`)
+    when both sides kept their per-item values on the same items; None otherwise."""
+    a = _per_item(results, task, setting, prior, metric)
+    b = _per_item(results, task, setting, ref_prior, ref_metric)
+    if a is None or b is None or len(a) != len(b) or len(a) < 2:
+        return None
+    try:
+        return list(paired_ratio_ci(a, b, level=CI_LEVEL, resamples=CI_RESAMPLES, seed=seed))
+    except ValueError:  # non-finite or all-zero per-item errors: no interval
+        return None
+
+
+#: coverage and draws of the targets' paired bootstrap intervals
+CI_LEVEL, CI_RESAMPLES = 0.95, 2000
+
+
+def compute_targets(results: Dict, seed: int = 0) -> Dict[str, Dict]:
     """The targets with pass/fail for the results of one source (``{task: ...}``);
     ``pass: None`` and a ``reason`` when a number is missing (e.g. a prior was skipped).
-    Entries comparing with a baseline or another prior name it in ``reference``."""
+    Entries comparing with a baseline or another prior name it in ``reference``. Ratios of two
+    means over the same items (images, windows, poses) whose per-item values were kept also get
+    ``ci95``: the 95 % paired bootstrap interval (``seed`` seeds the draws)."""
     out = {}
     for key, desc, task, setting, metric, prior, ref, op, thr in TARGETS:
         t = results.get(task)
         if task in _ONCE_PER_RUN and isinstance(t, dict) and t.get("measured_on"):
             continue
         v, why = _get(results, task, setting, prior, metric)
-        reference = None
+        reference, ci = None, None
         if v is not None and ref is not None:
+            ref_prior, ref_metric = ref, metric
             if ref == "baselines":
                 r, reference, why = _best_baseline(results, task, setting, metric)
+                ref_prior = reference
             elif ref.startswith("metric:"):
-                r, why = _get(results, task, setting, prior, ref.split(":", 1)[1])
-                reference = f"{prior} {ref.split(':', 1)[1]}"
+                ref_prior, ref_metric = prior, ref.split(":", 1)[1]
+                r, why = _get(results, task, setting, prior, ref_metric)
+                reference = f"{prior} {ref_metric}"
             else:
                 r, why = _get(results, task, setting, ref, metric)
                 reference = ref
             v = None if r is None else (v / r if r != 0 else float("inf"))
+            if v is not None and ref_prior is not None:
+                ci = _ratio_ci(results, task, setting, metric, prior, ref_prior, ref_metric, seed)
         entry = {"description": desc, "op": op, "threshold": thr, "value": v}
         if reference is not None:
             entry["reference"] = reference
+        if ci is not None:
+            entry["ci95"] = ci
         if v is None:
             entry.update({"pass": None, "reason": why})
         else:
@@ -151,13 +188,20 @@ def compute_targets(results: Dict) -> Dict[str, Dict]:
 
 
 def _targets_md(targets: Dict[str, Dict], source: str) -> str:
-    lines = [f"## targets [{source}]", "", "| target | value | needed | pass |", "|---|---|---|---|"]
+    lines = [f"## targets [{source}]", "", "| target | value | 95 % interval | needed | pass |", "|---|---|---|---|---|"]
     for t in targets.values():
         val = f"{t['value']:.3f}" if isinstance(t["value"], float) else "—"
         if t.get("reference") and "baseline" in t["description"]:
             val += f" (vs {t['reference']})"
+        ci = t.get("ci95")
+        interval = "—" if ci is None else f"{ci[0]:.3f}–{ci[1]:.3f}"
+        if ci is not None and t["pass"] is not None and _OPS[t["op"]](ci[0], t["threshold"]) != _OPS[t["op"]](ci[1], t["threshold"]):
+            interval += " (either side)"
         ok = {True: "yes", False: "**no**", None: f"n/a ({t.get('reason', '')})"}[t["pass"]]
-        lines.append(f"| {t['description']} | {val} | {t['op']} {t['threshold']} | {ok} |")
+        lines.append(f"| {t['description']} | {val} | {interval} | {t['op']} {t['threshold']} | {ok} |")
+    lines += ["", f"95 % interval: paired bootstrap of the ratio over the items both sides share (the same images, "
+              f"denoising windows or poses, the same noise; {CI_RESAMPLES:,} draws); \"(either side)\": these items "
+              "cannot tell passing from failing. Ratios of sample statistics (generation, discrimination, speed) have none."]
     return "\n".join(lines) + "\n"
 
 
@@ -263,7 +307,7 @@ def run_benchmarks(ctx: BenchContext, tasks: Sequence[str], argv: Sequence[str] 
             per[name] = res
             write_text(ctx.source_path(name, ".md"), section + "\n")
             sections.append(section)
-            results["targets"][src.name] = compute_targets(per)
+            results["targets"][src.name] = compute_targets(per, seed=ctx.seed)
             write_json(ctx.out / "results.json", results)
         body.append(f"# source {src.name}\n\n{src.description}\n\n" + _targets_md(results["targets"][src.name], src.name)
                     + "\n" + "\n".join(sections))
@@ -434,6 +478,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"targets [{name}]:")
         for t in targets.values():
             val = f"{t['value']:.3f}" if isinstance(t["value"], float) else "n/a"
+            if t.get("ci95"):
+                val += f" [95 % {t['ci95'][0]:.3f}–{t['ci95'][1]:.3f}]"
             ok = {True: "pass", False: "FAIL", None: f"n/a: {t.get('reason', '')}"}[t["pass"]]
             print(f"  {t['description']}: {val} (needs {t['op']} {t['threshold']}) -> {ok}")
     failed = [f"{t} [{n}]" for n in names for t in tasks

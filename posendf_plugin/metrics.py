@@ -10,6 +10,8 @@ anyone can score their own prior's samples or energies the same way.
   energy on real vs noisy poses).
 * :func:`joint_positions` — the features used for APD and FID: rest-skeleton joint positions
   of body poses.
+* :func:`paired_ratio_ci` — a paired bootstrap interval of ``mean(errors) / mean(reference
+  errors)`` over the same test items (images, windows, poses), to tell a real lead from a tie.
 
 Poses are ``(N, 21, 4)`` body-joint quaternions, ``(w, x, y, z)`` (see
 :mod:`posendf_plugin.rotations`), or any layout :func:`posendf_plugin.skeleton.to_body_quat`
@@ -25,6 +27,7 @@ positions are metres. Example::
 from __future__ import annotations
 
 import math
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -32,7 +35,7 @@ import torch
 from ._checks import as_tensor, check_finite, check_shape, is_count
 from .skeleton import NUM_BODY_JOINTS, body_joint_positions, to_body_quat
 
-__all__ = ["joint_positions", "nearest_geodesic", "rms_deg", "apd_cm", "fid", "auroc"]
+__all__ = ["joint_positions", "nearest_geodesic", "rms_deg", "apd_cm", "fid", "auroc", "paired_ratio_ci"]
 
 
 def joint_positions(q) -> torch.Tensor:
@@ -139,3 +142,43 @@ def auroc(negative: torch.Tensor, positive: torch.Tensor) -> float:
         lo = np.nextafter(finite.min(), -np.inf) if finite.size else -1.0
         s = np.where(np.isnan(s) | (s == np.inf), hi, np.where(s == -np.inf, lo, s))
     return float(roc_auc_score(y, s))
+
+
+def paired_ratio_ci(values, reference, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> Tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(values) / mean(reference)``, resampling the items
+    in pairs: ``values[i]`` and ``reference[i]`` are two methods' errors on the same item (one
+    image, window or pose, same noise), so what the items share cancels out.
+
+    Args:
+        values, reference: ``(N,)`` per-item errors (tensors, arrays or lists; N >= 2, finite;
+            ``reference`` must have a positive mean in every resample, i.e. errors >= 0 with at
+            least one > 0).
+        level: coverage in (0, 1), e.g. 0.95.
+        resamples: bootstrap draws (>= 100).
+        seed: the draws' seed (the interval is deterministic for a seed).
+
+    Returns:
+        ``(low, high)``: an interval straddling a target threshold means these items cannot
+        tell passing from failing.
+    """
+    a = as_tensor(values, "values").detach().double().cpu().reshape(-1).numpy()
+    b = as_tensor(reference, "reference").detach().double().cpu().reshape(-1).numpy()
+    if a.shape != b.shape:
+        raise ValueError(f"values and reference must hold the same items, got {a.size} and {b.size} numbers")
+    if a.size < 2:
+        raise ValueError(f"a bootstrap interval needs at least 2 items, got {a.size}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("values and reference must be finite (NaN or inf per-item errors have no mean)")
+    if (b < 0).any() or not (b > 0).any():
+        raise ValueError("reference must hold errors >= 0 with at least one above 0 (the ratio's denominator)")
+    if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if not is_count(resamples, 100):
+        raise ValueError(f"resamples must be an integer >= 100, got {resamples!r}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(int(resamples), a.size))
+    num, den = a[idx].mean(1), b[idx].mean(1)
+    ratio = np.divide(num, den, out=np.full_like(num, np.inf), where=den > 0)
+    tail = 50.0 * (1.0 - float(level))
+    lo, hi = np.percentile(ratio, [tail, 100.0 - tail])
+    return float(lo), float(hi)

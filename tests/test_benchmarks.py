@@ -18,6 +18,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks import run as bench_run  # noqa: E402
+from benchmarks.common import PER_ITEM  # noqa: E402
 from benchmarks.tasks import TASK_NAMES  # noqa: E402
 from posendf_plugin.config import load_config  # noqa: E402
 from posendf_plugin.priors import get_prior  # noqa: E402
@@ -184,7 +185,11 @@ def test_results_schema(tiny_run):
                 if "skipped" in entry:  # allowed only where the prior cannot do the setting
                     assert task == "interpolation" and prior == "none", (task, setting, entry)
                     continue
-                assert entry and all(_is_number(v) for v in entry.values()), (task, setting, prior, entry)
+                assert entry and all(_is_number(v) for k, v in entry.items() if k != PER_ITEM), (task, setting, prior, entry)
+                if PER_ITEM in entry:  # per-item values behind the means of the fitting tasks (paired intervals)
+                    assert task in ("image_fit", "denoise", "completion"), task
+                    for metric, values in entry[PER_ITEM].items():
+                        assert all(_is_number(v) for v in values) and np.mean(values) == pytest.approx(entry[metric], rel=1e-4)
 
 
 def test_metric_sanity(tiny_run):
@@ -460,6 +465,40 @@ def test_targets_per_source_issue15():
     assert t["completion50_vs_baselines"]["pass"] is None and "no weights" in t["completion50_vs_baselines"]["reason"]
     assert t["heldout_f_vs_noise01"]["value"] == pytest.approx(0.125) and t["heldout_f_vs_noise01"]["pass"] is True
     assert t["denoise40_mpjpe_vs_none"]["pass"] is None and "task denoise not run" in t["denoise40_mpjpe_vs_none"]["reason"]
+    assert all("ci95" not in e for e in t.values())  # no per-item values kept: no interval
+
+
+def test_targets_paired_intervals_per_item():
+    """Ratio targets over the same items get a 95 % paired bootstrap interval around the ratio of
+    the means, against the best baseline's own items; the table says when the interval straddles
+    the threshold, and per-item lists stay out of the Markdown task tables."""
+    from benchmarks.common import markdown_task
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(30.0, 90.0, 50)
+    items = {"none": base * 1.3, "gmm": base * 1.05, "vposer": base + rng.normal(0.0, 8.0, 50), "nrdf": base * 1.2,
+             "posendf": base + rng.normal(0.0, 8.0, 50)}
+    fit = {p: {"pa_mpjpe_mm": float(v.mean()), PER_ITEM: {"pa_mpjpe_mm": v.tolist()}} for p, v in items.items()}
+    hid = {"angle_deg": (base / 3).tolist(), "identity_angle_deg": (base / 2).tolist()}
+    res = {"image_fit": {"synthetic (50 images)": fit},
+           "completion": {"masked=25% (5 joints)": {"posendf": {"angle_deg": float(np.mean(hid["angle_deg"])),
+                                                               "identity_angle_deg": float(np.mean(hid["identity_angle_deg"])),
+                                                               PER_ITEM: hid}}}}
+    t = bench_run.compute_targets(res)
+    none, vs = t["image_fit_pa_mpjpe_vs_none"], t["image_fit_pa_mpjpe_vs_baselines"]
+    assert none["ci95"][0] < none["value"] < none["ci95"][1]
+    best = min(("gmm", "vposer", "nrdf"), key=lambda b: items[b].mean())
+    assert vs["reference"] == best and vs["ci95"][0] < vs["value"] < vs["ci95"][1]
+    assert t["completion25_vs_init"]["ci95"] == pytest.approx([2 / 3, 2 / 3])  # the same ratio on every pose
+    assert bench_run.compute_targets(res, seed=1)["image_fit_pa_mpjpe_vs_none"]["ci95"] != none["ci95"]
+    md = bench_run._targets_md(t, "x")
+    assert "95 % interval" in md and f"{none['ci95'][0]:.3f}–{none['ci95'][1]:.3f}" in md
+    assert vs["ci95"][0] < 1.0 < vs["ci95"][1]  # two fits of equal quality: a tie, whichever mean is lower
+    rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| image fit")}
+    assert "(either side)" in rows["| image fit: Pose-NDF PA-MPJPE / best baseline's"]
+    assert "(either side)" not in rows["| image fit: Pose-NDF PA-MPJPE / no-prior PA-MPJPE"]
+    table = markdown_task("image_fit", res["image_fit"])
+    assert "pa_mpjpe_mm" in table and PER_ITEM not in table and "[" not in table
 
 
 def test_calibration_on_another_validation_set(tmp_path, capsys, monkeypatch):

@@ -367,6 +367,10 @@ def test_evaluate_completion_on_the_shipped_test_split():
         assert v["angle_deg"] > 0 and v["position_mm"] > 0 and v["energy"] <= v["init_energy"] + 1e-2
     # the identity prior's completion is the identity init: same errors
     assert ev.per_mask["spine"]["angle_deg"] == pytest.approx(ev.per_mask["spine"]["init_angle_deg"], abs=0.5)
+    # per-pose errors (for paired intervals): one per pose, averaging to the reported means
+    for name, per in ev.per_pose.items():
+        for key in ("angle_deg", "init_angle_deg", "identity_angle_deg"):
+            assert len(per[key]) == 40 and np.mean(per[key]) == pytest.approx(ev.per_mask[name][key], rel=1e-5)
 
 
 def test_complete_cli(tmp_path, capsys):

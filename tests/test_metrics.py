@@ -147,3 +147,33 @@ def test_numpy_inputs_chunk_and_non_finite_values():
         M.fid(bad, b)
     with pytest.raises(ValueError, match="pos contains NaN"):
         M.apd_cm(np.where(np.arange(7)[:, None, None] == 2, np.inf, pos))
+
+
+def test_paired_ratio_ci_brackets_the_ratio_pairs_items_and_checks_input():
+    """The paired bootstrap interval contains the ratio of means, is tight when the two methods
+    differ by the same amount on every item (pairing cancels the items' spread), wide when they
+    differ at random, deterministic for a seed, and refuses inputs that have no ratio."""
+    rng = np.random.default_rng(1)
+    ref = rng.uniform(20.0, 80.0, 100)  # per-image errors spread over a factor of 4
+    lo, hi = M.paired_ratio_ci(ref * 0.9, ref)
+    assert lo == pytest.approx(0.9) and hi == pytest.approx(0.9)  # a constant ratio on every item
+    shifted = ref - 1.0
+    lo, hi = M.paired_ratio_ci(shifted, ref)
+    r = shifted.mean() / ref.mean()
+    assert lo < r < hi and hi - lo < 0.01  # the same 1 mm lead on every image: a firm one
+    noisy = ref + rng.normal(0.0, 15.0, 100)
+    lo2, hi2 = M.paired_ratio_ci(noisy, ref)
+    assert lo2 < noisy.mean() / ref.mean() < hi2 and hi2 - lo2 > 0.05
+    assert M.paired_ratio_ci(noisy, ref, seed=3) == M.paired_ratio_ci(noisy, ref, seed=3)
+    lo90, hi90 = M.paired_ratio_ci(noisy, ref, level=0.9)
+    assert lo2 <= lo90 and hi90 <= hi2  # a lower level, a narrower interval (same draws)
+    assert M.paired_ratio_ci(list(noisy), torch.as_tensor(ref)) == (lo2, hi2)  # lists, arrays, tensors
+    for a, b, msg in (([1.0, 2.0], [1.0], "same items"), ([1.0], [1.0], "at least 2"),
+                      ([1.0, float("nan")], [1.0, 2.0], "finite"), ([1.0, 2.0], [0.0, 0.0], "at least one above 0"),
+                      ([1.0, 2.0], [-1.0, 2.0], ">= 0")):
+        with pytest.raises(ValueError, match=msg):
+            M.paired_ratio_ci(a, b)
+    with pytest.raises(ValueError, match="level"):
+        M.paired_ratio_ci(ref, ref, level=1.0)
+    with pytest.raises(ValueError, match="resamples"):
+        M.paired_ratio_ci(ref, ref, resamples=10)

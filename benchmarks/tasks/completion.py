@@ -21,7 +21,7 @@ import torch
 
 from posendf_plugin.skeleton import NUM_BODY_JOINTS
 
-from ..common import BenchContext, guarded, prior_rows, skipped
+from ..common import PER_ITEM, BenchContext, guarded, prior_rows, skipped
 
 NAME = "completion"
 NOTES = ["angle_deg: geodesic error of the hidden joints after completion; position_mm: error of the joints they move (rest skeleton); "
@@ -80,9 +80,11 @@ def run(ctx: BenchContext) -> Dict:
                 ev = evaluate_completion(prior, poses=poses, masks=[mask], n_poses=n, seed=ctx.seed, iterations=iterations,
                                          init="knn", knn_starts=[start])
                 m = next(iter(ev.per_mask.values()))
-                return {k2: m[k2] for k2 in ("angle_deg", "position_mm", "init_angle_deg", "init_position_mm",
-                                             "mean_angle_deg", "mean_position_mm", "identity_angle_deg",
-                                             "identity_position_mm", "energy", "init_energy")}
+                row = {k2: m[k2] for k2 in ("angle_deg", "position_mm", "init_angle_deg", "init_position_mm",
+                                            "mean_angle_deg", "mean_position_mm", "identity_angle_deg",
+                                            "identity_position_mm", "energy", "init_energy")}
+                row[PER_ITEM] = dict(next(iter(ev.per_pose.values())))  # paired intervals (run.py)
+                return row
 
             res[setting][name] = guarded(ctx, name, one)
     res["_settings"] = {"poses": n, "iterations": iterations, "init": "knn (50 training poses)", "data": ctx.data_name}

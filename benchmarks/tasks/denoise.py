@@ -16,7 +16,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..common import BenchContext, guarded, is_metrics, mpl, prior_rows, save_figure, skipped
+from ..common import PER_ITEM, BenchContext, guarded, is_metrics, mpl, prior_rows, save_figure, skipped
 
 NAME = "denoise"
 NOTES = ["HuMoR protocol: MPJPE / V2V in mm, accel_mm = acceleration error (mm/frame²); noisy_* = the noisy input; every prior sees the same noise.",
@@ -117,6 +117,7 @@ def run(ctx: BenchContext) -> Dict:
                 secs = time.perf_counter() - t0
                 row = {k: float(np.mean([m[k] for m in per])) for k in _KEYS}
                 row.update(windows=len(per), seconds_per_window=secs / len(per))
+                row[PER_ITEM] = {"mpjpe_mm": [m["mpjpe_mm"] for m in per]}  # paired intervals (run.py)
                 return row
 
             res[setting][name] = guarded(ctx, name, one)

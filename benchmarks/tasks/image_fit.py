@@ -29,7 +29,7 @@ import torch
 from posendf_plugin import rotations as R
 from posendf_plugin.skeleton import quat_to_pose
 
-from ..common import BenchContext, guarded, prior_rows, skipped
+from ..common import PER_ITEM, BenchContext, guarded, prior_rows, skipped
 
 NAME = "image_fit"
 NOTES = ["Synthetic keypoints from held-out poses and random shapes, known camera, 4 px noise, 20% of keypoints dropped; "
@@ -185,6 +185,7 @@ def run(ctx: BenchContext) -> Dict:
                 secs.append(s)
             row = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
             row["seconds_per_image"] = float(np.mean(secs))
+            row[PER_ITEM] = {k: [p[k] for p in per] for k in ("pa_mpjpe_mm", "mpjpe_mm")}  # paired intervals (run.py)
             return row
 
         res[setting][name] = guarded(ctx, name, one)

@@ -43,7 +43,7 @@ With the ``none`` prior the completion is the initial guess.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -414,16 +414,27 @@ class CompletionEvaluation:
         per_mask: mask name -> ``{"angle_deg", "position_mm", "init_angle_deg",
             "init_position_mm", "energy", "init_energy", "poses"}`` (means over poses; angle
             over the completed joints, position over the joints they move).
+        per_pose: mask name -> ``{"angle_deg", "init_angle_deg", "identity_angle_deg"}``: the
+            hidden-joint angle of each pose (lists in pose order; their means are ``per_mask``'s when
+            every pose hides as many joints),
+            for paired comparisons of priors (:func:`posendf_plugin.metrics.paired_ratio_ci`).
         prior: the prior's name. n_poses: poses used. seed: sampling seed.
     """
 
     per_mask: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    per_pose: Dict[str, Dict[str, List[float]]] = field(default_factory=dict)
     prior: str = ""
     n_poses: int = 0
     seed: int = 0
 
     def to_dict(self) -> dict:
         return {"prior": self.prior, "n_poses": self.n_poses, "seed": self.seed, "per_mask": self.per_mask}
+
+
+def _angle_per_pose(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` mean geodesic angle (degrees) over each pose's hidden joints (0 where none)."""
+    ang = torch.rad2deg(R.quat_geodesic_angle(pred, gt))  # (N, 21)
+    return (ang * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
 def _errors(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> Tuple[float, float]:
@@ -509,4 +520,6 @@ def evaluate_completion(
             "mean_angle_deg": am, "mean_position_mm": pm, "identity_angle_deg": ai, "identity_position_mm": pi,
             "energy": float(res.energy.mean()), "init_energy": float(res.energy_init.mean()), "poses": len(q),
         }
+        ev.per_pose[str(spec)] = {k: _angle_per_pose(x, q, m).tolist() for k, x in
+                                  (("angle_deg", res.quat), ("init_angle_deg", init_q), ("identity_angle_deg", ident_q))}
     return ev
