@@ -8,12 +8,21 @@ one seeded generator per window, the library's :func:`denoise_window` and schedu
 
 * ``none`` — no prior;
 * ``lin:S`` — the plain term ``f`` at ``prior_scale`` S (margin 0);
-* ``margin:M:S`` — ``max(f − M, 0)`` at S (the shipped form, ``DenoiseConfig.prior_margin``);
+* ``margin:M:S`` — ``max(f − M, 0)`` at S (``DenoiseConfig.prior_margin``, uncapped: the form
+  shipped before session 20);
 * ``sqrt:EPS:S`` — ``sqrt(f + EPS)``; ``log:EPS:S`` — ``log(f + EPS)`` (weaker pull far from the
   data; both were worse than no prior on a held-out style);
 * ``sat:M:C:S`` — the margin term saturated, ``x·C / (x + C)`` with ``x = max(f − M, 0)``: its
   pull fades on frames the field finds very unlikely (``f ≫ C``), e.g. rare real poses of a
-  style it never saw.
+  style it never saw;
+* ``cap:M:C:S`` — the margin term capped, ``min(max(f − M, 0), C)``: the full pull below
+  ``M + C``, none beyond it (a frame whose data demand a pose the field puts that far is left
+  to the data); ``cap:0.05:1:1e-5`` is the shipped form (``DenoiseConfig.prior_cap``).
+
+Every variant sets Pose-NDF's term itself: the config's ``prior_cap`` is not applied on top.
+
+Besides the means, each variant's line gives its worst window against the first variant's
+(``worst +X mm``): a prior that fails badly on a few windows shows there.
 
 The data term is ``configs/denoise.yaml``'s (mean squared joint distance, stage data weights
 times ``(40 mm / σ̂)^P``, σ̂ the noise measured in each window's input by
@@ -67,6 +76,11 @@ def saturated(f: torch.Tensor, margin: float, cap: float) -> torch.Tensor:
     return x * cap / (x + cap)
 
 
+def capped(f: torch.Tensor, margin: float, cap: float) -> torch.Tensor:
+    """``min(max(f − margin, 0), cap)`` (any shape)."""
+    return torch.clamp(f - margin, min=0.0, max=cap)
+
+
 def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseConfig) -> Tuple[PosePrior, DenoiseConfig]:
     """The prior and config of one ``--variant`` (see the module docstring)."""
     parts = spec.split(":")
@@ -75,17 +89,18 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
         nums = [float(x) for x in parts[1:]]
     except ValueError:
         raise SystemExit(f"--variant {spec!r}: numbers expected after the kind")
-    want = {"none": 0, "lin": 1, "margin": 2, "sqrt": 2, "log": 2, "sat": 3}
+    want = {"none": 0, "lin": 1, "margin": 2, "sqrt": 2, "log": 2, "sat": 3, "cap": 3}
     if kind not in want or len(nums) != want[kind]:
-        raise SystemExit(f"--variant {spec!r}: expected none, lin:S, margin:M:S, sqrt:EPS:S, log:EPS:S or sat:M:C:S")
-    if kind == "sat" and not (nums[0] >= 0 and nums[1] > 0):
-        raise SystemExit(f"--variant {spec!r}: sat:M:C:S needs M >= 0 and C > 0")
+        raise SystemExit(f"--variant {spec!r}: expected none, lin:S, margin:M:S, sqrt:EPS:S, log:EPS:S, sat:M:C:S or cap:M:C:S")
+    if kind in ("sat", "cap") and not (nums[0] >= 0 and nums[1] > 0):
+        raise SystemExit(f"--variant {spec!r}: {kind}:M:C:S needs M >= 0 and C > 0")
     if kind == "none":
         return none, base
     scale = {**dict(base.prior_scale), "posendf": nums[-1]}
     margin = {**dict(base.prior_margin), "posendf": nums[0] if kind == "margin" else 0.0}
     try:
-        cfg = dataclasses.replace(base, prior_scale=scale, prior_margin=margin)
+        cfg = dataclasses.replace(base, prior_scale=scale, prior_margin=margin,
+                                  prior_cap={k: v for k, v in dict(base.prior_cap).items() if k != "posendf"})
     except ValueError as e:
         raise SystemExit(f"--variant {spec!r}: {e}")
     if kind == "sqrt":
@@ -94,6 +109,8 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
         return ShapedPrior(posendf, lambda f, e=nums[0]: torch.log(f + e)), cfg
     if kind == "sat":
         return ShapedPrior(posendf, lambda f, m=nums[0], c=nums[1]: saturated(f, m, c)), cfg
+    if kind == "cap":
+        return ShapedPrior(posendf, lambda f, m=nums[0], c=nums[1]: capped(f, m, c)), cfg
     return posendf, cfg
 
 
@@ -128,13 +145,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{ctx.data_name}: {len(wins)} windows, {args.noise_mm:g} mm, Pose-NDF {args.checkpoint or 'shipped'}, "
           f"data term {base.data_term} x {args.data_weight_factor:g}, noise exponent {base.noise_exponent:g}", flush=True)
     frame_errors: List[torch.Tensor] = []
+    first: Optional[np.ndarray] = None  # the first variant's MPJPE per window
     for spec in args.variant:
         prior, cfg = parse_variant(spec, posendf, none, base)
         # one seeded generator per window: the noise calibrate.py draws
         runs = [denoise_window(win, bm, prior, cfg, ctx.generator(1000 + wi)) for wi, (_, _, win) in enumerate(wins)]
         per: List[dict] = [m for _, m in runs]
+        window_mpjpe = np.array([m["mpjpe_mm"] for m in per])
+        first = window_mpjpe if first is None else first
+        worst = int(np.argmax(window_mpjpe - first))
         print(spec, *(f"{k} {np.mean([m[k] for m in per]):.2f}" for k in ("mpjpe_mm", "v2v_mm", "accel_mm")),
-              f"noise_estimate_mm {np.mean([m['noise_estimate_mm'] for m in per]):.1f}", flush=True)
+              f"noise_estimate_mm {np.mean([m['noise_estimate_mm'] for m in per]):.1f}",
+              f"worst {window_mpjpe[worst] - first[worst]:+.2f} mm (window {worst}, {wins[worst][0]})", flush=True)
         if args.by_true_f:
             frame_errors.append(torch.cat([1000 * mpjpe(a["joints"], a["gt_joints"]) for a, _ in runs]))
     if args.by_true_f:

@@ -117,6 +117,8 @@ TARGETS = (
 #: targets left out of a source's table when their task was measured on another source
 _ONCE_PER_RUN = {"speed"}
 _OPS = {"<=": lambda v, t: v <= t, "<": lambda v, t: v < t, ">=": lambda v, t: v >= t}
+#: coverage and draws of the targets' paired bootstrap intervals
+CI_LEVEL, CI_RESAMPLES = 0.95, 2000
 
 
 def _per_item(results: Dict, task: str, setting_prefix: str, prior: str, metric: str) -> Optional[List[float]]:
@@ -140,10 +142,6 @@ def _ratio_ci(results: Dict, task: str, setting: str, metric: str, prior: str, r
         return list(paired_ratio_ci(a, b, level=CI_LEVEL, resamples=CI_RESAMPLES, seed=seed))
     except ValueError:  # non-finite or all-zero per-item errors: no interval
         return None
-
-
-#: coverage and draws of the targets' paired bootstrap intervals
-CI_LEVEL, CI_RESAMPLES = 0.95, 2000
 
 
 def compute_targets(results: Dict, seed: int = 0) -> Dict[str, Dict]:
@@ -172,7 +170,7 @@ def compute_targets(results: Dict, seed: int = 0) -> Dict[str, Dict]:
                 r, why = _get(results, task, setting, ref, metric)
                 reference = ref
             v = None if r is None else (v / r if r != 0 else float("inf"))
-            if v is not None and ref_prior is not None:
+            if v is not None:
                 ci = _ratio_ci(results, task, setting, metric, prior, ref_prior, ref_metric, seed)
         entry = {"description": desc, "op": op, "threshold": thr, "value": v}
         if reference is not None:

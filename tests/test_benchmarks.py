@@ -343,12 +343,16 @@ def test_denoise_variants_script(capsys):
     the input noise (40 mm); bad variants exit with a message."""
     from benchmarks import denoise_variants as V
 
-    variants = ["none", "margin:1000:1e-5", "lin:1e-5", "sat:1000:0.3:1e-5", "sat:0.05:0.3:1e-5"]
+    variants = ["none", "margin:1000:1e-5", "lin:1e-5", "sat:1000:0.3:1e-5", "sat:0.05:0.3:1e-5", "cap:1000:0.3:1e-5",
+                "margin:0.05:1e-5", "cap:0.05:1000:1e-5"]
     assert V.main(["--windows", "1", "--by-true-f"] + [a for v in variants for a in ("--variant", v)]) == 0
     out = capsys.readouterr().out.splitlines()
     lines = {ln.split()[0]: ln.split() for ln in out[1:] if ln.split() and ln.split()[0] in variants}
     mpjpe = {k: float(v[v.index("mpjpe_mm") + 1]) for k, v in lines.items()}
-    assert mpjpe["none"] == mpjpe["margin:1000:1e-5"] == mpjpe["sat:1000:0.3:1e-5"]
+    assert mpjpe["none"] == mpjpe["margin:1000:1e-5"] == mpjpe["sat:1000:0.3:1e-5"] == mpjpe["cap:1000:0.3:1e-5"]
+    assert mpjpe["cap:0.05:1000:1e-5"] == mpjpe["margin:0.05:1e-5"] != mpjpe["none"]  # a cap no fit reaches: the margin term
+    worst = {k: float(v[v.index("worst") + 1]) for k, v in lines.items()}  # worst window vs the first variant's (none)
+    assert worst["none"] == 0.0 and worst["margin:1000:1e-5"] == 0.0 and worst["lin:1e-5"] == pytest.approx(mpjpe["lin:1e-5"] - mpjpe["none"], abs=0.01)
     assert mpjpe["lin:1e-5"] != mpjpe["none"] and mpjpe["sat:0.05:0.3:1e-5"] != mpjpe["none"]
     # --by-true-f: every frame of the window in one bin of the true pose's f; a margin above every
     # energy is the no-prior fit frame by frame (+0.00), and the bins' frame-weighted mean is the MPJPE
@@ -360,7 +364,8 @@ def test_denoise_variants_script(capsys):
     assert V.main(["--windows", "1", "--noise-exponent", "2", "--variant", "none"]) == 0
     out = capsys.readouterr().out.split()
     assert 36 < float(out[out.index("noise_estimate_mm") + 1]) < 44
-    for bad in ("hinge:0.1", "margin:0.05", "lin:x", "margin:-1:1e-5", "sat:0.05:0:1e-5", "sat:0.05:1e-5"):
+    for bad in ("hinge:0.1", "margin:0.05", "lin:x", "margin:-1:1e-5", "sat:0.05:0:1e-5", "sat:0.05:1e-5", "cap:0.05:0:1e-5",
+                "cap:-1:1:1e-5"):
         with pytest.raises(SystemExit, match="--variant"):
             V.main(["--windows", "1", "--variant", bad])
     with pytest.raises(SystemExit, match="noise_exponent"):

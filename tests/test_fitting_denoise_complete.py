@@ -187,6 +187,30 @@ def test_denoise_prior_margin_leaves_poses_below_it_to_the_data(bm):
     assert cfg.margin_for("slope") == 0.0 and replace(cfg, prior_margin={"slope": 0.2}).margin_for("slope") == 0.2
 
 
+def test_denoise_prior_cap_leaves_poses_beyond_it_to_the_data(bm):
+    """A pose's prior term is min(max(E − margin, 0), cap): frames the prior scores beyond the cap
+    get no pull (a cap below every energy is the no-prior fit exactly); a cap no fit reaches is
+    the uncapped term."""
+    m = walking_motion(12)
+    cfg = replace(FAST, stages=(D.DenoiseStage(20, data_weight=100.0, temporal_weight=10.0, prior_weight=10.0, lr=0.05),),
+                  prior_scale={"slope": 1.0, "none": 0.0})
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    none, _ = D.denoise_window(m, bm, load_prior("none"), cfg, g())
+    plain, _ = D.denoise_window(m, bm, _ConstantSlopePrior(), cfg, g())
+    below, _ = D.denoise_window(m, bm, _ConstantSlopePrior(), replace(cfg, prior_cap={"slope": 0.01}), g())  # E >= 0.05
+    high, _ = D.denoise_window(m, bm, _ConstantSlopePrior(), replace(cfg, prior_cap={"slope": 1e3}), g())
+    assert torch.equal(below["pose_body"], none["pose_body"])
+    assert torch.equal(high["pose_body"], plain["pose_body"]) and not torch.allclose(plain["pose_body"], none["pose_body"], atol=1e-3)
+    assert cfg.cap_for("slope") == float("inf") and replace(cfg, prior_cap={"slope": 1.0}).cap_for("slope") == 1.0
+
+
+@pytest.mark.parametrize("cap", [{"posendf": 0}, {"posendf": -1.0}, {"posendf": "x"}, {"posendf": True},
+                                 {"posendf": float("inf")}, [1.0]])
+def test_denoise_prior_cap_checked(cap):
+    with pytest.raises(ValueError, match="prior_cap"):
+        D.DenoiseConfig(prior_cap=cap)
+
+
 @pytest.mark.parametrize("margin", [{"posendf": -0.1}, {"posendf": "x"}, {"posendf": True}, [0.1]])
 def test_denoise_prior_margin_checked(margin):
     with pytest.raises(ValueError, match="prior_margin"):

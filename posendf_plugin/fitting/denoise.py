@@ -30,12 +30,15 @@ distance for NRDF) and the shape by 10. Changes, each chosen on validation data 
   (:func:`estimate_joint_noise`): one schedule then serves 20, 40 and 100 mm and real captures
   whose noise nobody states (Pose-NDF: mean distance at ``100 / (1 + s²)``, ``data_term:
   distance``, ``noise_exponent: 0``);
-* Pose-NDF's term is ``max(f − margin, 0)`` per frame (``prior_margin``): below the margin the
-  data decides, so rare real poses are not pulled towards common ones.
+* Pose-NDF's term is ``min(max(f − margin, 0), cap)`` per frame (``prior_margin`` 0.05,
+  ``prior_cap`` 1): below the margin the data decides, so rare real poses are not pulled towards
+  common ones, and beyond ``margin + cap`` too, so a pose the field never saw (a deep squat it
+  scores far off) is not dragged to a plausible-looking wrong one.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +121,11 @@ class DenoiseConfig(StagedFitConfig):
             field labelled over the k nearest poses scores rare real poses (dance) well above 0,
             and a linear term keeps pulling them towards common poses; the margin lets the data
             decide below it. 0 (the default for priors not listed) = the plain term.
+        prior_cap: per-prior ceiling ``C`` of that per-frame term: ``min(max(E − margin, 0), C)``,
+            so a frame the prior scores beyond ``margin + C`` gets no pull (the data decide
+            there) — for rare real poses a field never saw (e.g. deep squats), which a linear
+            term otherwise drags to a plausible-looking but wrong pose (Pose-NDF: 1, chosen on
+            the val split and two held-out motion styles). Priors not listed: no cap.
         data_term: ``"squared"`` (mean squared joint distance, m²: the Gaussian likelihood; the
             default) or ``"distance"`` (mean joint distance, m: Pose-NDF's; use it with stage
             data weights / 10 and ``noise_exponent: 0`` to reproduce the earlier schedule).
@@ -142,6 +150,7 @@ class DenoiseConfig(StagedFitConfig):
     prior_scale: Mapping[str, float] = field(
         default_factory=lambda: {"none": 0.0, "posendf": 1e-5, "nrdf": 3e-6, "vposer": 1e-10, "gmm": 3e-9})
     prior_margin: Mapping[str, float] = field(default_factory=lambda: {"posendf": 0.05})
+    prior_cap: Mapping[str, float] = field(default_factory=lambda: {"posendf": 1.0})
     data_term: str = "squared"
     noise_exponent: float = 1.0
     reference_noise_mm: float = 40.0
@@ -170,11 +179,20 @@ class DenoiseConfig(StagedFitConfig):
         for name, m in dict(self.prior_margin).items():
             if not (isinstance(m, (int, float)) and not isinstance(m, bool) and m >= 0):
                 raise ValueError(f"prior_margin[{name!r}] must be a number >= 0, got {m!r}")
+        if not isinstance(self.prior_cap, Mapping):
+            raise ValueError(f"prior_cap must map prior names to energies > 0, got {self.prior_cap!r}")
+        for name, c in dict(self.prior_cap).items():
+            if not (isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 and math.isfinite(c)):
+                raise ValueError(f"prior_cap[{name!r}] must be a finite number > 0, got {c!r}")
         self.check_staging()
 
     def margin_for(self, prior_name: str) -> float:
         """The energy below which ``prior_name``'s term is zero (0 when not listed)."""
         return float(dict(self.prior_margin).get(prior_name, 0.0))
+
+    def cap_for(self, prior_name: str) -> float:
+        """The ceiling of ``prior_name``'s per-frame term (``inf`` when not listed)."""
+        return float(dict(self.prior_cap).get(prior_name, math.inf))
 
     def data_factor(self, measured_noise_m: float) -> float:
         """Multiplier of every stage's data weight for input whose measured noise is
@@ -324,7 +342,7 @@ def denoise_window(
     pname = getattr(prior, "name", "")
     pscale = config.scale_for(pname)
     squared = pname in config.squared_priors
-    margin = config.margin_for(pname)
+    margin, cap = config.margin_for(pname), config.cap_for(pname)
     # the measured input noise sets the data weight (needs T >= 3, which it then requires)
     sigma = estimate_joint_noise(noisy) if config.noise_exponent or T >= 3 else float("nan")
     data_factor = config.data_factor(sigma) if config.noise_exponent else 1.0
@@ -349,7 +367,8 @@ def denoise_window(
             loss = stage.data_weight * data_factor * data + stage.temporal_weight * temp
             if stage.prior_weight * pscale > 0:
                 e = pose_var.prior_energy(pose)
-                e = (torch.relu(e - margin) if margin > 0 else e).mean()
+                e = torch.relu(e - margin) if margin > 0 else e
+                e = (torch.clamp(e, max=cap) if math.isfinite(cap) else e).mean()
                 loss = loss + stage.prior_weight * pscale * (e * e if squared else e)
             if betas is not None and stage.shape_weight > 0:
                 loss = loss + stage.shape_weight * (betas ** 2).mean()
