@@ -19,7 +19,8 @@ one seeded generator per window, the library's :func:`denoise_window` and schedu
   ``M + C``, none beyond it (a frame whose data demand a pose the field puts that far is left
   to the data); ``cap:0.05:1:1e-5`` is the shipped form (``DenoiseConfig.prior_cap``).
 
-Every variant sets Pose-NDF's term itself: the config's ``prior_cap`` is not applied on top.
+Every variant sets Pose-NDF's margin and cap itself (``cap`` through ``DenoiseConfig.prior_margin``
+and ``prior_cap``; the others uncapped): the config's ``prior_cap`` is not applied on top.
 
 Besides the means, each variant's line gives its worst window against the first variant's
 (``worst +X mm``): a prior that fails badly on a few windows shows there.
@@ -76,11 +77,6 @@ def saturated(f: torch.Tensor, margin: float, cap: float) -> torch.Tensor:
     return x * cap / (x + cap)
 
 
-def capped(f: torch.Tensor, margin: float, cap: float) -> torch.Tensor:
-    """``min(max(f − margin, 0), cap)`` (any shape)."""
-    return torch.clamp(f - margin, min=0.0, max=cap)
-
-
 def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseConfig) -> Tuple[PosePrior, DenoiseConfig]:
     """The prior and config of one ``--variant`` (see the module docstring)."""
     parts = spec.split(":")
@@ -97,10 +93,12 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
     if kind == "none":
         return none, base
     scale = {**dict(base.prior_scale), "posendf": nums[-1]}
-    margin = {**dict(base.prior_margin), "posendf": nums[0] if kind == "margin" else 0.0}
+    margin = {**dict(base.prior_margin), "posendf": nums[0] if kind in ("margin", "cap") else 0.0}
+    cap = {k: v for k, v in dict(base.prior_cap).items() if k != "posendf"}
+    if kind == "cap":
+        cap["posendf"] = nums[1]  # the config's own cap (DenoiseConfig.prior_cap)
     try:
-        cfg = dataclasses.replace(base, prior_scale=scale, prior_margin=margin,
-                                  prior_cap={k: v for k, v in dict(base.prior_cap).items() if k != "posendf"})
+        cfg = dataclasses.replace(base, prior_scale=scale, prior_margin=margin, prior_cap=cap)
     except ValueError as e:
         raise SystemExit(f"--variant {spec!r}: {e}")
     if kind == "sqrt":
@@ -109,8 +107,6 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
         return ShapedPrior(posendf, lambda f, e=nums[0]: torch.log(f + e)), cfg
     if kind == "sat":
         return ShapedPrior(posendf, lambda f, m=nums[0], c=nums[1]: saturated(f, m, c)), cfg
-    if kind == "cap":
-        return ShapedPrior(posendf, lambda f, m=nums[0], c=nums[1]: capped(f, m, c)), cfg
     return posendf, cfg
 
 

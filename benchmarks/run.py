@@ -56,6 +56,11 @@ log = logging.getLogger("benchmarks")
 BASELINES: Tuple[str, ...] = ("gmm", "vposer", "nrdf")
 
 
+def _setting(task_results: Any, setting_prefix: str) -> Optional[str]:
+    """The first setting of a task's results starting with the prefix (None: none, or no results)."""
+    return next((s for s in task_results if s.startswith(setting_prefix)), None) if isinstance(task_results, dict) else None
+
+
 def _get(results: Dict, task: str, setting_prefix: str, prior: str, metric: str):
     """``results[task][setting][prior][metric]`` for the first setting starting with the prefix;
     ``(value, None)`` or ``(None, reason)``."""
@@ -63,7 +68,7 @@ def _get(results: Dict, task: str, setting_prefix: str, prior: str, metric: str)
     if not isinstance(t, dict) or "skipped" in t or "error" in t:
         why = (t or {}).get("skipped") or (t or {}).get("error") if isinstance(t, dict) else None
         return None, f"task {task} not run" + (f" ({why})" if why else "")
-    setting = next((s for s in t if s.startswith(setting_prefix)), None)
+    setting = _setting(t, setting_prefix)
     if setting is None:
         return None, f"{task}: no setting '{setting_prefix}'"
     e = t[setting].get(prior)
@@ -82,7 +87,7 @@ def _best_baseline(results: Dict, task: str, setting_prefix: str, metric: str):
     setting, or ``(None, None, reason)`` when none was or one of them has no number (a
     comparison with "every baseline" is only made when all of them ran)."""
     t = results.get(task)
-    setting = next((s for s in t if s.startswith(setting_prefix)), None) if isinstance(t, dict) else None
+    setting = _setting(t, setting_prefix)
     present = [b for b in BASELINES if setting is not None and b in t[setting]]
     if not present:
         return None, None, f"no baseline ({', '.join(BASELINES)}) benchmarked in {task}"
@@ -124,7 +129,7 @@ CI_LEVEL, CI_RESAMPLES = 0.95, 2000
 def _per_item(results: Dict, task: str, setting_prefix: str, prior: str, metric: str) -> Optional[List[float]]:
     """The per-item values of ``metric`` behind a mean (``PER_ITEM``), or None."""
     t = results.get(task)
-    setting = next((s for s in t if s.startswith(setting_prefix)), None) if isinstance(t, dict) else None
+    setting = _setting(t, setting_prefix)
     e = t[setting].get(prior) if setting is not None and isinstance(t[setting], dict) else None
     v = e.get(PER_ITEM, {}).get(metric) if is_metrics(e) and isinstance(e.get(PER_ITEM), dict) else None
     return v if isinstance(v, list) else None
