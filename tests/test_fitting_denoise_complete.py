@@ -127,6 +127,7 @@ def test_denoise_keeps_hands_uses_the_gender_and_resamples(tmp_path, bm, caplog)
     out = load_motion(tmp_path / "o1" / "walk_denoised.npz")
     np.testing.assert_array_equal(out.pose_hand, m.pose_hand[5:])
     np.testing.assert_array_equal(np.load(tmp_path / "o1" / "walk_denoised.npz")["poses"][:, 66:], m.pose_hand[5:])
+    assert int(np.load(tmp_path / "o1" / "walk_denoised.npz")["start_frame"]) == 5  # the offset travels with it
     assert out.gender == r.motion.gender == "neutral"  # the BodyModel passed in is the neutral stand-in
     models = tmp_path / "models" / "smpl"
     models.mkdir(parents=True)

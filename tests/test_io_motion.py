@@ -26,6 +26,11 @@ def test_motion_round_trip_and_errors(tmp_path):
     back = load_motion(tmp_path / "m.npz")
     np.testing.assert_allclose(back.pose_body, m.pose_body, atol=1e-6)
     assert back.fps == 60.0
+    save_motion(tmp_path / "e.npz", m, extra={"start_frame": np.asarray(7)})  # extra arrays ride along
+    assert int(np.load(tmp_path / "e.npz")["start_frame"]) == 7
+    np.testing.assert_allclose(load_motion(tmp_path / "e.npz").pose_body, m.pose_body, atol=1e-6)
+    with pytest.raises(ValueError, match="may not replace the AMASS keys"):
+        save_motion(tmp_path / "x.npz", m, extra={"trans": np.zeros((6, 3))})
     with pytest.raises(ValueError, match=r"pose_body must have shape \(6, 63\)"):
         Motion(np.zeros((6, 69), "f4"), np.zeros((6, 3), "f4"), np.zeros((6, 3), "f4"))
     bad = np.zeros((3, 63), "f4"); bad[1, 2] = np.nan

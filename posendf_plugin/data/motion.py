@@ -25,7 +25,7 @@ import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from ..io import load_npz, read_array, save_npz
 from ..rotations import axis_angle_to_quat, quat_slerp, quat_to_axis_angle
 from ..skeleton import pose_to_quat, pose_units_problem, quat_to_pose
 
-__all__ = ["Motion", "load_motion", "save_motion", "NUM_BETAS"]
+__all__ = ["Motion", "load_motion", "save_motion", "NUM_BETAS", "MOTION_KEYS"]
 
 NUM_BETAS = 16
 
@@ -109,8 +109,21 @@ class Motion:
         return np.concatenate([self.root_orient, self.pose_body, self.pose_hand], axis=1)
 
 
-def save_motion(path: Union[str, Path], motion: Motion) -> Path:
-    """Atomically write ``motion`` in the AMASS layout (see the module docstring)."""
+#: the arrays :func:`save_motion` writes (AMASS layout)
+MOTION_KEYS = ("root_orient", "pose_body", "pose_hand", "trans", "betas", "poses", "mocap_framerate", "gender")
+
+
+def save_motion(path: Union[str, Path], motion: Motion, extra: Optional[Mapping[str, np.ndarray]] = None) -> Path:
+    """Atomically write ``motion`` in the AMASS layout (see the module docstring).
+
+    ``extra``: further arrays stored beside the AMASS keys (e.g. the denoiser's ``start_frame``);
+    readers of the AMASS layout, :func:`load_motion` included, ignore them. A name that is one of
+    the layout's keys is refused (ValueError).
+    """
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(MOTION_KEYS))
+    if clash:
+        raise ValueError(f"save_motion: extra arrays may not replace the AMASS keys {clash}")
     betas = np.zeros(NUM_BETAS, np.float32)
     b = np.asarray(motion.betas, np.float32).reshape(-1)[:NUM_BETAS]
     betas[: len(b)] = b
@@ -124,6 +137,7 @@ def save_motion(path: Union[str, Path], motion: Motion) -> Path:
         poses=motion.poses.astype(np.float32),
         mocap_framerate=np.array(motion.fps, np.float64),
         gender=np.array(motion.gender),
+        **{k: np.asarray(v) for k, v in extra.items()},
     )
 
 

@@ -87,7 +87,8 @@ def _denoise(args: argparse.Namespace) -> int:
                        body_model=args.body_model, config=cfg, seed=args.seed, max_windows=args.max_windows,
                        start=args.start, progress=not args.quiet, fps=args.fps)
     m = r.metrics
-    print(f"{m['windows']} window(s), {m['frames']} frames, noise {m['noise_mm']:g} mm, prior {m['prior']}: "
+    span = f" (input frames {m['start_frame']}–{m['start_frame'] + m['frames'] - 1})" if m.get("start_frame", 0) else ""
+    print(f"{m['windows']} window(s), {m['frames']} frames{span}, noise {m['noise_mm']:g} mm, prior {m['prior']}: "
           f"MPJPE {m['mpjpe_mm']:.1f} mm (noisy input {m['noisy_mpjpe_mm']:.1f}), V2V {m['v2v_mm']:.1f} mm, "
           f"accel. error {m['accel_mm']:.1f} mm/frame² (noisy {m['noisy_accel_mm']:.1f}); outputs in {args.out}")
     return 0

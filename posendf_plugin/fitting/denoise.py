@@ -446,7 +446,8 @@ def denoise_motion(
     the output's ``gender`` names the model its ``betas`` belong to.
 
     Writes (when ``out_dir`` is given), atomically, after every window: ``<name>_denoised.npz``
-    (AMASS layout, the frames done so far), ``<name>_denoise.npz`` (joints: ground truth, noisy,
+    (AMASS layout, the frames done so far; its ``start_frame`` says which input frame — after any
+    ``fps`` resampling — is its frame 0), ``<name>_denoise.npz`` (joints: ground truth, noisy,
     denoised; per-window metrics), ``<name>_metrics.json``; at the end
     ``<name>_trajectories.png``.
 
@@ -526,7 +527,9 @@ def _assemble(motion: Motion, parts, wm, config: DenoiseConfig, prior: PosePrior
 
 
 def _write(out_dir: Path, name: str, res: DenoiseResult, config: DenoiseConfig, seed: int) -> None:
-    save_motion(out_dir / f"{name}_denoised.npz", res.motion)
+    # start_frame: the input frame (after any --fps resampling) the denoised motion's frame 0 is
+    save_motion(out_dir / f"{name}_denoised.npz", res.motion,
+                extra={"start_frame": np.asarray(int(res.metrics.get("start_frame", 0)), np.int64)})
     save_npz(out_dir / f"{name}_denoise.npz", gt_joints=res.gt_joints, noisy_joints=res.noisy_joints,
              joints=res.joints, window_metrics=np.asarray(json_text(res.window_metrics)),
              metrics=np.asarray(json_text(res.metrics)), config=np.asarray(json_text(config.to_dict())),
