@@ -382,12 +382,14 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
 
     mean = default_mean_pose().expand_as(poses)
     emit("mean pose", None, [_errors(torch.where(m[..., None], mean, poses), poses, m) for m in masks])
+    fills = [None] * len(masks)  # the kNN fill of each mask, computed once for every prior and setting
     if init == "knn":
         from posendf_plugin.fitting.completion import _reference
         from posendf_plugin.fitting.knn import knn_fill
 
         ref = _reference(reference)
-        emit("knn start", None, [_errors(knn_fill(poses, m, ref), poses, m) for m in masks])
+        fills = [knn_fill(poses, m, ref) for m in masks]
+        emit("knn start", None, [_errors(f, poses, m) for f, m in zip(fills, masks)])
     from posendf_plugin.fitting.completion import SHIPPED_WEIGHTS, _can_project
 
     steps = [None] if args.projection_steps is None else _ints(args.projection_steps, "--projection-steps")
@@ -405,9 +407,10 @@ def _completion(args, ctx: BenchContext, scales: Dict[str, List[float]]) -> int:
             grid = [(mode, {})]
         for label, kw in grid:
             per = []
-            for m in masks:
+            for m, fill in zip(masks, fills):
                 ev = evaluate_completion(prior, poses=poses, masks=[m], n_poses=n, seed=ctx.seed, iterations=200, init=init,
-                                         parameterisation=mode, reference=reference, **kw)
+                                         parameterisation=mode, reference=None if fill is not None else reference,
+                                         knn_starts=None if fill is None else [fill], **kw)
                 r = next(iter(ev.per_mask.values()))
                 per.append((r["angle_deg"], r["position_mm"]))
             emit(name, label, per)

@@ -422,7 +422,7 @@ def _knn_by_loop(poses, mask, reference, k):
         vis = ~mask[i]
         d = R.quat_geodesic_angle(reference[:, vis], poses[i, vis].expand_as(reference[:, vis])).sum(-1)
         idx = d.topk(min(k, len(reference)), largest=False).indices
-        out[i, mask[i]] = R.quat_mean(reference[idx][:, mask[i]], dim=0)
+        out[i, mask[i]] = R.quat_canonical(R.quat_mean(reference[idx][:, mask[i]], dim=0))
     return out
 
 
@@ -447,7 +447,9 @@ def test_knn_fill_takes_the_hidden_joints_from_the_nearest_poses():
     torch.testing.assert_close(knn_fill(q2, mask2, ref, k=7, chunk=3), _knn_by_loop(q2, mask2, ref, 7), atol=1e-5, rtol=0)
     # no known joint: the mean of the whole reference; k beyond the reference: all of it
     blind = knn_fill(poses[:1], torch.ones(1, 21, dtype=torch.bool), ref)
-    torch.testing.assert_close(blind[0], R.quat_mean(ref, dim=0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(blind[0], R.quat_canonical(R.quat_mean(ref, dim=0)), atol=1e-5, rtol=0)
+    # filled joints come as every pose read does, w >= 0 (a start's axis-angle the short way round)
+    assert bool((knn_fill(q2, mask2, -ref, k=7)[mask2][:, 0] >= 0).all())
     torch.testing.assert_close(knn_fill(poses, mask, ref[:4], k=50), knn_fill(poses, mask, ref[:4], k=4))
     # the values of unknown joints take no part, even NaN
     nan = torch.where(mask2[..., None], torch.full_like(q2, float("nan")), q2)
@@ -482,9 +484,12 @@ def test_completion_starts_from_the_knn_fill_by_default(tmp_path, capsys):
     torch.testing.assert_close(res.energy, res.energy_init)
     moved = C.complete_poses(q, mask, field, projection_steps=3)
     assert not torch.allclose(moved.quat, want)
-    # a fill computed once and handed in gives the same result as computing it inside
+    # a fill computed once and handed in gives the same result as computing it inside, also for a
+    # prior fitted in axis-angle (whose start depends on the quaternions' sign)
     again = C.complete_poses(q, mask, field, knn_start=want)
     torch.testing.assert_close(again.quat, res.quat)
+    gmm_in = C.complete_poses(q, mask, "gmm", iterations=5)
+    torch.testing.assert_close(C.complete_poses(q, mask, "gmm", iterations=5, knn_start=want).quat, gmm_in.quat)
     with pytest.raises(ValueError, match="knn_start"):
         C.complete_poses(q, mask, field, init="mean", knn_start=want)
     ev = C.evaluate_completion("none", poses=q, masks=["right_arm,head"], n_poses=6)

@@ -340,8 +340,8 @@ def _knn_start(q: torch.Tensor, m: torch.Tensor, reference, knn_k: int, knn_star
                progress: bool = False) -> torch.Tensor:
     """``(N, 21, 4)``: ``q``'s known joints, the unknown ones (``m``) from ``knn_start`` when given
     (a fill computed before), else filled from ``reference`` (:func:`knn_fill`)."""
-    if knn_start is None:
-        return knn_fill(q, m, _reference(reference), int(knn_k), progress=progress)
+    if knn_start is None:  # then read like a fill handed in, so both give the same start to the bit
+        knn_start = knn_fill(q, m, _reference(reference), int(knn_k), progress=progress)
     start = to_body_quat(knn_start, "knn_start").reshape(-1, NUM_BODY_JOINTS, 4).float()
     if start.shape != q.shape:
         raise ValueError(f"knn_start holds {tuple(start.shape)}, the poses {tuple(q.shape)}")
@@ -431,14 +431,21 @@ class CompletionEvaluation:
         return {"prior": self.prior, "n_poses": self.n_poses, "seed": self.seed, "per_mask": self.per_mask}
 
 
-def _angle_per_pose(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(N,)`` mean geodesic angle (degrees) over each pose's hidden joints (0 where none)."""
-    ang = torch.rad2deg(R.quat_geodesic_angle(pred, gt))  # (N, 21)
+def _joint_angles(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """``(N, 21)`` geodesic angle (degrees) between ``pred`` and ``gt`` per joint."""
+    return torch.rad2deg(R.quat_geodesic_angle(pred, gt))
+
+
+def _angle_per_pose(ang: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` mean of :func:`_joint_angles` ``ang`` over each pose's hidden joints (0 where none)."""
     return (ang * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
-def _errors(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> Tuple[float, float]:
-    ang = torch.rad2deg(R.quat_geodesic_angle(pred, gt))  # (N, 21)
+def _errors(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor,
+            ang: Optional[torch.Tensor] = None) -> Tuple[float, float]:
+    """Mean hidden-joint angle (degrees) and mean position error (mm) of the joints the hidden
+    ones move; ``ang``: :func:`_joint_angles` of ``pred`` and ``gt`` when already computed."""
+    ang = _joint_angles(pred, gt) if ang is None else ang
     angle = float((ang * mask).sum() / mask.sum().clamp(min=1))
     moved = moved_joints(mask)
     d = (body_joint_positions(pred) - body_joint_positions(gt)).norm(dim=-1)  # (N, 24)
@@ -511,15 +518,16 @@ def evaluate_completion(
                   complete_poses(q, m, "none", iterations=0, init=init).quat)
         mean_q = complete_poses(q, m, "none", iterations=0, init="mean").quat
         ident_q = complete_poses(q, m, "none", iterations=0, init="identity").quat
-        a, p = _errors(res.quat, q, m)
-        a0, p0 = _errors(init_q, q, m)
+        angles = {k: _joint_angles(x, q) for k, x in (("angle_deg", res.quat), ("init_angle_deg", init_q),
+                                                          ("identity_angle_deg", ident_q))}
+        a, p = _errors(res.quat, q, m, angles["angle_deg"])
+        a0, p0 = _errors(init_q, q, m, angles["init_angle_deg"])
         am, pm = _errors(mean_q, q, m)
-        ai, pi = _errors(ident_q, q, m)
+        ai, pi = _errors(ident_q, q, m, angles["identity_angle_deg"])
         ev.per_mask[str(spec)] = {
             "angle_deg": a, "position_mm": p, "init_angle_deg": a0, "init_position_mm": p0,
             "mean_angle_deg": am, "mean_position_mm": pm, "identity_angle_deg": ai, "identity_position_mm": pi,
             "energy": float(res.energy.mean()), "init_energy": float(res.energy_init.mean()), "poses": len(q),
         }
-        ev.per_pose[str(spec)] = {k: _angle_per_pose(x, q, m).tolist() for k, x in
-                                  (("angle_deg", res.quat), ("init_angle_deg", init_q), ("identity_angle_deg", ident_q))}
+        ev.per_pose[str(spec)] = {k: _angle_per_pose(ang, m).tolist() for k, ang in angles.items()}
     return ev

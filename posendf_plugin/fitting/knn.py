@@ -41,7 +41,8 @@ def knn_fill(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k
         chunk: poses compared with the whole reference at once (memory ``chunk × M × 21`` float32).
         progress: show a progress bar.
     Returns:
-        ``(N, 21, 4)``: known joints as given, unknown ones the chordal mean of the neighbours' joints.
+        ``(N, 21, 4)``: known joints as given, unknown ones the chordal mean of the neighbours' joints
+        (``w >= 0``).
         A pose with no known joint gets the mean of the whole reference.
     """
     check_shape(poses, (None, NUM_BODY_JOINTS, 4), "poses")
@@ -71,11 +72,12 @@ def knn_fill(poses: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor, k
         ang = torch.einsum("bjc,jcm->bjm", q, ref_t).abs_().clamp_(max=1.0).acos_()  # (B, 21, M)
         dist = torch.einsum("bjm,bj->bm", ang, known)  # (B, M); the factor 2 does not change the ranking
         idx = dist.topk(kk, dim=1, largest=False).indices  # (B, kk)
-        filled = R.quat_mean(ref[idx], dim=1).to(poses.dtype)  # (B, 21, 4)
+        # w >= 0, as every pose read (to_body_quat): a start's axis-angle is then the short way round
+        filled = R.quat_canonical(R.quat_mean(ref[idx], dim=1)).to(poses.dtype)  # (B, 21, 4)
         out[a:a + chunk] = torch.where(mask[a:a + chunk, :, None], filled, out[a:a + chunk])
         blind = ~known.bool().any(-1)
         if bool(blind.any()):
             if whole is None:
-                whole = R.quat_mean(ref, dim=0).to(poses.dtype)
+                whole = R.quat_canonical(R.quat_mean(ref, dim=0)).to(poses.dtype)
             out[a:a + chunk][blind] = whole
     return out
