@@ -610,3 +610,30 @@ def test_interpolation_steps_script(capsys):
     assert [r.split(" | ")[0] for r in rows] == ["| slerp", "| projected, max_step 1", "| projected, max_step 0.02"]
     assert IS.main(["--max-step", "0"]) == 2
     assert "--max-step" in capsys.readouterr().err
+
+
+def test_generation_frontier_script(tmp_path, capsys):
+    """benchmarks/generation_frontier.py: APD / FID of the priors' samples, the held-out and training
+    poses and the stretched training poses, as ratios to VPoser's; stretching raises the spread;
+    a Markdown table and a PNG; bad options give one line."""
+    from benchmarks import generation_frontier as GF
+    from posendf_plugin.data.default import default_pose_set
+
+    test, train = default_pose_set("test").quat[:300].float(), default_pose_set("train").quat[:400].float()
+    rows = GF.frontier_rows(test, train, {"vposer": train[:40]}, n=40, seed=0)
+    names = [r[1] for r in rows]
+    assert names[0] == "vposer samples" and "training poses" in names
+    apd = {name: a for _, name, a, _ in rows}
+    stretched = [apd[f"training poses, slerp from the mean pose t = {t:g}"] for t in GF.STRETCH]
+    assert apd["training poses"] < stretched[0] and stretched == sorted(stretched)  # farther from the mean: more spread
+    assert all(np.isfinite(f) and f >= 0 for *_, f in rows)
+    out = tmp_path / "fr"
+    assert GF.main(["--sources", "cmu", "--samples", "30", "--threads", "1", "--out", str(out)]) == 0
+    text = (out / "generation_frontier.md").read_text()
+    assert "| vposer samples | " in text and "| posendf samples | " in text and "× VPoser" in text
+    assert (out / "generation_frontier.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert GF.main(["--sources", "cmu", "--priors", "posendf", "--out", str(out)]) == 2
+    assert "must include vposer" in capsys.readouterr().err
+    assert GF.main(["--sources", "cmu", "--checkpoint", "gmm=x.pt", "--out", str(out)]) == 2
+    assert "--checkpoint 'gmm=x.pt'" in capsys.readouterr().err
