@@ -48,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import PRIOR_NAMES, BenchContext, PriorUnavailable, parse_checkpoints, write_json  # noqa: E402
+from benchmarks.common import PRIOR_NAMES, BenchContext, PriorUnavailable, parse_checkpoints, script_error, write_json  # noqa: E402
 from posendf_plugin.io import check_output_file  # noqa: E402
 from benchmarks.tasks import denoise as D  # noqa: E402
 from benchmarks.tasks import image_fit as T  # noqa: E402
@@ -128,9 +128,7 @@ def main(argv=None) -> int:
     try:
         return _run(args)
     except (ValueError, KeyError, OSError, PriorUnavailable) as e:  # bad input: one line, exit 2
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"calibrate.py: error: {msg}", file=sys.stderr)
-        return 2
+        return script_error("calibrate.py", e)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -423,6 +423,14 @@ def draw_skeleton(ax, pos: np.ndarray, colour="tab:blue") -> None:
     ax.axis("off")
 
 
+def script_error(script: str, error: BaseException) -> int:
+    """Report bad input to a benchmark script as one line on stderr, ``<script>: error: <message>``
+    (a KeyError's message without its quotes); returns the exit status 2."""
+    msg = error.args[0] if isinstance(error, KeyError) and error.args else error
+    print(f"{script}: error: {msg}", file=sys.stderr)
+    return 2
+
+
 def mpl():
     """Import matplotlib with the non-interactive backend; returns ``pyplot``."""
     import matplotlib

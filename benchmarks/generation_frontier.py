@@ -31,6 +31,8 @@ import torch
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import script_error  # noqa: E402
+
 #: slerp factors from the mean training pose (1 = the training poses as they are)
 STRETCH = (1.1, 1.2, 1.3, 1.4, 1.5, 1.7)
 #: shares of joints replaced by uniformly random rotations
@@ -177,9 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         png = _plot(per_source, out / "generation_frontier.png")
         print(f"wrote {out / 'generation_frontier.md'} and {png}")
     except (ValueError, FileNotFoundError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"generation_frontier.py: error: {msg}", file=sys.stderr)
-        return 2
+        return script_error("generation_frontier.py", e)
     return 0
 
 

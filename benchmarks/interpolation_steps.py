@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import BenchContext, PriorUnavailable, rms_deg  # noqa: E402
+from benchmarks.common import BenchContext, PriorUnavailable, rms_deg, script_error  # noqa: E402
 from benchmarks.tasks.interpolation import _slerp  # noqa: E402
 from posendf_plugin.rotations import nrdf_pose_distance  # noqa: E402
 
@@ -59,9 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _run(args, limits, weights)
     except (ValueError, FileNotFoundError, KeyError, PriorUnavailable) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"interpolation_steps.py: error: {msg}", file=sys.stderr)
-        return 2
+        return script_error("interpolation_steps.py", e)
 
 
 def _run(args: argparse.Namespace, limits, weights) -> int:

@@ -20,6 +20,11 @@ from typing import Optional, Sequence
 
 import torch
 
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import script_error  # noqa: E402
+
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from posendf_plugin.data.default import default_pose_set
@@ -56,9 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             d = nearest_geodesic(q.float(), ref.float())
             print(f"| {name} | {float(d.median()):.3f} | {float(d.quantile(0.1)):.3f} | {float(d.quantile(0.9)):.3f} |", flush=True)
     except (ValueError, FileNotFoundError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"split_distance.py: error: {msg}", file=sys.stderr)
-        return 2
+        return script_error("split_distance.py", e)
     return 0
 
 
