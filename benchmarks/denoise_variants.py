@@ -17,10 +17,14 @@ one seeded generator per window, the library's :func:`denoise_window` and schedu
   style it never saw;
 * ``cap:M:C:S`` — the margin term capped, ``min(max(f − M, 0), C)``: the full pull below
   ``M + C``, none beyond it (a frame whose data demand a pose the field puts that far is left
-  to the data); ``cap:0.05:1:1e-5`` is the shipped form (``DenoiseConfig.prior_cap``).
+  to the data); a fixed cap (session 20's shipped form was ``cap:0.05:1:1e-5``);
+* ``capn:M:C:Q:S`` — the same with the cap scaled by the measured input noise,
+  ``C · (σ̂ / 40 mm)^Q`` (``DenoiseConfig.cap_noise_exponent``); ``capn:0.05:1:1:1e-5`` is the
+  shipped form (``configs/denoise.yaml``).
 
-Every variant sets Pose-NDF's margin and cap itself (``cap`` through ``DenoiseConfig.prior_margin``
-and ``prior_cap``; the others uncapped): the config's ``prior_cap`` is not applied on top.
+Every variant sets Pose-NDF's margin and cap itself (``cap`` / ``capn`` through
+``DenoiseConfig.prior_margin``, ``prior_cap`` and ``cap_noise_exponent``; the others uncapped):
+the config's ``prior_cap`` is not applied on top.
 
 Besides the means, each variant's line gives its worst window against the first variant's
 (``worst +X mm``): a prior that fails badly on a few windows shows there.
@@ -77,6 +81,10 @@ def saturated(f: torch.Tensor, margin: float, cap: float) -> torch.Tensor:
     return x * cap / (x + cap)
 
 
+#: the --variant forms (module docstring)
+VARIANTS = "none | lin:S | margin:M:S | sqrt:EPS:S | log:EPS:S | sat:M:C:S | cap:M:C:S | capn:M:C:Q:S"
+
+
 def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseConfig) -> Tuple[PosePrior, DenoiseConfig]:
     """The prior and config of one ``--variant`` (see the module docstring)."""
     parts = spec.split(":")
@@ -85,20 +93,21 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
         nums = [float(x) for x in parts[1:]]
     except ValueError:
         raise SystemExit(f"--variant {spec!r}: numbers expected after the kind")
-    want = {"none": 0, "lin": 1, "margin": 2, "sqrt": 2, "log": 2, "sat": 3, "cap": 3}
+    want = {"none": 0, "lin": 1, "margin": 2, "sqrt": 2, "log": 2, "sat": 3, "cap": 3, "capn": 4}
     if kind not in want or len(nums) != want[kind]:
-        raise SystemExit(f"--variant {spec!r}: expected none, lin:S, margin:M:S, sqrt:EPS:S, log:EPS:S, sat:M:C:S or cap:M:C:S")
-    if kind in ("sat", "cap") and not (nums[0] >= 0 and nums[1] > 0):
-        raise SystemExit(f"--variant {spec!r}: {kind}:M:C:S needs M >= 0 and C > 0")
+        raise SystemExit(f"--variant {spec!r}: expected {VARIANTS.replace(' |', ',')}")
+    if kind in ("sat", "cap", "capn") and not (nums[0] >= 0 and nums[1] > 0):
+        raise SystemExit(f"--variant {spec!r}: {kind}:M:C:... needs M >= 0 and C > 0")
     if kind == "none":
         return none, base
     scale = {**dict(base.prior_scale), "posendf": nums[-1]}
-    margin = {**dict(base.prior_margin), "posendf": nums[0] if kind in ("margin", "cap") else 0.0}
+    margin = {**dict(base.prior_margin), "posendf": nums[0] if kind in ("margin", "cap", "capn") else 0.0}
     cap = {k: v for k, v in dict(base.prior_cap).items() if k != "posendf"}
-    if kind == "cap":
+    if kind in ("cap", "capn"):
         cap["posendf"] = nums[1]  # the config's own cap (DenoiseConfig.prior_cap)
     try:
-        cfg = dataclasses.replace(base, prior_scale=scale, prior_margin=margin, prior_cap=cap)
+        cfg = dataclasses.replace(base, prior_scale=scale, prior_margin=margin, prior_cap=cap,
+                                  cap_noise_exponent=nums[2] if kind == "capn" else 0.0)
     except ValueError as e:
         raise SystemExit(f"--variant {spec!r}: {e}")
     if kind == "sqrt":
@@ -112,7 +121,7 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", action="append", required=True, help="none | lin:S | margin:M:S | sqrt:EPS:S | log:EPS:S | sat:M:C:S")
+    ap.add_argument("--variant", action="append", required=True, help=VARIANTS)
     ap.add_argument("--data", default=None, metavar="DIR", help="motions (AMASS layout); default: the val split's clips")
     ap.add_argument("--checkpoint", default=None, metavar="MODEL.pt", help="Pose-NDF weights replacing the shipped ones")
     ap.add_argument("--noise-mm", type=float, default=40.0)
@@ -152,6 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         worst = int(np.argmax(window_mpjpe - first))
         print(spec, *(f"{k} {np.mean([m[k] for m in per]):.2f}" for k in ("mpjpe_mm", "v2v_mm", "accel_mm")),
               f"noise_estimate_mm {np.mean([m['noise_estimate_mm'] for m in per]):.1f}",
+              *([f"cap {np.mean([m['prior_cap'] for m in per]):.2f}"] if math.isfinite(per[0]["prior_cap"]) else []),
               f"worst {window_mpjpe[worst] - first[worst]:+.2f} mm (window {worst}, {wins[worst][0]})", flush=True)
         if args.by_true_f:
             frame_errors.append(torch.cat([1000 * mpjpe(a["joints"], a["gt_joints"]) for a, _ in runs]))

@@ -205,6 +205,30 @@ def test_denoise_prior_cap_leaves_poses_beyond_it_to_the_data(bm):
     assert cfg.cap_for("slope") == float("inf") and replace(cfg, prior_cap={"slope": 1.0}).cap_for("slope") == 1.0
 
 
+def test_denoise_cap_follows_the_measured_noise(bm):
+    """The cap is prior_cap × (σ̂ / reference_noise_mm)^cap_noise_exponent, σ̂ the input's measured
+    noise floored at MIN_NOISE_MM; exponent 0 keeps it fixed; priors without a cap stay uncapped."""
+    cfg = D.DenoiseConfig()
+    assert cfg.cap_noise_exponent == 1.0  # the shipped rule (configs/denoise.yaml)
+    assert cfg.cap_factor(0.020) == pytest.approx(0.5) and cfg.cap_factor(0.100) == pytest.approx(2.5)
+    assert cfg.cap_factor(0.0) == pytest.approx(D.MIN_NOISE_MM / 40.0)
+    assert replace(cfg, cap_noise_exponent=0.0).cap_factor(0.1) == 1.0
+    assert replace(cfg, cap_noise_exponent=2.0).cap_factor(0.020) == pytest.approx(0.25)
+    m = walking_motion(12)
+    run = replace(FAST, noise_mm=20.0, stages=(D.DenoiseStage(2, prior_weight=10.0),), prior_scale={"slope": 1.0},
+                  prior_cap={"slope": 1.0})
+    _, scaled = D.denoise_window(m, bm, _ConstantSlopePrior(), run, torch.Generator().manual_seed(3))
+    assert scaled["prior_cap"] == pytest.approx(run.cap_factor(scaled["noise_estimate_mm"] / 1000.0))
+    assert 0.3 < scaled["prior_cap"] < 0.7  # ≈ 20 / 40
+    _, fixed = D.denoise_window(m, bm, _ConstantSlopePrior(), replace(run, cap_noise_exponent=0.0), torch.Generator().manual_seed(3))
+    assert fixed["prior_cap"] == 1.0
+    _, uncapped = D.denoise_window(m, bm, _ConstantSlopePrior(), replace(run, prior_cap={}), torch.Generator().manual_seed(3))
+    assert uncapped["prior_cap"] == float("inf")
+    for bad in (-0.5, 5, True, "1"):
+        with pytest.raises(ValueError, match="cap_noise_exponent"):
+            D.DenoiseConfig(cap_noise_exponent=bad)
+
+
 @pytest.mark.parametrize("cap", [{"posendf": 0}, {"posendf": -1.0}, {"posendf": "x"}, {"posendf": True},
                                  {"posendf": float("inf")}, [1.0]])
 def test_denoise_prior_cap_checked(cap):

@@ -126,6 +126,11 @@ class DenoiseConfig(StagedFitConfig):
             there) — for rare real poses a field never saw (e.g. deep squats), which a linear
             term otherwise drags to a plausible-looking but wrong pose (Pose-NDF: 1, chosen on
             the val split and two held-out motion styles). Priors not listed: no cap.
+        cap_noise_exponent: ``Q``: the cap is ``prior_cap × (σ̂ / reference_noise_mm)^Q``, σ̂ the
+            noise measured in the window's input (:func:`estimate_joint_noise`, floored at
+            :data:`MIN_NOISE_MM`): noisier input puts a noisy fit's own poses further from the data,
+            while on clean input a frame the field scores far off is a rare real pose, not noise.
+            0 = a fixed cap.
         data_term: ``"squared"`` (mean squared joint distance, m²: the Gaussian likelihood; the
             default) or ``"distance"`` (mean joint distance, m: Pose-NDF's; use it with stage
             data weights / 10 and ``noise_exponent: 0`` to reproduce the earlier schedule).
@@ -151,6 +156,7 @@ class DenoiseConfig(StagedFitConfig):
         default_factory=lambda: {"none": 0.0, "posendf": 1e-5, "nrdf": 3e-6, "vposer": 1e-10, "gmm": 3e-9})
     prior_margin: Mapping[str, float] = field(default_factory=lambda: {"posendf": 0.05})
     prior_cap: Mapping[str, float] = field(default_factory=lambda: {"posendf": 1.0})
+    cap_noise_exponent: float = 1.0
     data_term: str = "squared"
     noise_exponent: float = 1.0
     reference_noise_mm: float = 40.0
@@ -172,6 +178,9 @@ class DenoiseConfig(StagedFitConfig):
             raise ValueError(f"data_term must be one of {DATA_TERMS}, got {self.data_term!r}")
         if not (isinstance(self.noise_exponent, (int, float)) and 0 <= self.noise_exponent <= 4):
             raise ValueError(f"noise_exponent must be a number in [0, 4], got {self.noise_exponent!r}")
+        if not (isinstance(self.cap_noise_exponent, (int, float)) and not isinstance(self.cap_noise_exponent, bool)
+                and 0 <= self.cap_noise_exponent <= 4):
+            raise ValueError(f"cap_noise_exponent must be a number in [0, 4], got {self.cap_noise_exponent!r}")
         if not (isinstance(self.reference_noise_mm, (int, float)) and self.reference_noise_mm > 0):
             raise ValueError(f"reference_noise_mm must be a positive number (mm), got {self.reference_noise_mm!r}")
         if not isinstance(self.prior_margin, Mapping):
@@ -193,6 +202,13 @@ class DenoiseConfig(StagedFitConfig):
     def cap_for(self, prior_name: str) -> float:
         """The ceiling of ``prior_name``'s per-frame term (``inf`` when not listed)."""
         return float(dict(self.prior_cap).get(prior_name, math.inf))
+
+    def cap_factor(self, measured_noise_m: float) -> float:
+        """Multiplier of every prior's cap for input whose measured noise is ``measured_noise_m``
+        (metres): ``(max(σ̂, MIN_NOISE_MM) / reference_noise_mm)^cap_noise_exponent``."""
+        if self.cap_noise_exponent == 0:
+            return 1.0
+        return (max(1000.0 * measured_noise_m, MIN_NOISE_MM) / self.reference_noise_mm) ** self.cap_noise_exponent
 
     def data_factor(self, measured_noise_m: float) -> float:
         """Multiplier of every stage's data weight for input whose measured noise is
@@ -346,6 +362,8 @@ def denoise_window(
     # the measured input noise sets the data weight (needs T >= 3, which it then requires)
     sigma = estimate_joint_noise(noisy) if config.noise_exponent or T >= 3 else float("nan")
     data_factor = config.data_factor(sigma) if config.noise_exponent else 1.0
+    if math.isfinite(cap) and config.cap_noise_exponent and math.isfinite(sigma):  # (measured whenever T >= 3)
+        cap = cap * config.cap_factor(sigma)
     params = [root, trans] + ([betas] if betas is not None else [])
     pose_params = [p for p in pose_var.parameters() if p.requires_grad]
     lr_scale = config.latent_lr_scale if pose_var.mode == "vposer_latent" else 1.0
@@ -392,6 +410,7 @@ def denoise_window(
             "noisy_accel_mm": 1000 * float(L.acceleration_error(noisy, gt_j)) if T >= 3 else float("nan"),
             "pa_mpjpe_mm": 1000 * float(L.pa_mpjpe(j, gt_j).mean()),
             "data_factor": float(data_factor),
+            "prior_cap": float(cap),
             "noise_estimate_mm": 1000 * sigma,
         }
         arrays = {
