@@ -31,9 +31,10 @@ distance for NRDF) and the shape by 10. Changes, each chosen on validation data 
   whose noise nobody states (Pose-NDF: mean distance at ``100 / (1 + s²)``, ``data_term:
   distance``, ``noise_exponent: 0``);
 * Pose-NDF's term is ``min(max(f − margin, 0), cap)`` per frame (``prior_margin`` 0.05,
-  ``prior_cap`` 1): below the margin the data decides, so rare real poses are not pulled towards
-  common ones, and beyond ``margin + cap`` too, so a pose the field never saw (a deep squat it
-  scores far off) is not dragged to a plausible-looking wrong one.
+  ``prior_cap`` 1 at 40 mm of measured input noise, scaled with it: ``cap_noise_exponent`` 1):
+  below the margin the data decides, so rare real poses are not pulled towards common ones, and
+  beyond ``margin + cap`` too, so a pose the field never saw (a deep squat it scores far off) is
+  not dragged to a plausible-looking wrong one — the cleaner the input, the sooner.
 """
 from __future__ import annotations
 
