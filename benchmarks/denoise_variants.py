@@ -18,12 +18,13 @@ one seeded generator per window, the library's :func:`denoise_window` and schedu
 * ``cap:M:C:S`` — the margin term capped, ``min(max(f − M, 0), C)``: the full pull below
   ``M + C``, none beyond it (a frame whose data demand a pose the field puts that far is left
   to the data); a fixed cap (session 20's shipped form was ``cap:0.05:1:1e-5``);
-* ``capn:M:C:Q:S`` — the same with the cap scaled by the measured input noise,
-  ``C · (σ̂ / 40 mm)^Q`` (``DenoiseConfig.cap_noise_exponent``); ``capn:0.05:1:1:1e-5`` is the
-  shipped form (``configs/denoise.yaml``).
+* ``capn:M:C:Q:X:S`` — the same with the cap scaled by the measured input noise,
+  ``C · min((σ̂ / 40 mm)^Q, X)`` (``DenoiseConfig.cap_noise_exponent`` / ``cap_noise_max``; X
+  may be ``inf``); ``capn:0.05:1:1:1:1e-5`` is the shipped form (``configs/denoise.yaml``).
 
 Every variant sets Pose-NDF's margin and cap itself (``cap`` / ``capn`` through
-``DenoiseConfig.prior_margin``, ``prior_cap`` and ``cap_noise_exponent``; the others uncapped):
+``DenoiseConfig.prior_margin``, ``prior_cap``, ``cap_noise_exponent`` and ``cap_noise_max``; the
+others uncapped):
 the config's ``prior_cap`` is not applied on top.
 
 Besides the means, each variant's line gives its worst window against the first variant's
@@ -82,7 +83,7 @@ def saturated(f: torch.Tensor, margin: float, cap: float) -> torch.Tensor:
 
 
 #: the --variant forms (module docstring)
-VARIANTS = "none | lin:S | margin:M:S | sqrt:EPS:S | log:EPS:S | sat:M:C:S | cap:M:C:S | capn:M:C:Q:S"
+VARIANTS = "none | lin:S | margin:M:S | sqrt:EPS:S | log:EPS:S | sat:M:C:S | cap:M:C:S | capn:M:C:Q:X:S"
 
 
 def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseConfig) -> Tuple[PosePrior, DenoiseConfig]:
@@ -93,7 +94,7 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
         nums = [float(x) for x in parts[1:]]
     except ValueError:
         raise SystemExit(f"--variant {spec!r}: numbers expected after the kind")
-    want = {"none": 0, "lin": 1, "margin": 2, "sqrt": 2, "log": 2, "sat": 3, "cap": 3, "capn": 4}
+    want = {"none": 0, "lin": 1, "margin": 2, "sqrt": 2, "log": 2, "sat": 3, "cap": 3, "capn": 5}
     if kind not in want or len(nums) != want[kind]:
         raise SystemExit(f"--variant {spec!r}: expected {VARIANTS.replace(' |', ',')}")
     if kind in ("sat", "cap", "capn") and not (nums[0] >= 0 and nums[1] > 0):
@@ -107,7 +108,8 @@ def parse_variant(spec: str, posendf: PosePrior, none: PosePrior, base: DenoiseC
         cap["posendf"] = nums[1]  # the config's own cap (DenoiseConfig.prior_cap)
     try:
         cfg = dataclasses.replace(base, prior_scale=scale, prior_margin=margin, prior_cap=cap,
-                                  cap_noise_exponent=nums[2] if kind == "capn" else 0.0)
+                                  cap_noise_exponent=nums[2] if kind == "capn" else 0.0,
+                                  cap_noise_max=nums[3] if kind == "capn" else base.cap_noise_max)
     except ValueError as e:
         raise SystemExit(f"--variant {spec!r}: {e}")
     if kind == "sqrt":

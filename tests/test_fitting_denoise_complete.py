@@ -206,11 +206,13 @@ def test_denoise_prior_cap_leaves_poses_beyond_it_to_the_data(bm):
 
 
 def test_denoise_cap_follows_the_measured_noise(bm):
-    """The cap is prior_cap × (σ̂ / reference_noise_mm)^cap_noise_exponent, σ̂ the input's measured
-    noise floored at MIN_NOISE_MM; exponent 0 keeps it fixed; priors without a cap stay uncapped."""
+    """The cap is prior_cap × min((σ̂ / reference_noise_mm)^cap_noise_exponent, cap_noise_max), σ̂ the
+    input's measured noise floored at MIN_NOISE_MM; exponent 0 keeps it fixed; priors without a cap
+    stay uncapped."""
     cfg = D.DenoiseConfig()
     assert cfg.cap_noise_exponent == 1.0  # the shipped rule (configs/denoise.yaml)
-    assert cfg.cap_factor(0.020) == pytest.approx(0.5) and cfg.cap_factor(0.100) == pytest.approx(2.5)
+    assert cfg.cap_factor(0.020) == pytest.approx(0.5) and cfg.cap_factor(0.100) == 1.0  # never above the cap
+    assert replace(cfg, cap_noise_max=float("inf")).cap_factor(0.100) == pytest.approx(2.5)
     assert cfg.cap_factor(0.0) == pytest.approx(D.MIN_NOISE_MM / 40.0)
     assert replace(cfg, cap_noise_exponent=0.0).cap_factor(0.1) == 1.0
     assert replace(cfg, cap_noise_exponent=2.0).cap_factor(0.020) == pytest.approx(0.25)
@@ -227,6 +229,9 @@ def test_denoise_cap_follows_the_measured_noise(bm):
     for bad in (-0.5, 5, True, "1"):
         with pytest.raises(ValueError, match="cap_noise_exponent"):
             D.DenoiseConfig(cap_noise_exponent=bad)
+    for bad in (0.5, True, "2", float("nan")):
+        with pytest.raises(ValueError, match="cap_noise_max"):
+            D.DenoiseConfig(cap_noise_max=bad)
 
 
 @pytest.mark.parametrize("cap", [{"posendf": 0}, {"posendf": -1.0}, {"posendf": "x"}, {"posendf": True},

@@ -31,7 +31,7 @@ distance for NRDF) and the shape by 10. Changes, each chosen on validation data 
   whose noise nobody states (Pose-NDF: mean distance at ``100 / (1 + s²)``, ``data_term:
   distance``, ``noise_exponent: 0``);
 * Pose-NDF's term is ``min(max(f − margin, 0), cap)`` per frame (``prior_margin`` 0.05,
-  ``prior_cap`` 1 at 40 mm of measured input noise, scaled with it: ``cap_noise_exponent`` 1):
+  ``prior_cap`` 1, times the measured input noise / 40 mm when below it: ``cap_noise_exponent`` 1):
   below the margin the data decides, so rare real poses are not pulled towards common ones, and
   beyond ``margin + cap`` too, so a pose the field never saw (a deep squat it scores far off) is
   not dragged to a plausible-looking wrong one — the cleaner the input, the sooner.
@@ -127,11 +127,14 @@ class DenoiseConfig(StagedFitConfig):
             there) — for rare real poses a field never saw (e.g. deep squats), which a linear
             term otherwise drags to a plausible-looking but wrong pose (Pose-NDF: 1, chosen on
             the val split and two held-out motion styles). Priors not listed: no cap.
-        cap_noise_exponent: ``Q``: the cap is ``prior_cap × (σ̂ / reference_noise_mm)^Q``, σ̂ the
-            noise measured in the window's input (:func:`estimate_joint_noise`, floored at
-            :data:`MIN_NOISE_MM`): noisier input puts a noisy fit's own poses further from the data,
-            while on clean input a frame the field scores far off is a rare real pose, not noise.
-            0 = a fixed cap.
+        cap_noise_exponent: ``Q``: the cap is ``prior_cap × min((σ̂ / reference_noise_mm)^Q,
+            cap_noise_max)``, σ̂ the noise measured in the window's input
+            (:func:`estimate_joint_noise`, floored at :data:`MIN_NOISE_MM`): on clean input a
+            frame the field scores far off is a rare real pose, not noise, so the cap shrinks
+            with the noise. 0 = a fixed cap.
+        cap_noise_max: the largest factor of that rule (1: the cap never grows above
+            ``prior_cap``; ``inf``: it grows with the noise too — at 100 mm that let the field drag
+            rare real poses again, benchmarks/RESULTS.md).
         data_term: ``"squared"`` (mean squared joint distance, m²: the Gaussian likelihood; the
             default) or ``"distance"`` (mean joint distance, m: Pose-NDF's; use it with stage
             data weights / 10 and ``noise_exponent: 0`` to reproduce the earlier schedule).
@@ -158,6 +161,7 @@ class DenoiseConfig(StagedFitConfig):
     prior_margin: Mapping[str, float] = field(default_factory=lambda: {"posendf": 0.05})
     prior_cap: Mapping[str, float] = field(default_factory=lambda: {"posendf": 1.0})
     cap_noise_exponent: float = 1.0
+    cap_noise_max: float = 1.0
     data_term: str = "squared"
     noise_exponent: float = 1.0
     reference_noise_mm: float = 40.0
@@ -182,6 +186,9 @@ class DenoiseConfig(StagedFitConfig):
         if not (isinstance(self.cap_noise_exponent, (int, float)) and not isinstance(self.cap_noise_exponent, bool)
                 and 0 <= self.cap_noise_exponent <= 4):
             raise ValueError(f"cap_noise_exponent must be a number in [0, 4], got {self.cap_noise_exponent!r}")
+        if not (isinstance(self.cap_noise_max, (int, float)) and not isinstance(self.cap_noise_max, bool)
+                and self.cap_noise_max >= 1):
+            raise ValueError(f"cap_noise_max must be a number >= 1 (inf: no limit), got {self.cap_noise_max!r}")
         if not (isinstance(self.reference_noise_mm, (int, float)) and self.reference_noise_mm > 0):
             raise ValueError(f"reference_noise_mm must be a positive number (mm), got {self.reference_noise_mm!r}")
         if not isinstance(self.prior_margin, Mapping):
@@ -206,10 +213,11 @@ class DenoiseConfig(StagedFitConfig):
 
     def cap_factor(self, measured_noise_m: float) -> float:
         """Multiplier of every prior's cap for input whose measured noise is ``measured_noise_m``
-        (metres): ``(max(σ̂, MIN_NOISE_MM) / reference_noise_mm)^cap_noise_exponent``."""
+        (metres): ``min((max(σ̂, MIN_NOISE_MM) / reference_noise_mm)^cap_noise_exponent, cap_noise_max)``."""
         if self.cap_noise_exponent == 0:
             return 1.0
-        return (max(1000.0 * measured_noise_m, MIN_NOISE_MM) / self.reference_noise_mm) ** self.cap_noise_exponent
+        ratio = max(1000.0 * measured_noise_m, MIN_NOISE_MM) / self.reference_noise_mm
+        return min(ratio ** self.cap_noise_exponent, float(self.cap_noise_max))
 
     def data_factor(self, measured_noise_m: float) -> float:
         """Multiplier of every stage's data weight for input whose measured noise is
