@@ -163,7 +163,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         worst = int(np.argmax(window_mpjpe - first))
         print(spec, *(f"{k} {np.mean([m[k] for m in per]):.2f}" for k in ("mpjpe_mm", "v2v_mm", "accel_mm")),
               f"noise_estimate_mm {np.mean([m['noise_estimate_mm'] for m in per]):.1f}",
-              *([f"cap {np.mean([m['prior_cap'] for m in per]):.2f}"] if math.isfinite(per[0]["prior_cap"]) else []),
+              *([f"cap {np.mean([m['prior_cap'] for m in per]):.2f}"] if "prior_cap" in per[0] else []),
               f"worst {window_mpjpe[worst] - first[worst]:+.2f} mm (window {worst}, {wins[worst][0]})", flush=True)
         if args.by_true_f:
             frame_errors.append(torch.cat([1000 * mpjpe(a["joints"], a["gt_joints"]) for a, _ in runs]))

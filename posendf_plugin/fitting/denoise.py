@@ -419,9 +419,10 @@ def denoise_window(
             "noisy_accel_mm": 1000 * float(L.acceleration_error(noisy, gt_j)) if T >= 3 else float("nan"),
             "pa_mpjpe_mm": 1000 * float(L.pa_mpjpe(j, gt_j).mean()),
             "data_factor": float(data_factor),
-            "prior_cap": float(cap),
             "noise_estimate_mm": 1000 * sigma,
         }
+        if math.isfinite(cap):  # the per-frame term's ceiling this window used (absent: uncapped)
+            metrics["prior_cap"] = float(cap)
         arrays = {
             "pose_body": pose.detach().float(), "root_orient": root.detach().float(), "trans": trans.detach().float(),
             "betas": fb.detach().reshape(-1).float(), "joints": j.float(), "gt_joints": gt_j.float(), "noisy_joints": noisy.float(),
