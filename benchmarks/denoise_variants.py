@@ -24,8 +24,7 @@ one seeded generator per window, the library's :func:`denoise_window` and schedu
 
 Every variant sets Pose-NDF's margin and cap itself (``cap`` / ``capn`` through
 ``DenoiseConfig.prior_margin``, ``prior_cap``, ``cap_noise_exponent`` and ``cap_noise_max``; the
-others uncapped):
-the config's ``prior_cap`` is not applied on top.
+others uncapped): the config's ``prior_cap`` is not applied on top.
 
 Besides the means, each variant's line gives its worst window against the first variant's
 (``worst +X mm``): a prior that fails badly on a few windows shows there.

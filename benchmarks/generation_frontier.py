@@ -41,13 +41,6 @@ RANDOM_SHARES = (0.1, 0.2, 0.3)
 APD_TARGET = 1.5
 
 
-def _features(q: torch.Tensor) -> torch.Tensor:
-    """``(N, 69)`` positions (cm) of joints 1..23 of the rest skeleton (the root is fixed)."""
-    from posendf_plugin.metrics import joint_positions
-
-    return 100.0 * joint_positions(q)[:, 1:].reshape(len(q), -1)
-
-
 def frontier_rows(test: torch.Tensor, train: torch.Tensor, samples: Dict[str, torch.Tensor], n: int,
                   seed: int = 0) -> List[Tuple[str, str, float, float]]:
     """Rows ``(kind, name, APD cm, FID)`` for one source.
@@ -59,15 +52,17 @@ def frontier_rows(test: torch.Tensor, train: torch.Tensor, samples: Dict[str, to
         n: poses per constructed set.
         seed: picks the poses and the random joints.
     """
+    from benchmarks.tasks.generation import fid_features
     from posendf_plugin import rotations as R
     from posendf_plugin.metrics import apd_cm, fid, joint_positions
 
-    ref = _features(test)
+    ref = fid_features(joint_positions(test))
     rng = np.random.default_rng(seed)
     rows: List[Tuple[str, str, float, float]] = []
 
     def add(kind: str, name: str, q: torch.Tensor) -> None:
-        rows.append((kind, name, apd_cm(joint_positions(q)), fid(_features(q), ref)))
+        pos = joint_positions(q)
+        rows.append((kind, name, apd_cm(pos), fid(fid_features(pos), ref)))
 
     for name, q in samples.items():
         add("prior", f"{name} samples", q)

@@ -41,6 +41,12 @@ _N_SAMPLES_QUICK = 250  # the quick default run (sampling the NDFs dominates its
 _GRID = 8
 
 
+def fid_features(pos: torch.Tensor) -> torch.Tensor:
+    """``(N, 69)`` FID features of joint positions ``pos (N, 24, 3)`` (metres,
+    :func:`joint_positions`): joints 1..23 in cm (the root joint is fixed)."""
+    return 100.0 * pos[:, 1:].reshape(len(pos), -1)
+
+
 def _metrics(q: torch.Tensor, ref_feat: torch.Tensor, train: torch.Tensor, tau: float, d: Optional[torch.Tensor] = None,
              apd: Optional[float] = None) -> Dict[str, float]:
     """Metrics of samples ``q (N, 21, 4)``; ``d`` (dNN per sample) and ``apd`` when already known."""
@@ -49,7 +55,7 @@ def _metrics(q: torch.Tensor, ref_feat: torch.Tensor, train: torch.Tensor, tau: 
     return {
         "n": int(len(q)),
         "apd_cm": apd_cm(pos) if apd is None else apd,
-        "fid": fid(100.0 * pos[:, 1:].reshape(len(q), -1), ref_feat),
+        "fid": fid(fid_features(pos), ref_feat),
         "dnn_rad": float(d.mean()),
         "dnn_rms_deg": float(rms_deg(d).mean()),
         "plausible_share": float((d <= tau).float().mean()),
@@ -60,7 +66,7 @@ def run(ctx: BenchContext) -> Dict:
     n = ctx.pick(20, _N_SAMPLES_QUICK, _N_SAMPLES)
     test = ctx.test_poses()
     train = ctx.train_poses().to(ctx.device)
-    ref_feat = 100.0 * joint_positions(test)[:, 1:].reshape(len(test), -1)  # the root joint is fixed
+    ref_feat = fid_features(joint_positions(test))
     # plausibility threshold: 95th percentile of held-out poses' distance to the training set
     g = ctx.rng(11)
     idx = torch.as_tensor(np.sort(g.choice(len(test), min(n, len(test)), replace=False)))

@@ -216,7 +216,7 @@ class DenoiseConfig(StagedFitConfig):
         (metres): ``min((max(σ̂, MIN_NOISE_MM) / reference_noise_mm)^cap_noise_exponent, cap_noise_max)``."""
         if self.cap_noise_exponent == 0:
             return 1.0
-        ratio = max(1000.0 * measured_noise_m, MIN_NOISE_MM) / self.reference_noise_mm
+        ratio = _floored_noise_mm(measured_noise_m) / self.reference_noise_mm
         return min(ratio ** self.cap_noise_exponent, float(self.cap_noise_max))
 
     def data_factor(self, measured_noise_m: float) -> float:
@@ -224,7 +224,13 @@ class DenoiseConfig(StagedFitConfig):
         ``measured_noise_m`` (metres): ``(reference_noise_mm / max(σ̂, MIN_NOISE_MM))^noise_exponent``."""
         if self.noise_exponent == 0:
             return 1.0
-        return (self.reference_noise_mm / max(1000.0 * measured_noise_m, MIN_NOISE_MM)) ** self.noise_exponent
+        return (self.reference_noise_mm / _floored_noise_mm(measured_noise_m)) ** self.noise_exponent
+
+
+def _floored_noise_mm(measured_noise_m: float) -> float:
+    """A window's measured input noise in mm, floored at :data:`MIN_NOISE_MM` (the data weight's
+    and the cap's measure of how noisy the input is)."""
+    return max(1000.0 * measured_noise_m, MIN_NOISE_MM)
 
 
 def load_denoise_config(path: Union[str, Path]) -> DenoiseConfig:
@@ -371,7 +377,7 @@ def denoise_window(
     # the measured input noise sets the data weight (needs T >= 3, which it then requires)
     sigma = estimate_joint_noise(noisy) if config.noise_exponent or T >= 3 else float("nan")
     data_factor = config.data_factor(sigma) if config.noise_exponent else 1.0
-    if math.isfinite(cap) and config.cap_noise_exponent and math.isfinite(sigma):  # (measured whenever T >= 3)
+    if math.isfinite(cap) and math.isfinite(sigma):  # (sigma is measured whenever T >= 3)
         cap = cap * config.cap_factor(sigma)
     params = [root, trans] + ([betas] if betas is not None else [])
     pose_params = [p for p in pose_var.parameters() if p.requires_grad]
